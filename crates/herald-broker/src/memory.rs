@@ -1,0 +1,366 @@
+//! The in-memory engine: one node, no dependencies, the default.
+//!
+//! Channels are spread over shards by hash, each shard a mutex over a map, so two
+//! cores publishing to different channels rarely meet. A publish takes the
+//! channel's shard lock, assigns the offset, appends to the ring and hands the
+//! message to the handler before releasing it: that is what keeps delivery in
+//! offset order. The handler only queues, so the lock is held for microseconds.
+//!
+//! A channel's state is dropped (and a later publish starts a new epoch) only when
+//! no node subscriber holds it and its history is empty; so a quiet channel with
+//! listeners keeps its epoch and nobody gets a needless reset.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use herald_protocol::{AppName, Envelope};
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::broker::{
+    Broker, BrokerError, BrokerHandler, ChannelKey, HistoryPolicy, HistoryRead, Publication, Published,
+};
+use crate::presence::{Member, Presence, PresenceEntry, PresenceEvent};
+use crate::{new_epoch, now_millis};
+
+const SHARDS: usize = 64;
+
+struct Stored {
+    msg: Arc<Envelope>,
+    at: Instant,
+}
+
+struct ChannelState {
+    epoch: Arc<str>,
+    top: u64,
+    ring: VecDeque<Stored>,
+    subscribers: usize,
+}
+
+impl ChannelState {
+    fn new() -> Self {
+        Self {
+            epoch: new_epoch(),
+            top: 0,
+            ring: VecDeque::new(),
+            subscribers: 0,
+        }
+    }
+
+    fn trim(&mut self, policy: HistoryPolicy, now: Instant) {
+        while self.ring.len() > policy.size {
+            self.ring.pop_front();
+        }
+        while let Some(front) = self.ring.front() {
+            if now.duration_since(front.at) >= policy.ttl {
+                self.ring.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+/// A connection's presence entry, its expiry, and a sequence number (newest info wins).
+type PresenceSlot = (PresenceEntry, Instant, u64);
+
+type IdemResult = Result<(u64, Vec<Published>), BrokerError>;
+
+struct IdemEntry {
+    cell: Arc<tokio::sync::OnceCell<(u64, Vec<Published>)>>,
+    expires: Instant,
+}
+
+/// The in-memory [`Broker`] and [`Presence`] engine.
+pub struct MemoryBroker {
+    shards: Vec<Mutex<HashMap<ChannelKey, ChannelState>>>,
+    handler: OnceLock<Arc<dyn BrokerHandler>>,
+    idempotency: Mutex<HashMap<(AppName, String), IdemEntry>>,
+    presence: Mutex<HashMap<ChannelKey, HashMap<String, PresenceSlot>>>,
+    presence_seq: std::sync::atomic::AtomicU64,
+}
+
+impl Default for MemoryBroker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBroker {
+    /// An empty broker.
+    pub fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            handler: OnceLock::new(),
+            idempotency: Mutex::new(HashMap::new()),
+            presence: Mutex::new(HashMap::new()),
+            presence_seq: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, key: &ChannelKey) -> &Mutex<HashMap<ChannelKey, ChannelState>> {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    fn append(&self, app: &AppName, publication: &Publication) -> Vec<Published> {
+        let ts = now_millis();
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(publication.targets.len());
+        for (channel, policy) in &publication.targets {
+            let key = ChannelKey::new(app.clone(), channel.clone());
+            let mut shard = self.shard(&key).lock();
+            let state = shard.entry(key).or_insert_with(ChannelState::new);
+            state.top += 1;
+            let msg = Arc::new(Envelope {
+                channel: channel.clone(),
+                offset: state.top,
+                epoch: state.epoch.clone(),
+                event: publication.event.clone(),
+                data: publication.data.clone(),
+                ts,
+            });
+            if policy.size > 0 {
+                state.ring.push_back(Stored {
+                    msg: msg.clone(),
+                    at: now,
+                });
+            }
+            state.trim(*policy, now);
+            out.push(Published {
+                channel: channel.clone(),
+                offset: msg.offset,
+                epoch: msg.epoch.clone(),
+            });
+            if let Some(h) = self.handler.get() {
+                h.on_message(app, msg);
+            }
+        }
+        out
+    }
+
+    /// Drops channel states that nobody listens to and whose history is empty, and
+    /// idempotency keys past their window. Called periodically by the node.
+    pub fn evict_idle(&self, policy_of: impl Fn(&ChannelKey) -> HistoryPolicy) {
+        let now = Instant::now();
+        for shard in &self.shards {
+            let mut shard = shard.lock();
+            shard.retain(|key, state| {
+                state.trim(policy_of(key), now);
+                state.subscribers > 0 || !state.ring.is_empty()
+            });
+        }
+        self.idempotency.lock().retain(|_, e| e.expires > now);
+    }
+
+    /// The number of channel states held (for tests and metrics).
+    pub fn channel_count(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    fn set_handler(&self, handler: Arc<dyn BrokerHandler>) {
+        let _ = self.handler.set(handler);
+    }
+
+    async fn publish(&self, publication: Publication) -> Result<Vec<Published>, BrokerError> {
+        let app = publication.app.clone();
+        let Some(idem) = publication.idempotency.clone() else {
+            return Ok(self.append(&app, &publication));
+        };
+        let now = Instant::now();
+        let cell = {
+            let mut map = self.idempotency.lock();
+            let entry = map
+                .entry((app.clone(), idem.key.clone()))
+                .or_insert_with(|| IdemEntry {
+                    cell: Arc::new(tokio::sync::OnceCell::new()),
+                    expires: now + idem.window,
+                });
+            if entry.expires <= now {
+                *entry = IdemEntry {
+                    cell: Arc::new(tokio::sync::OnceCell::new()),
+                    expires: now + idem.window,
+                };
+            }
+            entry.cell.clone()
+        };
+        let result: IdemResult = cell
+            .get_or_try_init(|| async { Ok((idem.fingerprint, self.append(&app, &publication))) })
+            .await
+            .cloned();
+        let (fingerprint, published) = result?;
+        if fingerprint != idem.fingerprint {
+            return Err(BrokerError::IdempotencyConflict);
+        }
+        Ok(published)
+    }
+
+    async fn history(
+        &self,
+        key: &ChannelKey,
+        policy: HistoryPolicy,
+        since: u64,
+        limit: usize,
+    ) -> Result<HistoryRead, BrokerError> {
+        let mut shard = self.shard(key).lock();
+        let state = shard.entry(key.clone()).or_insert_with(ChannelState::new);
+        state.trim(policy, Instant::now());
+        let oldest = state.ring.front().map(|s| s.msg.offset).unwrap_or(state.top + 1);
+        let complete = since >= state.top || oldest <= since + 1;
+        let messages = state
+            .ring
+            .iter()
+            .filter(|s| s.msg.offset > since)
+            .take(limit)
+            .map(|s| s.msg.clone())
+            .collect();
+        Ok(HistoryRead {
+            epoch: state.epoch.clone(),
+            top: state.top,
+            messages,
+            complete,
+        })
+    }
+
+    async fn subscribe(&self, key: &ChannelKey) -> Result<(), BrokerError> {
+        let mut shard = self.shard(key).lock();
+        shard
+            .entry(key.clone())
+            .or_insert_with(ChannelState::new)
+            .subscribers += 1;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, key: &ChannelKey) -> Result<(), BrokerError> {
+        let mut shard = self.shard(key).lock();
+        if let Some(state) = shard.get_mut(key) {
+            state.subscribers = state.subscribers.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    async fn broadcast(&self, key: &ChannelKey, payload: Arc<str>) -> Result<(), BrokerError> {
+        if let Some(h) = self.handler.get() {
+            h.on_control(key, payload);
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Presence for MemoryBroker {
+    async fn join(
+        &self,
+        key: &ChannelKey,
+        client: &str,
+        entry: PresenceEntry,
+        ttl: Duration,
+    ) -> Result<bool, BrokerError> {
+        if entry.user.is_empty() {
+            return Ok(false);
+        }
+        let now = Instant::now();
+        let seq = self
+            .presence_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut map = self.presence.lock();
+        let clients = map.entry(key.clone()).or_default();
+        let user_was_here = clients
+            .iter()
+            .any(|(c, (e, exp, _))| c != client && e.user == entry.user && *exp > now);
+        let prior = clients.insert(client.to_owned(), (entry.clone(), now + ttl, seq));
+        let was_here = user_was_here || prior.is_some_and(|(e, exp, _)| e.user == entry.user && exp > now);
+        Ok(!was_here)
+    }
+
+    async fn leave(&self, key: &ChannelKey, client: &str) -> Result<Option<PresenceEntry>, BrokerError> {
+        let now = Instant::now();
+        let mut map = self.presence.lock();
+        let Some(clients) = map.get_mut(key) else {
+            return Ok(None);
+        };
+        let Some((entry, _, _)) = clients.remove(client) else {
+            return Ok(None);
+        };
+        let still = clients
+            .values()
+            .any(|(e, exp, _)| e.user == entry.user && *exp > now);
+        if clients.is_empty() {
+            map.remove(key);
+        }
+        Ok(if still { None } else { Some(entry) })
+    }
+
+    async fn members(&self, key: &ChannelKey) -> Result<Vec<Member>, BrokerError> {
+        let now = Instant::now();
+        let map = self.presence.lock();
+        let Some(clients) = map.get(key) else {
+            return Ok(Vec::new());
+        };
+        let mut by_user: HashMap<&str, (u32, u64, &str)> = HashMap::new();
+        for (entry, exp, seq) in clients.values() {
+            if *exp <= now {
+                continue;
+            }
+            let slot = by_user.entry(&entry.user).or_insert((0, 0, "null"));
+            slot.0 += 1;
+            if *seq >= slot.1 {
+                slot.1 = *seq;
+                slot.2 = &entry.info;
+            }
+        }
+        let mut members: Vec<Member> = by_user
+            .into_iter()
+            .map(|(user, (connections, _, info))| Member {
+                user: user.to_owned(),
+                info: serde_json::from_str(info).unwrap_or(serde_json::Value::Null),
+                connections,
+            })
+            .collect();
+        members.sort_by(|a, b| a.user.cmp(&b.user));
+        Ok(members)
+    }
+
+    async fn sweep(&self) -> Result<Vec<PresenceEvent>, BrokerError> {
+        let now = Instant::now();
+        let mut left = Vec::new();
+        let mut map = self.presence.lock();
+        for (key, clients) in map.iter_mut() {
+            let expired: Vec<PresenceEntry> = clients
+                .values()
+                .filter(|(_, exp, _)| *exp <= now)
+                .map(|(e, _, _)| e.clone())
+                .collect();
+            if expired.is_empty() {
+                continue;
+            }
+            clients.retain(|_, (_, exp, _)| *exp > now);
+            for entry in expired {
+                let still = clients.values().any(|(e, _, _)| e.user == entry.user);
+                let dup = left
+                    .iter()
+                    .any(|ev: &PresenceEvent| ev.key == *key && ev.entry.user == entry.user);
+                if !still && !dup {
+                    left.push(PresenceEvent {
+                        key: key.clone(),
+                        entry,
+                    });
+                }
+            }
+        }
+        map.retain(|_, clients| !clients.is_empty());
+        Ok(left)
+    }
+}

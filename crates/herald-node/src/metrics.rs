@@ -1,0 +1,138 @@
+//! Prometheus metrics of one node, in a registry owned by the node (no globals, so
+//! several servers can run in one test process).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// The node's metrics.
+pub struct Metrics {
+    registry: Registry,
+    connections: Family<Labels, Gauge>,
+    delivered: Family<Labels, Counter>,
+    bytes_out: Family<Labels, Counter>,
+    published: Counter,
+    bytes_in: Counter,
+    resets: Counter,
+    lagged: Counter,
+    latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let connections = Family::<Labels, Gauge>::default();
+        let delivered = Family::<Labels, Counter>::default();
+        let bytes_out = Family::<Labels, Counter>::default();
+        let published = Counter::default();
+        let bytes_in = Counter::default();
+        let resets = Counter::default();
+        let lagged = Counter::default();
+        let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "herald_connections",
+            "Open client connections by transport",
+            connections.clone(),
+        );
+        registry.register(
+            "herald_messages_delivered",
+            "Messages written to clients by transport",
+            delivered.clone(),
+        );
+        registry.register(
+            "herald_bytes_delivered",
+            "Bytes written to clients by transport",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "herald_messages_published",
+            "Messages appended to channels",
+            published.clone(),
+        );
+        registry.register(
+            "herald_bytes_published",
+            "Bytes of message data published",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "herald_resets",
+            "Reset events sent (history no longer reached back)",
+            resets.clone(),
+        );
+        registry.register(
+            "herald_lagged_catchups",
+            "Times a slow connection's queue overflowed and it caught up from history",
+            lagged.clone(),
+        );
+        registry.register(
+            "herald_publish_to_write_seconds",
+            "Time from publish to the write of a live message to a client",
+            latency.clone(),
+        );
+        Self {
+            registry,
+            connections,
+            delivered,
+            bytes_out,
+            published,
+            bytes_in,
+            resets,
+            lagged,
+            latency,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub(crate) fn connection_opened(&self, transport: &'static str) {
+        self.connections
+            .get_or_create(&vec![("transport", transport)])
+            .inc();
+    }
+
+    pub(crate) fn connection_closed(&self, transport: &'static str) {
+        self.connections
+            .get_or_create(&vec![("transport", transport)])
+            .dec();
+    }
+
+    pub(crate) fn published(&self, messages: u64, bytes: u64) {
+        self.published.inc_by(messages);
+        self.bytes_in.inc_by(bytes);
+    }
+
+    pub(crate) fn delivered(&self, transport: &'static str, messages: u64, bytes: u64) {
+        let l = vec![("transport", transport)];
+        self.delivered.get_or_create(&l).inc_by(messages);
+        self.bytes_out.get_or_create(&l).inc_by(bytes);
+    }
+
+    pub(crate) fn latency(&self, seconds: f64) {
+        self.latency.observe(seconds);
+    }
+
+    pub(crate) fn reset(&self) {
+        self.resets.inc();
+    }
+
+    pub(crate) fn lagged(&self) {
+        self.lagged.inc();
+    }
+}

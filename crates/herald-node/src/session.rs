@@ -1,0 +1,564 @@
+//! A client's session: one connection (SSE, WebSocket) or one long-poll request.
+//!
+//! Every transport drives a `Session` the same way: `subscribe` each channel with
+//! the position the client resumes from, then loop on `ready().await` and
+//! `drain().await`, writing the returned [`Event`]s. This file is where "nothing
+//! lost, nothing twice" is kept, so every function here obeys one rule: **a
+//! channel's position only moves forward by exactly the messages handed to the
+//! transport, or by an explicit [`Event::Reset`]**.
+//!
+//! The seam between history and live: `subscribe` registers with the hub *before*
+//! it reads history, so a message published meanwhile is both in history and in
+//! the queue; `drain` drops what is at or below the position (duplicate), reads
+//! history to fill a hole (a message above position + 1), and turns an epoch
+//! change or a hole history cannot fill into a reset. A queue that overflowed
+//! (slow reader) is caught up from history the same way.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_broker::{ChannelKey, HistoryRead, PresenceEntry};
+use herald_protocol::{AppName, ChannelName, ErrorCode, EventName, Position};
+use tokio::time::Instant;
+
+use crate::auth::Identity;
+use crate::config::NamespaceOptions;
+use crate::error::NodeError;
+use crate::hub::{Delivery, Item, Queue};
+use crate::node::{Node, PublishInput};
+use crate::usage::AppUsage;
+
+/// The transport a session serves (for metrics and presence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Server-Sent Events.
+    Sse,
+    /// WebSocket.
+    WebSocket,
+    /// One long-poll request.
+    LongPoll,
+}
+
+impl Transport {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse",
+            Transport::WebSocket => "websocket",
+            Transport::LongPoll => "longpoll",
+        }
+    }
+}
+
+/// Why a channel's history can no longer be followed, and where it stands now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reset {
+    /// The channel.
+    pub channel: ChannelName,
+    /// Its current epoch.
+    pub epoch: Arc<str>,
+    /// The position the session continues from.
+    pub offset: u64,
+    /// `epoch_changed`, `history_gone` or `position_ahead`.
+    pub reason: &'static str,
+    /// The channel's cursor after the reset.
+    pub cursor: String,
+}
+
+impl Reset {
+    /// `{"channel":..,"epoch":..,"offset":..,"reason":..,"cursor":..}`.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "channel": self.channel.as_str(),
+            "epoch": &*self.epoch,
+            "offset": self.offset,
+            "reason": self.reason,
+            "cursor": self.cursor,
+        })
+        .to_string()
+    }
+}
+
+/// What a transport writes.
+#[derive(Clone)]
+pub enum Event {
+    /// A message, in order, exactly once.
+    Message {
+        /// The message and its wire formats.
+        delivery: Arc<Delivery>,
+        /// True when it came live from the hub (not replayed from history).
+        live: bool,
+    },
+    /// History no longer reaches back: the client should reload its state.
+    Reset(Reset),
+    /// A presence join or leave: `{"channel","action","user","info"}`.
+    Presence(Arc<str>),
+}
+
+struct ChannelState {
+    key: ChannelKey,
+    ns: NamespaceOptions,
+    epoch: Arc<str>,
+    offset: u64,
+    cursor: Arc<str>,
+    presence: bool,
+}
+
+impl ChannelState {
+    fn set(&mut self, epoch: Arc<str>, offset: u64) {
+        self.cursor = Arc::from(
+            Position {
+                channel: self.key.channel.clone(),
+                epoch: epoch.to_string(),
+                offset,
+            }
+            .encode(),
+        );
+        self.epoch = epoch;
+        self.offset = offset;
+    }
+}
+
+/// Waits for a session's queue (see [`Session::waiter`]).
+pub struct Waiter(Arc<Queue>);
+
+impl Waiter {
+    /// Returns when the session has queued items to drain. Cancel-safe.
+    pub async fn ready(&self) {
+        self.0.ready().await;
+    }
+}
+
+/// A client's session. See the module doc.
+pub struct Session {
+    node: Node,
+    id: u64,
+    client_id: String,
+    app: AppName,
+    identity: Identity,
+    transport: Transport,
+    queue: Arc<Queue>,
+    channels: HashMap<ChannelName, ChannelState>,
+    order: Vec<ChannelName>,
+    usage: Arc<AppUsage>,
+    last_presence_refresh: Instant,
+    keep_presence: bool,
+}
+
+impl Session {
+    pub(crate) fn new(
+        node: Node,
+        id: u64,
+        client_id: String,
+        app: AppName,
+        identity: Identity,
+        transport: Transport,
+        usage: Arc<AppUsage>,
+    ) -> Self {
+        node.metrics().connection_opened(transport.as_str());
+        let queue = Arc::new(Queue::new(node.config().limits.queue_len));
+        Self {
+            node,
+            id,
+            client_id,
+            app,
+            identity,
+            transport,
+            queue,
+            channels: HashMap::new(),
+            order: Vec::new(),
+            usage,
+            last_presence_refresh: Instant::now(),
+            keep_presence: transport == Transport::LongPoll,
+        }
+    }
+
+    /// The app.
+    pub fn app(&self) -> &AppName {
+        &self.app
+    }
+
+    /// The connection's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The session id (unique on this node).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Replaces the identity with a refreshed token's (same user required).
+    ///
+    /// # Errors
+    /// `forbidden` when the new token is for another user.
+    pub fn refresh(&mut self, identity: Identity) -> Result<(), NodeError> {
+        if identity.user != self.identity.user {
+            return Err(NodeError::new(
+                ErrorCode::Forbidden,
+                "a refreshed token must be for the same user; reconnect to change users",
+            ));
+        }
+        self.identity = identity;
+        Ok(())
+    }
+
+    /// True when subscribed to `channel`.
+    pub fn is_subscribed(&self, channel: &ChannelName) -> bool {
+        self.channels.contains_key(channel)
+    }
+
+    /// The subscribed channels, in subscription order.
+    pub fn channels(&self) -> &[ChannelName] {
+        &self.order
+    }
+
+    /// The cursor over every subscribed channel.
+    pub fn cursor(&self) -> String {
+        let mut out = String::new();
+        for (i, c) in self.order.iter().enumerate() {
+            if i > 0 {
+                out.push('.');
+            }
+            if let Some(st) = self.channels.get(c) {
+                out.push_str(&st.cursor);
+            }
+        }
+        out
+    }
+
+    /// The cursor of one channel.
+    pub fn channel_cursor(&self, channel: &ChannelName) -> Option<Arc<str>> {
+        self.channels.get(channel).map(|s| s.cursor.clone())
+    }
+
+    /// Subscribes to `channel`, resuming after `from` when given (else from now).
+    /// Returns what must be written first: the messages after `from`, or a reset.
+    ///
+    /// # Errors
+    /// `forbidden`, `too_many_channels`, `broker_unavailable`; on error the session
+    /// is not subscribed to the channel.
+    pub async fn subscribe(
+        &mut self,
+        channel: ChannelName,
+        from: Option<&Position>,
+    ) -> Result<Vec<Event>, NodeError> {
+        if self.channels.contains_key(&channel) {
+            return Ok(Vec::new());
+        }
+        let ns = self.node.config().namespace(channel.namespace()).clone();
+        self.identity.check_subscribe(&channel, &ns)?;
+        let max = self.node.config().limits.max_channels_per_connection;
+        if self.channels.len() >= max {
+            return Err(NodeError::new(
+                ErrorCode::TooManyChannels,
+                format!("a connection may subscribe to at most {max} channels"),
+            ));
+        }
+        let key = ChannelKey::new(self.app.clone(), channel.clone());
+        // Listen first, read history second: see the module doc.
+        self.node.listen(&key, self.id, self.queue.clone()).await?;
+        let since = from.map_or(u64::MAX, |p| p.offset);
+        let read = match self.node.history_all(&key, ns.history(), since).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.node.unlisten(&key, self.id);
+                return Err(e);
+            }
+        };
+        let mut st = ChannelState {
+            key: key.clone(),
+            ns: ns.clone(),
+            epoch: read.epoch.clone(),
+            offset: read.top,
+            cursor: Arc::from(""),
+            presence: false,
+        };
+        let mut events = Vec::new();
+        match from {
+            None => st.set(read.epoch.clone(), read.top),
+            Some(p) => {
+                let reason = if *p.epoch != *read.epoch {
+                    Some("epoch_changed")
+                } else if p.offset > read.top {
+                    Some("position_ahead")
+                } else if !read.complete {
+                    Some("history_gone")
+                } else {
+                    None
+                };
+                match reason {
+                    Some(reason) => {
+                        st.set(read.epoch.clone(), read.top);
+                        events.push(self.reset_event(&st, reason));
+                    }
+                    None => {
+                        st.set(read.epoch.clone(), p.offset);
+                        for m in read.messages {
+                            if m.offset == st.offset + 1 {
+                                st.offset = m.offset;
+                                let d = Arc::new(Delivery::new(m));
+                                st.cursor = d.cursor.clone();
+                                events.push(Event::Message {
+                                    delivery: d,
+                                    live: false,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if ns.presence && !self.identity.user.is_empty() {
+            st.presence = true;
+            self.node
+                .presence_join(&key, &self.client_id, self.presence_entry(), &ns)
+                .await;
+        }
+        self.channels.insert(channel.clone(), st);
+        self.order.push(channel);
+        Ok(events)
+    }
+
+    fn presence_entry(&self) -> PresenceEntry {
+        PresenceEntry {
+            user: self.identity.user.clone(),
+            info: self.identity.info.clone(),
+        }
+    }
+
+    fn reset_event(&self, st: &ChannelState, reason: &'static str) -> Event {
+        self.node.metrics().reset();
+        Event::Reset(Reset {
+            channel: st.key.channel.clone(),
+            epoch: st.epoch.clone(),
+            offset: st.offset,
+            reason,
+            cursor: st.cursor.to_string(),
+        })
+    }
+
+    /// Unsubscribes from `channel` (nothing happens when not subscribed).
+    pub async fn unsubscribe(&mut self, channel: &ChannelName) {
+        if let Some(st) = self.channels.remove(channel) {
+            self.order.retain(|c| c != channel);
+            self.node.unlisten(&st.key, self.id);
+            if st.presence {
+                self.node.presence_leave(&st.key, &self.client_id, &st.ns).await;
+            }
+        }
+    }
+
+    /// A handle whose `ready().await` returns when `drain` has something to do;
+    /// it borrows nothing from the session, so it fits in a `select!` beside it.
+    pub fn waiter(&self) -> Waiter {
+        Waiter(self.queue.clone())
+    }
+
+    /// Takes what the hub queued and turns it into events, deduplicated, holes
+    /// filled from history or turned into resets. Not cancel-safe: await it to the
+    /// end (outside `select!`).
+    pub async fn drain(&mut self) -> Vec<Event> {
+        let (items, lagged) = self.queue.take();
+        let mut events = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Item::Message(d) => self.accept(d, &mut events).await,
+                Item::Control(channel, payload) => {
+                    if self.channels.contains_key(&channel) {
+                        events.push(Event::Presence(payload));
+                    }
+                }
+            }
+        }
+        if lagged {
+            self.node.metrics().lagged();
+            let channels = self.order.clone();
+            for c in channels {
+                self.catch_up(&c, None, &mut events).await;
+            }
+        }
+        events
+    }
+
+    async fn accept(&mut self, d: Arc<Delivery>, events: &mut Vec<Event>) {
+        let channel = d.envelope.channel.clone();
+        let Some(st) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if *d.envelope.epoch != *st.epoch {
+            st.set(d.envelope.epoch.clone(), d.envelope.offset.saturating_sub(1));
+            let ev = self.reset_event_for(&channel, "epoch_changed");
+            events.extend(ev);
+        }
+        let Some(st) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if d.envelope.offset <= st.offset {
+            return; // already delivered (seam or catch-up)
+        }
+        if d.envelope.offset > st.offset + 1 {
+            self.catch_up(&channel, Some(d.envelope.offset - 1), events).await;
+        }
+        let Some(st) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if d.envelope.offset == st.offset + 1 {
+            st.offset = d.envelope.offset;
+            st.cursor = d.cursor.clone();
+            events.push(Event::Message {
+                delivery: d,
+                live: true,
+            });
+        }
+    }
+
+    fn reset_event_for(&self, channel: &ChannelName, reason: &'static str) -> Option<Event> {
+        self.channels.get(channel).map(|st| self.reset_event(st, reason))
+    }
+
+    /// Reads history after the channel's position (up to `until` when given) and
+    /// appends it to `events`, or a reset when history cannot fill the hole.
+    async fn catch_up(&mut self, channel: &ChannelName, until: Option<u64>, events: &mut Vec<Event>) {
+        let Some(st) = self.channels.get(channel) else {
+            return;
+        };
+        let key = st.key.clone();
+        let policy = st.ns.history();
+        let since = st.offset;
+        let epoch = st.epoch.clone();
+        let read: Result<HistoryRead, NodeError> = self.node.history_all(&key, policy, since).await;
+        let Some(st) = self.channels.get_mut(channel) else {
+            return;
+        };
+        match read {
+            Ok(read) if *read.epoch == *epoch && read.complete => {
+                for m in read.messages {
+                    if until.is_some_and(|u| m.offset > u) {
+                        break;
+                    }
+                    if m.offset == st.offset + 1 {
+                        st.offset = m.offset;
+                        let d = Arc::new(Delivery::new(m));
+                        st.cursor = d.cursor.clone();
+                        events.push(Event::Message {
+                            delivery: d,
+                            live: false,
+                        });
+                    }
+                }
+            }
+            Ok(read) => {
+                let reason = if *read.epoch != *epoch {
+                    "epoch_changed"
+                } else {
+                    "history_gone"
+                };
+                let to = until.unwrap_or(read.top);
+                st.set(read.epoch.clone(), to);
+                if let Some(ev) = self.reset_event_for(channel, reason) {
+                    events.push(ev);
+                }
+            }
+            Err(e) => {
+                // The broker is down: we cannot tell what was missed. Say so.
+                tracing::warn!(error = %e, channel = %channel, "catch-up failed");
+                let to = until.unwrap_or(st.offset);
+                let ep = st.epoch.clone();
+                st.set(ep, to);
+                if let Some(ev) = self.reset_event_for(channel, "broker_unavailable") {
+                    events.push(ev);
+                }
+            }
+        }
+    }
+
+    /// Publishes from this client (needs the token's `publish` grant).
+    ///
+    /// # Errors
+    /// As [`Node::publish_as_client`].
+    pub async fn publish(
+        &self,
+        channel: ChannelName,
+        event: EventName,
+        data: Arc<str>,
+    ) -> Result<herald_broker::Published, NodeError> {
+        let input = PublishInput {
+            channels: vec![channel],
+            event,
+            data,
+            idempotency_key: None,
+        };
+        let mut res = self
+            .node
+            .publish_as_client(&self.app, &self.identity, input)
+            .await?;
+        res.pop()
+            .ok_or_else(|| NodeError::new(ErrorCode::Internal, "publish returned no result"))
+    }
+
+    /// Records that `messages` messages of `bytes` bytes were written.
+    pub fn delivered(&self, messages: u64, bytes: u64) {
+        self.usage.delivered(messages, bytes);
+        self.node
+            .metrics()
+            .delivered(self.transport.as_str(), messages, bytes);
+    }
+
+    /// Records the publish-to-write latency of a live message.
+    pub fn observe_latency(&self, delivery: &Delivery) {
+        let ms = herald_broker::now_millis() - delivery.envelope.ts;
+        self.node.metrics().latency(ms.max(0) as f64 / 1000.0);
+    }
+
+    /// Keeps presence entries alive; call at least every few seconds.
+    pub async fn tick(&mut self) {
+        let ttl = self.node.config().presence_ttl;
+        if self.last_presence_refresh.elapsed() < ttl / 3 {
+            return;
+        }
+        self.last_presence_refresh = Instant::now();
+        let entry = self.presence_entry();
+        for st in self.channels.values() {
+            if st.presence {
+                self.node
+                    .presence_join(&st.key, &self.client_id, entry.clone(), &st.ns)
+                    .await;
+            }
+        }
+    }
+
+    /// How long until the token expires (None: no token).
+    pub fn token_remaining(&self) -> Option<Duration> {
+        let exp = self.identity.expires?;
+        let now = herald_broker::now_millis() / 1000;
+        let leeway = self.node.config().token_leeway.as_secs() as i64;
+        Some(Duration::from_secs((exp + leeway - now).max(0) as u64))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.node.metrics().connection_closed(self.transport.as_str());
+        self.usage.disconnect();
+        let mut leaving = Vec::new();
+        for st in self.channels.values() {
+            self.node.unlisten(&st.key, self.id);
+            if st.presence && !self.keep_presence {
+                leaving.push((st.key.clone(), st.ns.clone()));
+            }
+        }
+        if !leaving.is_empty() {
+            let node = self.node.clone();
+            let client = std::mem::take(&mut self.client_id);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    for (key, ns) in leaving {
+                        node.presence_leave(&key, &client, &ns).await;
+                    }
+                });
+            }
+        }
+    }
+}

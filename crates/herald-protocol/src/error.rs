@@ -1,0 +1,139 @@
+//! The one table of error codes: each code's HTTP status and WebSocket close code.
+//!
+//! Every refusal on every endpoint is `{"error":{"code":"...","message":"..."}}`
+//! with the status below; over WebSocket the same object is a reply's `error`, and
+//! disconnects a client must not retry blindly use the close code below.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! codes {
+    ($( $(#[$doc:meta])* $variant:ident = ($code:literal, $status:literal, $close:literal), )*) => {
+        /// Every error code Herald answers with.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, for documentation and tests.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The snake_case code of the JSON body.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+
+            /// The HTTP status.
+            pub fn status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+
+            /// The WebSocket close code used when this error ends a connection.
+            pub fn close_code(self) -> u16 {
+                match self { $(ErrorCode::$variant => $close,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The request is malformed in a way no more specific code covers.
+    BadRequest = ("bad_request", 400, 4400),
+    /// The body is not valid JSON, or not of the expected shape.
+    InvalidJson = ("invalid_json", 400, 4400),
+    /// A channel name breaks the naming rules.
+    InvalidChannel = ("invalid_channel", 400, 4400),
+    /// An event name breaks the naming rules or is reserved.
+    InvalidEvent = ("invalid_event", 400, 4400),
+    /// An app name breaks the naming rules.
+    InvalidAppName = ("invalid_app_name", 400, 4400),
+    /// A cursor is not one the server gave out.
+    InvalidCursor = ("invalid_cursor", 400, 4400),
+    /// A query parameter has a wrong value.
+    InvalidParameter = ("invalid_parameter", 400, 4400),
+    /// A required field or parameter is missing.
+    MissingParameter = ("missing_parameter", 400, 4400),
+    /// A WebSocket frame could not be understood.
+    BadFrame = ("bad_frame", 400, 4400),
+    /// No credentials were given.
+    Unauthorized = ("unauthorized", 401, 4001),
+    /// The app key is wrong.
+    InvalidKey = ("invalid_key", 401, 4001),
+    /// The token is malformed, badly signed, or not yet valid.
+    InvalidToken = ("invalid_token", 401, 4001),
+    /// The token has expired.
+    TokenExpired = ("token_expired", 401, 4002),
+    /// The credentials are valid but do not allow this.
+    Forbidden = ("forbidden", 403, 4003),
+    /// The app does not exist.
+    AppNotFound = ("app_not_found", 404, 4004),
+    /// No such route.
+    NotFound = ("not_found", 404, 4004),
+    /// The route exists, but not with this method.
+    MethodNotAllowed = ("method_not_allowed", 405, 4405),
+    /// An app of that name exists already.
+    AppExists = ("app_exists", 409, 4409),
+    /// An idempotency key was reused with a different request.
+    IdempotencyConflict = ("idempotency_conflict", 409, 4409),
+    /// The message data is over the size limit.
+    MessageTooLarge = ("message_too_large", 413, 4413),
+    /// The request body is over the size limit.
+    BodyTooLarge = ("body_too_large", 413, 4413),
+    /// The app has as many connections as its quota allows.
+    TooManyConnections = ("too_many_connections", 429, 4029),
+    /// A connection asks for more channels than allowed.
+    TooManyChannels = ("too_many_channels", 429, 4029),
+    /// A rate limit was hit.
+    RateLimited = ("rate_limited", 429, 4029),
+    /// The broker (history, fan-out) cannot be reached.
+    BrokerUnavailable = ("broker_unavailable", 503, 1013),
+    /// The store (apps, keys) cannot be reached.
+    StoreUnavailable = ("store_unavailable", 503, 1013),
+    /// The server is shutting down; reconnect (to another node).
+    ShuttingDown = ("shutting_down", 503, 1012),
+    /// A bug: the log has the details.
+    Internal = ("internal", 500, 1011),
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// The error object.
+    pub error: ErrorDetail,
+}
+
+/// `{"code","message"}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// The snake_case code.
+    pub code: String,
+    /// A sentence a person can act on.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// Builds a body.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.as_str().to_owned(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(seen.insert(c.as_str()));
+            assert!(c.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!((400..600).contains(&c.status()));
+        }
+    }
+}

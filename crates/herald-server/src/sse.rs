@@ -1,0 +1,206 @@
+//! Server-Sent Events: `GET /v1/apps/{app}/events?channel=a&channel=b&token=T`.
+//!
+//! One stream carries every channel of the connection. Each event's `id:` is the
+//! cursor over all of them *after that event*, so a browser that loses the
+//! connection anywhere resumes (with `Last-Event-ID`) exactly after the last event
+//! it processed. Refusals that retrying cannot fix (401, 403, 404, 429) answer
+//! non-200 before the stream starts; everything transient (shutdown, broker
+//! trouble) ends a 200 stream instead, since EventSource only retries those.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use herald_node::{Event, Session, Transport, Waiter};
+use herald_protocol::{sse, ChannelName, ErrorCode};
+use tokio::time::{Instant, Interval};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::request::Query;
+use crate::subscribe::open;
+use crate::AppState;
+
+/// The `id:` of each event: the cursor over every channel, updated event by event.
+struct Ids {
+    parts: Vec<(ChannelName, Arc<str>)>,
+}
+
+impl Ids {
+    fn set(&mut self, channel: &ChannelName, part: Arc<str>) {
+        if let Some(p) = self.parts.iter_mut().find(|(c, _)| c == channel) {
+            p.1 = part;
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for (i, (_, p)) in self.parts.iter().enumerate() {
+            if i > 0 {
+                out.push('.');
+            }
+            out.push_str(p);
+        }
+        out
+    }
+}
+
+/// Appends events to `out`; returns the number of messages written.
+fn write_events(out: &mut Vec<u8>, ids: &mut Ids, session: &Session, events: &[Event]) -> u64 {
+    let mut messages = 0;
+    for ev in events {
+        match ev {
+            Event::Message { delivery, live } => {
+                ids.set(&delivery.envelope.channel, delivery.cursor.clone());
+                out.extend_from_slice(b"id: ");
+                out.extend_from_slice(ids.render().as_bytes());
+                out.push(b'\n');
+                out.extend_from_slice(delivery.sse());
+                messages += 1;
+                if *live {
+                    session.observe_latency(delivery);
+                }
+            }
+            Event::Reset(r) => {
+                ids.set(&r.channel, Arc::from(r.cursor.as_str()));
+                sse::write_event(out, Some(&ids.render()), "reset", &r.to_json());
+            }
+            Event::Presence(p) => sse::write_event(out, None, "presence", p),
+        }
+    }
+    messages
+}
+
+struct Stream {
+    session: Session,
+    waiter: Waiter,
+    ids: Ids,
+    first: Option<Bytes>,
+    heartbeat: Interval,
+    shutdown: CancellationToken,
+    expires: Option<Instant>,
+    done: bool,
+}
+
+impl Stream {
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        if self.done {
+            return None;
+        }
+        let expiry = async {
+            match self.expires {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.waiter.ready() => {}
+            _ = self.heartbeat.tick() => {
+                self.session.tick().await;
+                return Some(Bytes::from_static(b": hb\n\n"));
+            }
+            _ = self.shutdown.cancelled() => {
+                self.done = true;
+                let mut out = Vec::new();
+                sse::write_event(&mut out, None, "disconnect", r#"{"reason":"shutdown","reconnect":true}"#);
+                return Some(Bytes::from(out));
+            }
+            _ = expiry => {
+                self.done = true;
+                let mut out = Vec::new();
+                sse::write_event(&mut out, None, "error", r#"{"code":"token_expired","message":"the token has expired; reconnect with a fresh one"}"#);
+                return Some(Bytes::from(out));
+            }
+        }
+        let events = self.session.drain().await;
+        let mut out = Vec::new();
+        let n = write_events(&mut out, &mut self.ids, &self.session, &events);
+        if out.is_empty() {
+            // Only duplicates were queued: nothing to write, keep the stream alive.
+            return Some(Bytes::new());
+        }
+        self.session.delivered(n, out.len() as u64);
+        Some(Bytes::from(out))
+    }
+}
+
+/// `GET /v1/apps/{app}/events`.
+pub async fn events(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(q.as_deref());
+    let retry = s.options.sse_retry.as_millis() as u64;
+    let (session, events, before) = match open(&s, &app, &headers, &query, Transport::Sse, |_| None).await {
+        Ok(x) => x,
+        Err(e)
+            if matches!(
+                e.0.code,
+                ErrorCode::BrokerUnavailable | ErrorCode::StoreUnavailable | ErrorCode::ShuttingDown
+            ) =>
+        {
+            // Transient: answer 200 and end, so EventSource retries by itself.
+            let mut out = Vec::new();
+            sse::write_retry(&mut out, retry.max(5000));
+            let body = serde_json::json!({"code": e.0.code.as_str(), "message": e.0.message}).to_string();
+            sse::write_event(&mut out, None, "error", &body);
+            return Ok(stream_response(Body::from(out)));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut first = Vec::new();
+    sse::write_retry(&mut first, retry);
+    // Ids start from the positions before the replay and advance event by event.
+    let mut ids = Ids { parts: before };
+    let n = write_events(&mut first, &mut ids, &session, &events);
+    // Always hand the browser the current cursor, even when nothing was replayed:
+    // a reconnect before the first message must not lose what is published meanwhile.
+    sse::write_id_only(&mut first, &session.cursor());
+    session.delivered(n, first.len() as u64);
+    let heartbeat_every = s.options.sse_heartbeat;
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let expires = session
+        .token_remaining()
+        .map(|d| Instant::now() + d.max(Duration::from_millis(1)));
+    let stream = Stream {
+        waiter: session.waiter(),
+        session,
+        ids,
+        first: Some(Bytes::from(first)),
+        heartbeat,
+        shutdown: s.node.shutdown_token(),
+        expires,
+        done: false,
+    };
+    let body = futures_util::stream::unfold(stream, |mut st| async move {
+        st.next_chunk()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), st))
+    });
+    Ok(stream_response(Body::from_stream(body)))
+}
+
+fn stream_response(body: Body) -> Response {
+    let mut res = (StatusCode::OK, body).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    res
+}

@@ -1,0 +1,421 @@
+//! The embedded SQLite engine of [`Store`]: one database file under the data
+//! directory, in WAL mode, with its schema migrated on open.
+//!
+//! Writes that touch several rows run in `BEGIN IMMEDIATE` transactions, so two
+//! writers never deadlock on a lock upgrade: the second one waits (up to the busy
+//! timeout) for the first to finish. Reads are single statements, hence consistent.
+//! Counters are `u64` in Rust and `INTEGER` (i64) in SQLite: values are clamped to
+//! `i64::MAX` on the way in and sums saturate there.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+};
+use sqlx::Row;
+
+use crate::credentials::{self, AppRecord, NewCredentials};
+use crate::store::{AppSummary, DailyUsage, Store, StoreError, UsageDelta};
+
+/// The schema, embedded at compile time from `migrations/sqlite`.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for a free connection of the pool.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections of a file store (SQLite has one writer at a time anyway).
+const POOL_SIZE: u32 = 4;
+
+/// The SQLite [`Store`]. Cheap to clone: clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directory when missing) the database file
+    /// at `path` and brings its schema up to date.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the directory or file cannot be created or
+    /// opened, or a migration fails.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                StoreError::Unavailable(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let store = Self::migrated(pool).await?;
+        tracing::debug!(path = %path.display(), "sqlite store opened");
+        Ok(store)
+    }
+
+    /// A fresh, private in-memory database (for tests): one connection that lives
+    /// as long as the store, so every call sees the same database.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when SQLite cannot be started or a migration fails.
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        // `sqlite::memory:` names a new shared-cache database each time it is parsed.
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(unavailable)?
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(unavailable)?;
+        Self::migrated(pool).await
+    }
+
+    /// Closes every connection, waiting for calls in flight. Later calls fail
+    /// with [`StoreError::Unavailable`]. Dropping the store without closing it is
+    /// safe too: committed rows are on disk either way.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrated(pool: SqlitePool) -> Result<Self, StoreError> {
+        if let Err(e) = MIGRATOR.run(&pool).await {
+            pool.close().await;
+            return Err(StoreError::Unavailable(format!("migration failed: {e}")));
+        }
+        Ok(Self { pool })
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_app(&self, name: &str) -> Result<NewCredentials, StoreError> {
+        let creds = credentials::generate(name);
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query("INSERT INTO apps (name, created_at) VALUES (?1, ?2)")
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::AppExists(name.to_owned())),
+            Err(e) => return Err(unavailable(e)),
+        }
+        insert_credential(&mut tx, &creds, now).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(creds)
+    }
+
+    async fn app(&self, name: &str) -> Result<Option<AppRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.created_at AS app_created_at, c.key_hash, c.token_secret \
+             FROM apps a \
+             LEFT JOIN app_credentials c \
+               ON c.app = a.name AND (c.expires_at IS NULL OR c.expires_at > ?2) \
+             WHERE a.name = ?1 \
+             ORDER BY c.id DESC",
+        )
+        .bind(name)
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut record = AppRecord {
+            name: name.to_owned(),
+            key_hashes: Vec::with_capacity(rows.len()),
+            token_secrets: Vec::with_capacity(rows.len()),
+            created_at: first.try_get("app_created_at").map_err(unavailable)?,
+        };
+        for row in &rows {
+            let hash: Option<Vec<u8>> = row.try_get("key_hash").map_err(unavailable)?;
+            let secret: Option<String> = row.try_get("token_secret").map_err(unavailable)?;
+            // Both are NULL only when the app has no valid credential left.
+            let (Some(hash), Some(secret)) = (hash, secret) else {
+                continue;
+            };
+            let hash = <[u8; 32]>::try_from(hash.as_slice())
+                .map_err(|_| StoreError::Unavailable(format!("corrupt key hash for app {name:?}")))?;
+            record.key_hashes.push(hash);
+            record.token_secrets.push(secret);
+        }
+        Ok(Some(record))
+    }
+
+    async fn list_apps(&self) -> Result<Vec<AppSummary>, StoreError> {
+        let rows = sqlx::query("SELECT name, created_at FROM apps ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(AppSummary {
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(unavailable)
+    }
+
+    async fn rotate_app(&self, name: &str, grace: Duration) -> Result<NewCredentials, StoreError> {
+        let creds = credentials::generate(name);
+        let now = now_ms();
+        let deadline = now.saturating_add(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
+        let mut tx = self.begin_write().await?;
+        let exists = sqlx::query("SELECT 1 FROM apps WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .is_some();
+        if !exists {
+            // Dropping `tx` rolls it back; nothing was written anyway.
+            return Err(StoreError::AppNotFound(name.to_owned()));
+        }
+        // Forget the credentials that have expired already.
+        sqlx::query(
+            "DELETE FROM app_credentials \
+             WHERE app = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        // The others stop at the deadline, or earlier if they were due to already.
+        sqlx::query(
+            "UPDATE app_credentials SET expires_at = ?2 \
+             WHERE app = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+        )
+        .bind(name)
+        .bind(deadline)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        insert_credential(&mut tx, &creds, now).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(creds)
+    }
+
+    /// An empty `delta` writes nothing.
+    async fn add_usage(&self, app: &str, day: &str, delta: UsageDelta) -> Result<(), StoreError> {
+        if delta.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO usage_daily \
+               (app, day, published, delivered, bytes_in, bytes_out, peak_connections) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (app, day) DO UPDATE SET \
+               published = CASE \
+                 WHEN usage_daily.published > 9223372036854775807 - excluded.published \
+                 THEN 9223372036854775807 \
+                 ELSE usage_daily.published + excluded.published END, \
+               delivered = CASE \
+                 WHEN usage_daily.delivered > 9223372036854775807 - excluded.delivered \
+                 THEN 9223372036854775807 \
+                 ELSE usage_daily.delivered + excluded.delivered END, \
+               bytes_in = CASE \
+                 WHEN usage_daily.bytes_in > 9223372036854775807 - excluded.bytes_in \
+                 THEN 9223372036854775807 \
+                 ELSE usage_daily.bytes_in + excluded.bytes_in END, \
+               bytes_out = CASE \
+                 WHEN usage_daily.bytes_out > 9223372036854775807 - excluded.bytes_out \
+                 THEN 9223372036854775807 \
+                 ELSE usage_daily.bytes_out + excluded.bytes_out END, \
+               peak_connections = \
+                 MAX(usage_daily.peak_connections, excluded.peak_connections)",
+        )
+        .bind(app)
+        .bind(day)
+        .bind(to_i64(delta.published))
+        .bind(to_i64(delta.delivered))
+        .bind(to_i64(delta.bytes_in))
+        .bind(to_i64(delta.bytes_out))
+        .bind(to_i64(delta.peak_connections))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn usage(&self, app: &str, days: u32) -> Result<Vec<DailyUsage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT day, published, delivered, bytes_in, bytes_out, peak_connections \
+             FROM usage_daily WHERE app = ?1 ORDER BY day DESC LIMIT ?2",
+        )
+        .bind(app)
+        .bind(i64::from(days))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(usage_row)
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// Inserts one credential row (key hash + token secret) for `creds.app`.
+async fn insert_credential(
+    conn: &mut SqliteConnection,
+    creds: &NewCredentials,
+    now: i64,
+) -> Result<(), StoreError> {
+    let hash = credentials::hash_key(&creds.key);
+    sqlx::query(
+        "INSERT INTO app_credentials (app, key_hash, token_secret, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, NULL)",
+    )
+    .bind(&creds.app)
+    .bind(&hash[..])
+    .bind(&creds.token_secret)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+fn usage_row(row: &SqliteRow) -> Result<DailyUsage, sqlx::Error> {
+    let count = |column: &str| row.try_get::<i64, _>(column).map(to_u64);
+    Ok(DailyUsage {
+        day: row.try_get("day")?,
+        published: count("published")?,
+        delivered: count("delivered")?,
+        bytes_in: count("bytes_in")?,
+        bytes_out: count("bytes_out")?,
+        peak_connections: count("peak_connections")?,
+    })
+}
+
+/// Now, in Unix milliseconds (0 if the clock is before 1970).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| d.is_unique_violation())
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn file_store_pragmas() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("herald.db")).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode.to_ascii_lowercase(), "wal");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(fk, 1);
+        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(timeout, 5000);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn usage_saturates() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let big = UsageDelta {
+            published: u64::MAX,
+            bytes_in: u64::MAX / 2 + 10,
+            peak_connections: 3,
+            ..UsageDelta::default()
+        };
+        store.add_usage("a", "2024-01-01", big).await.unwrap();
+        store.add_usage("a", "2024-01-01", big).await.unwrap();
+        let u = store.usage("a", 1).await.unwrap();
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].published, i64::MAX as u64);
+        assert_eq!(u[0].bytes_in, i64::MAX as u64);
+        assert_eq!(u[0].delivered, 0);
+        assert_eq!(u[0].peak_connections, 3);
+    }
+
+    #[tokio::test]
+    async fn expired_credentials_are_deleted_on_rotation() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        store.create_app("a").await.unwrap();
+        store.rotate_app("a", Duration::ZERO).await.unwrap();
+        store.rotate_app("a", Duration::ZERO).await.unwrap();
+        // The first credential, expired by the first rotation, is gone: only the
+        // newest (valid) and the one expired by the last rotation remain.
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM app_credentials WHERE app = 'a'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+    }
+
+    #[tokio::test]
+    async fn empty_delta_writes_nothing() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        store
+            .add_usage("a", "2024-01-01", UsageDelta::default())
+            .await
+            .unwrap();
+        assert!(store.usage("a", 10).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,340 @@
+//! The one typed configuration: file < `HERALD_*` environment < flags, validated
+//! once here. Nothing below the binary reads files or the environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use herald_node::{Limits, NamespaceOptions, NodeConfig};
+use herald_server::ServerOptions;
+use serde::Deserialize;
+
+/// The validated configuration of `herald serve` (and of the CLI verbs that open
+/// the store).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the embedded database and the admin key live.
+    pub data_dir: PathBuf,
+    /// Broker URL (`memory`).
+    pub broker: String,
+    /// Database URL (`sqlite` = a file in the data dir).
+    pub database: String,
+    /// Create the `demo` app on first start.
+    pub demo_app: bool,
+    /// The node's configuration.
+    pub node: NodeConfig,
+    /// The HTTP face's options.
+    pub server: ServerOptions,
+}
+
+impl Config {
+    /// Defaults for everything, with the given data dir (tests use this).
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: data_dir.into(),
+            broker: "memory".into(),
+            database: "sqlite".into(),
+            demo_app: true,
+            node: NodeConfig::default(),
+            server: ServerOptions::default(),
+        }
+    }
+}
+
+/// The config file (`herald.toml`). Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    broker: Option<String>,
+    database: Option<String>,
+    admin_key: Option<String>,
+    demo_app: Option<bool>,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    transport: FileTransport,
+    #[serde(default)]
+    defaults: FileNamespace,
+    #[serde(default)]
+    namespaces: HashMap<String, FileNamespace>,
+    idempotency_window: Option<String>,
+    presence_ttl: Option<String>,
+    token_leeway: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_message_size: Option<usize>,
+    max_channels_per_connection: Option<usize>,
+    max_channels_per_publish: Option<usize>,
+    max_connections_per_app: Option<usize>,
+    queue_len: Option<usize>,
+    max_history_page: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTransport {
+    sse_heartbeat: Option<String>,
+    sse_retry: Option<String>,
+    ws_ping: Option<String>,
+    ws_idle_timeout: Option<String>,
+    longpoll_max_timeout: Option<String>,
+    shutdown_deadline: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNamespace {
+    history_size: Option<usize>,
+    history_ttl: Option<String>,
+    presence: Option<bool>,
+    join_leave: Option<bool>,
+    client_publish: Option<bool>,
+    anonymous_subscribe: Option<bool>,
+}
+
+/// Values given on the command line or in `HERALD_*` variables (clap merges those
+/// two); `None` falls back to the file, then to the default.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen` / `HERALD_LISTEN`.
+    pub listen: Option<String>,
+    /// `--data-dir` / `HERALD_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--broker` / `HERALD_BROKER`.
+    pub broker: Option<String>,
+    /// `--database` / `HERALD_DATABASE`.
+    pub database: Option<String>,
+    /// `--admin-key` / `HERALD_ADMIN_KEY`.
+    pub admin_key: Option<String>,
+}
+
+fn duration(field: &str, raw: &Option<String>, default: Duration) -> anyhow::Result<Duration> {
+    match raw {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s).with_context(|| {
+            format!("{field} = {s:?} is not a duration (examples: \"500ms\", \"25s\", \"10m\", \"1h\")")
+        }),
+    }
+}
+
+fn namespace(name: &str, f: &FileNamespace, base: &NamespaceOptions) -> anyhow::Result<NamespaceOptions> {
+    let field = |k: &str| {
+        if name.is_empty() {
+            format!("defaults.{k}")
+        } else {
+            format!("namespaces.{name}.{k}")
+        }
+    };
+    Ok(NamespaceOptions {
+        history_size: f.history_size.unwrap_or(base.history_size),
+        history_ttl: duration(&field("history_ttl"), &f.history_ttl, base.history_ttl)?,
+        presence: f.presence.unwrap_or(base.presence),
+        join_leave: f.join_leave.unwrap_or(base.join_leave),
+        client_publish: f.client_publish.unwrap_or(base.client_publish),
+        anonymous_subscribe: f.anonymous_subscribe.unwrap_or(base.anonymous_subscribe),
+    })
+}
+
+/// Reads the config file, if any.
+///
+/// # Errors
+/// The file cannot be read or is not valid TOML of the expected shape.
+pub fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("the config file {} is not valid", path.display()))
+}
+
+/// Builds the validated configuration.
+///
+/// # Errors
+/// Any value that does not parse or is out of range, with a sentence naming it.
+pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
+    let listen_raw = over
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen: SocketAddr = listen_raw
+        .parse()
+        .with_context(|| format!("listen address {listen_raw:?} is not IP:PORT (example: 127.0.0.1:8080)"))?;
+    let data_dir = over
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("./herald-data"));
+    let broker = over.broker.or(file.broker).unwrap_or_else(|| "memory".into());
+    if broker != "memory" {
+        if broker.starts_with("redis://") || broker.starts_with("rediss://") {
+            bail!("broker {broker:?}: the Redis broker (cluster mode) is not available in this version; use \"memory\"");
+        }
+        bail!("broker {broker:?} is not supported; use \"memory\"");
+    }
+    let database = over.database.or(file.database).unwrap_or_else(|| "sqlite".into());
+    if database != "sqlite" && !database.starts_with("sqlite:") {
+        if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+            bail!("database {database:?}: PostgreSQL (cluster mode) is not available in this version; use \"sqlite\"");
+        }
+        bail!("database {database:?} is not supported; use \"sqlite\" (a file in the data dir)");
+    }
+    let d = NodeConfig::default();
+    let default_ns = namespace("", &file.defaults, &d.default_namespace)?;
+    let mut namespaces = HashMap::new();
+    for (name, ns) in &file.namespaces {
+        if name.is_empty()
+            || !name.bytes().all(herald_protocol::channel::is_channel_byte)
+            || name.contains(':')
+        {
+            bail!("namespace {name:?} is not a valid namespace name (channel characters, no ':')");
+        }
+        namespaces.insert(name.clone(), namespace(name, ns, &default_ns)?);
+    }
+    let dl = Limits::default();
+    let l = &file.limits;
+    let limits = Limits {
+        max_message_size: l.max_message_size.unwrap_or(dl.max_message_size),
+        max_channels_per_connection: l
+            .max_channels_per_connection
+            .unwrap_or(dl.max_channels_per_connection),
+        max_channels_per_publish: l.max_channels_per_publish.unwrap_or(dl.max_channels_per_publish),
+        max_connections_per_app: l.max_connections_per_app.unwrap_or(dl.max_connections_per_app),
+        queue_len: l.queue_len.unwrap_or(dl.queue_len),
+        max_history_page: l.max_history_page.unwrap_or(dl.max_history_page),
+    };
+    for (name, v) in [
+        ("limits.max_message_size", limits.max_message_size),
+        (
+            "limits.max_channels_per_connection",
+            limits.max_channels_per_connection,
+        ),
+        ("limits.max_channels_per_publish", limits.max_channels_per_publish),
+        ("limits.max_connections_per_app", limits.max_connections_per_app),
+        ("limits.queue_len", limits.queue_len),
+        ("limits.max_history_page", limits.max_history_page),
+    ] {
+        if v == 0 {
+            bail!("{name} must be at least 1");
+        }
+    }
+    if limits.max_message_size > 16 * 1024 * 1024 {
+        bail!("limits.max_message_size must be at most 16 MiB");
+    }
+    let admin_key = over.admin_key.or(file.admin_key).filter(|k| !k.is_empty());
+    if let Some(k) = &admin_key {
+        if k.len() < 16 {
+            bail!("the admin key must be at least 16 characters long");
+        }
+    }
+    let node = NodeConfig {
+        default_namespace: default_ns,
+        namespaces,
+        limits,
+        idempotency_window: duration(
+            "idempotency_window",
+            &file.idempotency_window,
+            d.idempotency_window,
+        )?,
+        presence_ttl: duration("presence_ttl", &file.presence_ttl, d.presence_ttl)?,
+        token_leeway: duration("token_leeway", &file.token_leeway, d.token_leeway)?,
+        app_cache_ttl: d.app_cache_ttl,
+        admin_key,
+        usage_flush_interval: d.usage_flush_interval,
+    };
+    if node.idempotency_window < Duration::from_secs(300) {
+        bail!("idempotency_window must be at least 5m");
+    }
+    let ds = ServerOptions::default();
+    let t = &file.transport;
+    let server = ServerOptions {
+        sse_heartbeat: duration("transport.sse_heartbeat", &t.sse_heartbeat, ds.sse_heartbeat)?,
+        sse_retry: duration("transport.sse_retry", &t.sse_retry, ds.sse_retry)?,
+        ws_ping: duration("transport.ws_ping", &t.ws_ping, ds.ws_ping)?,
+        ws_idle_timeout: duration(
+            "transport.ws_idle_timeout",
+            &t.ws_idle_timeout,
+            ds.ws_idle_timeout,
+        )?,
+        longpoll_max_timeout: duration(
+            "transport.longpoll_max_timeout",
+            &t.longpoll_max_timeout,
+            ds.longpoll_max_timeout,
+        )?,
+        shutdown_deadline: duration(
+            "transport.shutdown_deadline",
+            &t.shutdown_deadline,
+            ds.shutdown_deadline,
+        )?,
+    };
+    if server.sse_heartbeat > Duration::from_secs(25) || server.sse_heartbeat.is_zero() {
+        bail!("transport.sse_heartbeat must be between 1ms and 25s (proxies close quieter streams)");
+    }
+    if server.ws_ping.is_zero() || server.ws_idle_timeout <= server.ws_ping {
+        bail!("transport.ws_idle_timeout must be longer than transport.ws_ping, and ws_ping above zero");
+    }
+    Ok(Config {
+        listen,
+        data_dir,
+        broker,
+        database,
+        demo_app: file.demo_app.unwrap_or(true),
+        node,
+        server,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn namespaces_inherit_defaults() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [defaults]
+            history_size = 50
+            [namespaces.chat]
+            join_leave = true
+            "#,
+        )
+        .unwrap();
+        let c = build(file, Overrides::default()).unwrap();
+        assert_eq!(c.node.namespace("chat").history_size, 50);
+        assert!(c.node.namespace("chat").join_leave);
+        assert!(!c.node.namespace("other").join_leave);
+    }
+
+    #[test]
+    fn refusals_say_what_is_wrong() {
+        let bad = |toml_text: &str| {
+            let file: FileConfig = toml::from_str(toml_text).unwrap();
+            build(file, Overrides::default()).unwrap_err().to_string()
+        };
+        assert!(bad("listen = \"nope\"").contains("IP:PORT"));
+        assert!(bad("[defaults]\nhistory_ttl = \"ten\"").contains("defaults.history_ttl"));
+        assert!(bad("[transport]\nsse_heartbeat = \"60s\"").contains("25s"));
+        assert!(bad("broker = \"kafka://x\"").contains("not supported"));
+        assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:1\"").unwrap();
+        let over = Overrides {
+            listen: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        assert_eq!(build(file, over).unwrap().listen.port(), 2);
+    }
+}

@@ -1,0 +1,154 @@
+//! The `herald` binary's library: configuration, wiring, and [`run`], which `main`
+//! and the integration tests both call.
+
+pub mod config;
+mod web;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use herald_broker::memory::MemoryBroker;
+use herald_node::Node;
+use herald_server::AppState;
+use herald_store::sqlite::SqliteStore;
+use herald_store::{NewCredentials, Store};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// Opens the store the configuration names (SQLite in the data dir).
+///
+/// # Errors
+/// The database cannot be opened or migrated.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let path = match config.database.strip_prefix("sqlite:") {
+        Some(p) if !p.is_empty() => std::path::PathBuf::from(p.trim_start_matches("//")),
+        _ => config.data_dir.join("herald.db"),
+    };
+    let store = SqliteStore::open(&path)
+        .await
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// The file that holds the generated admin key.
+pub fn admin_key_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("admin.key")
+}
+
+/// The admin key: the configured one, else the one in the data dir, else a new one
+/// written there (readable by the owner only).
+///
+/// # Errors
+/// The data dir cannot be written.
+pub fn ensure_admin_key(config: &Config) -> anyhow::Result<String> {
+    if let Some(k) = &config.node.admin_key {
+        return Ok(k.clone());
+    }
+    let path = admin_key_path(&config.data_dir);
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        let k = k.trim().to_owned();
+        if !k.is_empty() {
+            return Ok(k);
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    let key = herald_store::credentials::generate_secret("ha_");
+    std::fs::write(&path, format!("{key}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(key)
+}
+
+/// What `run` reports once it listens.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The bound address.
+    pub addr: std::net::SocketAddr,
+    /// The demo app's credentials when it was created by this start.
+    pub demo: Option<NewCredentials>,
+    /// The admin key in force.
+    pub admin_key: String,
+}
+
+/// Runs Herald on `listener` until `shutdown` resolves, then drains connections.
+/// `on_start` is called once the server is ready, with what a user must be told.
+///
+/// # Errors
+/// The store cannot be opened, or the listener fails.
+pub async fn run(
+    mut config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_start: impl FnOnce(&Started),
+) -> anyhow::Result<()> {
+    let admin_key = ensure_admin_key(&config)?;
+    config.node.admin_key = Some(admin_key.clone());
+    let store = open_store(&config).await?;
+    let demo = if config.demo_app && store.app("demo").await?.is_none() {
+        match store.create_app("demo").await {
+            Ok(c) => Some(c),
+            Err(herald_store::StoreError::AppExists(_)) => None,
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+    let broker = Arc::new(MemoryBroker::new());
+    let node = Node::new(config.node.clone(), broker.clone(), broker.clone(), store);
+    spawn_eviction(&node, broker);
+    let state = AppState {
+        node: node.clone(),
+        options: Arc::new(config.server.clone()),
+    };
+    let router = herald_server::router(state, web::routes());
+    let started = Started {
+        addr: listener.local_addr()?,
+        demo,
+        admin_key,
+    };
+    on_start(&started);
+    tracing::info!(addr = %started.addr, "herald listening");
+    herald_server::serve(listener, router, node, &config.server, shutdown).await?;
+    Ok(())
+}
+
+fn spawn_eviction(node: &Node, broker: Arc<MemoryBroker>) {
+    let stop = node.shutdown_token();
+    let config = node.config().clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => broker.evict_idle(|k| config.namespace(k.channel.namespace()).history()),
+            }
+        }
+    });
+}
+
+/// The admin key for a CLI verb: configured, or read from the data dir (never
+/// created here: only `serve` creates it).
+///
+/// # Errors
+/// No admin key is configured and none is in the data dir.
+pub fn ensure_admin_key_read_only(config: &Config) -> anyhow::Result<String> {
+    if let Some(k) = &config.node.admin_key {
+        return Ok(k.clone());
+    }
+    let path = admin_key_path(&config.data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => Ok(k.trim().to_owned()),
+        _ => anyhow::bail!(
+            "no key to publish with: pass --key (the app's key), set HERALD_ADMIN_KEY, or run `herald serve` once so that {} exists",
+            path.display()
+        ),
+    }
+}
