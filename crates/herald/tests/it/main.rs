@@ -1,0 +1,6 @@
+//! Integration tests: the real server on 127.0.0.1:0, real HTTP, SSE, WebSocket
+//! and long-poll clients. One test binary, one module per concern.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod smoke;
+mod support;

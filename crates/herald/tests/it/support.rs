@@ -1,0 +1,462 @@
+//! Test helpers that read like sentences: `TestServer::start().await`,
+//! `server.create_app("acme")`, `Sse::connect(url)`, `Ws::connect(url)`.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use herald::Config;
+use herald_node::Claims;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a test waits for something that should happen at once.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A running Herald on 127.0.0.1:0 with its own data dir.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The admin key.
+    pub admin_key: String,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    dir: tempfile::TempDir,
+}
+
+/// An app's credentials.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub name: String,
+    pub key: String,
+    pub token_secret: String,
+}
+
+impl TestServer {
+    /// Starts a server with the default configuration.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `f` adjusted the configuration.
+    pub async fn start_with(f: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, f).await
+    }
+
+    /// Starts a server on an existing data dir (to test restarts).
+    pub async fn start_in(dir: tempfile::TempDir, f: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::with_data_dir(dir.path());
+        config.demo_app = false;
+        config.node.admin_key = Some("test-admin-key-0123456789".into());
+        f(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let admin_key = config.node.admin_key.clone().unwrap();
+        let task = tokio::spawn(herald::run(
+            config,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            |_| {},
+        ));
+        let server = Self {
+            url: format!("http://{addr}"),
+            admin_key,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            dir,
+        };
+        // Wait until it answers.
+        for _ in 0..100 {
+            if server
+                .http
+                .get(format!("{}/healthz", server.url))
+                .send()
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the server did not start");
+    }
+
+    /// Shuts the server down gracefully and waits for it; returns the data dir.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), t)
+                .await
+                .expect("server stops within 20 s")
+                .unwrap()
+                .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// Creates an app through the admin API.
+    pub async fn create_app(&self, name: &str) -> App {
+        let res = self
+            .http
+            .post(format!("{}/v1/admin/apps", self.url))
+            .bearer_auth(&self.admin_key)
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201, "create app {name}");
+        let v: Value = res.json().await.unwrap();
+        App {
+            name: v["app"].as_str().unwrap().into(),
+            key: v["key"].as_str().unwrap().into(),
+            token_secret: v["token_secret"].as_str().unwrap().into(),
+        }
+    }
+
+    /// `{url}/v1/apps/{app}{path}`.
+    pub fn app_url(&self, app: &App, path: &str) -> String {
+        format!("{}/v1/apps/{}{}", self.url, app.name, path)
+    }
+
+    /// Publishes `data` to `channel` with the app key; returns the JSON answer.
+    pub async fn publish(&self, app: &App, channel: &str, data: Value) -> Value {
+        self.publish_body(app, json!({ "channel": channel, "data": data }))
+            .await
+    }
+
+    /// Publishes a whole body with the app key; asserts 200.
+    pub async fn publish_body(&self, app: &App, body: Value) -> Value {
+        let res = self
+            .http
+            .post(self.app_url(app, "/publish"))
+            .bearer_auth(&app.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(status, 200, "publish answered {v}");
+        v
+    }
+
+    /// `GET {url}{path}` with a bearer, returning status and JSON.
+    pub async fn get(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(format!("{}{}", self.url, path));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Claims for a token valid for an hour.
+pub fn claims(sub: Option<&str>, channels: &[&str], publish: &[&str]) -> Claims {
+    let now = herald_broker::now_millis() / 1000;
+    Claims {
+        sub: sub.map(Into::into),
+        exp: now + 3600,
+        nbf: None,
+        iat: Some(now),
+        app: None,
+        channels: channels.iter().map(|s| s.to_string()).collect(),
+        publish: publish.iter().map(|s| s.to_string()).collect(),
+        info: None,
+    }
+}
+
+/// Signs claims with the app's token secret.
+pub fn token(app: &App, claims: &Claims) -> String {
+    herald_node::sign_token(&app.token_secret, claims).unwrap()
+}
+
+/// A token for user `sub` that may subscribe to everything and publish nothing.
+pub fn user_token(app: &App, sub: &str) -> String {
+    token(app, &claims(Some(sub), &["*"], &[]))
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+impl SseEvent {
+    /// The data as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+/// A minimal EventSource: parses the stream the way a browser does, remembers
+/// the last event id (including id-only blocks), counts comments.
+pub struct Sse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub last_event_id: Option<String>,
+    pub comments: usize,
+    pub retry: Option<u64>,
+    stream: Option<futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>>,
+    buf: String,
+    pending: Vec<SseEvent>,
+}
+
+impl Sse {
+    /// Connects to `url` (optionally with a Last-Event-ID header).
+    pub async fn connect(url: &str, last_event_id: Option<&str>) -> Sse {
+        let mut req = reqwest::Client::new()
+            .get(url)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        Sse {
+            status,
+            headers,
+            last_event_id: last_event_id.map(Into::into),
+            comments: 0,
+            retry: None,
+            stream: Some(res.bytes_stream().boxed()),
+            buf: String::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// The next dispatched event within `WAIT`, or None when the stream ended.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        self.next_within(WAIT)
+            .await
+            .expect("an SSE event within the wait")
+    }
+
+    /// The next event within `d`: Err on timeout, Ok(None) when the stream ended.
+    pub async fn next_within(&mut self, d: Duration) -> Result<Option<SseEvent>, ()> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            if !self.pending.is_empty() {
+                return Ok(Some(self.pending.remove(0)));
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                return Ok(None);
+            };
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => return Err(()),
+                Ok(None) | Ok(Some(Err(_))) => {
+                    self.stream = None;
+                    return Ok(None);
+                }
+                Ok(Some(Ok(chunk))) => {
+                    self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+                    self.parse();
+                }
+            }
+        }
+    }
+
+    /// Reads events until `n` messages (event other than control events) arrived.
+    pub async fn messages(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let ev = self.next().await.expect("stream ended early");
+            if !["reset", "presence", "disconnect", "error"].contains(&ev.event.as_str()) {
+                out.push(ev.json());
+            }
+        }
+        out
+    }
+
+    fn parse(&mut self) {
+        while let Some(end) = self.buf.find("\n\n") {
+            let block: String = self.buf[..end].to_string();
+            self.buf.drain(..end + 2);
+            let mut id = None;
+            let mut event = String::from("message");
+            let mut data: Vec<&str> = Vec::new();
+            let mut only_comment = true;
+            for line in block.lines() {
+                if let Some(c) = line.strip_prefix(':') {
+                    let _ = c;
+                    continue;
+                }
+                only_comment = false;
+                let (field, value) = match line.split_once(':') {
+                    Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                    None => (line, ""),
+                };
+                match field {
+                    "id" => id = Some(value.to_string()),
+                    "event" => event = value.to_string(),
+                    "data" => data.push(value),
+                    "retry" => self.retry = value.parse().ok(),
+                    _ => {}
+                }
+            }
+            if only_comment {
+                self.comments += 1;
+                continue;
+            }
+            if let Some(id) = &id {
+                self.last_event_id = Some(id.clone());
+            }
+            if data.is_empty() {
+                continue; // id-only or retry-only block: no event is dispatched
+            }
+            self.pending.push(SseEvent {
+                id: id.or_else(|| self.last_event_id.clone()),
+                event,
+                data: data.join("\n"),
+            });
+        }
+    }
+}
+
+/// A WebSocket client speaking Herald's JSON frames.
+pub struct Ws {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    next_id: u64,
+    /// Pushes received while waiting for a reply.
+    pub pushes: Vec<Value>,
+}
+
+/// How a WebSocket ended.
+#[derive(Debug, PartialEq)]
+pub enum WsEnd {
+    Closed(u16, String),
+    Dropped,
+}
+
+impl Ws {
+    /// Connects (the URL is http://..., turned into ws://...).
+    pub async fn connect(url: &str) -> Result<Ws, (u16, Value)> {
+        let ws_url = url.replacen("http://", "ws://", 1);
+        match tokio_tungstenite::connect_async(ws_url).await {
+            Ok((socket, _)) => Ok(Ws {
+                socket,
+                next_id: 1,
+                pushes: Vec::new(),
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                let status = res.status().as_u16();
+                let body = res.body().clone().unwrap_or_default();
+                Err((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+            }
+            Err(e) => panic!("websocket connect failed: {e}"),
+        }
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .unwrap();
+    }
+
+    /// Sends `{"id":N, ...frame}` and returns the reply with that id (pushes
+    /// received meanwhile are kept in `pushes`).
+    pub async fn request(&mut self, mut frame: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        frame["id"] = json!(id);
+        self.send_text(&frame.to_string()).await;
+        loop {
+            let v = self.recv().await.expect("a reply");
+            if v.get("id") == Some(&json!(id)) {
+                return v;
+            }
+            self.pushes.push(v);
+        }
+    }
+
+    /// The next JSON frame within `WAIT` (None when the socket closed).
+    pub async fn recv(&mut self) -> Option<Value> {
+        self.recv_within(WAIT).await.expect("a frame within the wait")
+    }
+
+    /// The next JSON frame within `d`: Err on timeout.
+    pub async fn recv_within(&mut self, d: Duration) -> Result<Option<Value>, ()> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return Err(()),
+                Ok(None) | Ok(Some(Err(_))) => return Ok(None),
+                Ok(Some(Ok(m))) => match m {
+                    tokio_tungstenite::tungstenite::Message::Text(t) => {
+                        return Ok(Some(serde_json::from_str(t.as_str()).unwrap()))
+                    }
+                    tokio_tungstenite::tungstenite::Message::Close(_) => return Ok(None),
+                    _ => continue,
+                },
+            }
+        }
+    }
+
+    /// The next push: first those kept by `request`, then from the socket.
+    pub async fn push(&mut self) -> Value {
+        if !self.pushes.is_empty() {
+            return self.pushes.remove(0);
+        }
+        self.recv().await.expect("a push")
+    }
+
+    /// Reads until `n` message pushes arrived.
+    pub async fn messages(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let v = self.push().await;
+            if v["type"] == "message" {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// Waits for the server to close; returns the close code and reason.
+    pub async fn closed(&mut self) -> WsEnd {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await {
+                Err(_) => panic!("the socket did not close within the wait"),
+                Ok(None) | Ok(Some(Err(_))) => return WsEnd::Dropped,
+                Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => {
+                    return match frame {
+                        Some(f) => WsEnd::Closed(f.code.into(), f.reason.to_string()),
+                        None => WsEnd::Closed(1005, String::new()),
+                    }
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+}
