@@ -85,6 +85,9 @@ struct Inner {
     metrics: Metrics,
     usage: Usage,
     apps: Mutex<AppCache>,
+    /// Held while usage moves from memory to the store, so that `stats` never
+    /// sees it in neither place.
+    usage_flush: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
     next_id: AtomicU64,
     node_id: String,
@@ -117,6 +120,7 @@ impl Node {
                 metrics: Metrics::new(),
                 usage: Usage::default(),
                 apps: Mutex::new(HashMap::new()),
+                usage_flush: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
                 next_id: AtomicU64::new(1),
                 node_id: herald_broker::new_epoch().to_string(),
@@ -243,6 +247,10 @@ impl Node {
                 "send the app's secret key as 'Authorization: Bearer <key>'",
             ));
         };
+        // Keys first: an admin key may look like a token (dots are allowed in it).
+        if record.verify_key(bearer) || self.is_admin(bearer) {
+            return Ok((name, Credential::Key));
+        }
         if auth::looks_like_token(bearer) {
             if !allow_token {
                 return Err(NodeError::new(
@@ -252,9 +260,6 @@ impl Node {
             }
             let id = auth::verify_token(&record, bearer, self.inner.config.token_leeway)?;
             return Ok((name, Credential::Client(Box::new(id))));
-        }
-        if record.verify_key(bearer) || self.is_admin(bearer) {
-            return Ok((name, Credential::Key));
         }
         Err(NodeError::new(
             ErrorCode::InvalidKey,
@@ -303,12 +308,13 @@ impl Node {
     /// Rotates an app's credentials (admin).
     ///
     /// # Errors
-    /// `app_not_found`, `store_unavailable`.
+    /// `invalid_app_name`, `app_not_found`, `store_unavailable`.
     pub async fn rotate_app(
         &self,
         name: &str,
         grace: std::time::Duration,
     ) -> Result<NewCredentials, NodeError> {
+        AppName::parse(name).map_err(|e| NodeError::new(ErrorCode::InvalidAppName, e.to_string()))?;
         let c = self.inner.store.rotate_app(name, grace).await?;
         self.forget_app(name);
         Ok(c)
@@ -604,8 +610,10 @@ impl Node {
     /// `store_unavailable`.
     pub async fn stats(&self, app: &AppName) -> Result<Stats, NodeError> {
         let usage = self.inner.usage.of(app);
-        let mut days = self.inner.store.usage(app.as_str(), 31).await?;
-        let pending = usage.peek();
+        let (mut days, pending) = {
+            let _flush = self.inner.usage_flush.lock().await;
+            (self.inner.store.usage(app.as_str(), 31).await?, usage.peek())
+        };
         let today = utc_day(herald_broker::now_millis());
         match days.iter_mut().find(|d| d.day == today) {
             Some(d) => {
@@ -637,6 +645,7 @@ impl Node {
 
     /// Writes pending usage counters to the store (kept for the next try on failure).
     pub async fn flush_usage(&self) {
+        let _flush = self.inner.usage_flush.lock().await;
         let day = utc_day(herald_broker::now_millis());
         for (app, usage) in self.inner.usage.all() {
             let delta = usage.take();

@@ -534,7 +534,11 @@ impl Session {
         let exp = self.identity.expires?;
         let now = herald_broker::now_millis() / 1000;
         let leeway = self.node.config().token_leeway.as_secs() as i64;
-        Some(Duration::from_secs((exp + leeway - now).max(0) as u64))
+        let left = exp.saturating_add(leeway).saturating_sub(now).max(0) as u64;
+        // A token that "never expires" (exp near i64::MAX) must not overflow the
+        // deadline the transports compute from this; a century counts as never.
+        const CENTURY: u64 = 100 * 366 * 86_400;
+        Some(Duration::from_secs(left.min(CENTURY)))
     }
 }
 

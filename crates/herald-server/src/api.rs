@@ -122,7 +122,8 @@ pub async fn history(
     let query = Query::parse(q.as_deref());
     let since = query.number("since")?;
     let max = s.node.config().limits.max_history_page;
-    let limit = query.number("limit")?.unwrap_or(100);
+    // The default page is 100 messages, or the whole allowed page when smaller.
+    let limit = query.number("limit")?.unwrap_or(100.min(max as u64));
     if limit == 0 || limit > max as u64 {
         return Err(ApiError::new(
             ErrorCode::InvalidParameter,

@@ -42,10 +42,7 @@ pub fn error_response(code: ErrorCode, message: &str) -> Response {
     let mut res = (status, body).into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if code == ErrorCode::MethodNotAllowed {
-        res.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
-    }
+    // No `Allow` here: the router adds the methods of the matched route to a 405.
     res
 }
 
@@ -94,5 +91,9 @@ pub async fn framework_errors(req: Request<Body>, next: Next) -> Response {
         s if s.is_server_error() => (ErrorCode::Internal, "the server failed; the log has the details"),
         _ => (ErrorCode::BadRequest, "the request could not be understood"),
     };
-    error_response(code, message)
+    let mut out = error_response(code, message);
+    if let Some(allow) = res.headers().get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
 }

@@ -33,6 +33,11 @@ pub async fn open(
             format!("a connection may subscribe to at most {max} channels"),
         ));
     }
+    // Check every channel before subscribing to any: a refused connection must
+    // leave no trace (no presence join and leave that others would see).
+    for c in &channels {
+        identity.check_subscribe(c, s.node.config().namespace(c.namespace()))?;
+    }
     let client = if identity.user.is_empty() {
         None
     } else {

@@ -5,11 +5,14 @@
 //! `{"id":N,"error":{"code","message"}}`. Pushes are `{"type":"message",...}`,
 //! `{"type":"reset",...}`, `{"type":"presence",...}`. A subscribe's reply comes
 //! before the messages it replays. The server pings; a client silent for the idle
-//! timeout is closed. Close codes 4000-4999 mean "do not retry blindly"; 1012
-//! means "server restarting, reconnect (elsewhere) with your cursors".
+//! timeout is closed (4008), and one that takes in nothing for that long is
+//! dropped (it reads nothing, so no close frame can reach it). Close codes
+//! 4000-4999 mean "do not retry blindly"; 1012 means "server restarting,
+//! reconnect (elsewhere) with your cursors".
 
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -31,8 +34,17 @@ pub async fn upgrade(
     Path(app): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "this endpoint speaks WebSocket; connect with a WebSocket client ({})",
+                e.body_text()
+            ),
+        )
+    })?;
     let query = Query::parse(q.as_deref());
     let (app, identity) = s.node.authenticate_client(&app, token(&headers, &query)).await?;
     let session = s.node.connect(&app, identity, Transport::WebSocket, None)?;
@@ -79,7 +91,20 @@ fn push(ev: &Event, session: &Session) -> (Utf8Bytes, bool) {
     }
 }
 
-async fn send_events(socket: &mut WebSocket, session: &Session, events: &[Event]) -> bool {
+/// Awaits one write; false when it failed or the client took in nothing for
+/// `within` (the idle timeout): a client that does not read must not hold its
+/// connection, its session and this task forever.
+async fn bounded<E>(within: Duration, write: impl std::future::Future<Output = Result<(), E>>) -> bool {
+    matches!(tokio::time::timeout(within, write).await, Ok(Ok(())))
+}
+
+/// Sends one frame; false as [`bounded`].
+async fn send(socket: &mut WebSocket, msg: Message, within: Duration) -> bool {
+    bounded(within, socket.send(msg)).await
+}
+
+/// Writes `events` with one flush; false as [`bounded`], for each frame.
+async fn send_events(socket: &mut WebSocket, session: &Session, events: &[Event], within: Duration) -> bool {
     let mut n = 0u64;
     let mut bytes = 0u64;
     for ev in events {
@@ -88,21 +113,37 @@ async fn send_events(socket: &mut WebSocket, session: &Session, events: &[Event]
         if is_msg {
             n += 1;
         }
-        if socket.feed(Message::Text(text)).await.is_err() {
+        if !bounded(within, socket.feed(Message::Text(text))).await {
             return false;
         }
     }
     session.delivered(n, bytes);
-    socket.flush().await.is_ok()
+    bounded(within, socket.flush()).await
 }
 
+/// How long a server-initiated close waits for the client's Close frame.
+const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(5);
+
+/// Sends a Close frame and completes the closing handshake (RFC 6455, 7.1.1):
+/// dropping the socket while the client's frames (pongs, requests) are unread
+/// makes the kernel reset the connection, and the client then loses the close
+/// frame and its code. So read (and discard) until the client's Close, bounded.
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, async {
+        let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from(reason.to_owned()),
-        })))
-        .await;
+        };
+        if socket.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        while let Some(Ok(msg)) = socket.recv().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn run(mut socket: WebSocket, mut session: Session, s: AppState) {
@@ -133,15 +174,20 @@ async fn run(mut socket: WebSocket, mut session: Session, s: AppState) {
                     }
                     Some(Ok(Message::Binary(_))) => {
                         let r = reply_err(None, ErrorCode::BadFrame, "send JSON text frames, not binary");
-                        if socket.send(Message::Text(r.into())).await.is_err() { break; }
+                        if !send(&mut socket, Message::Text(r.into()), idle).await { break; }
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(Message::Close(_))) => {
+                        // Send the Close reply tungstenite queued: a clean close for the client.
+                        bounded(idle, socket.flush()).await;
+                        break;
+                    }
+                    None | Some(Err(_)) => break,
                 }
             }
             _ = waiter.ready() => {
                 let events = session.drain().await;
-                if !send_events(&mut socket, &session, &events).await {
+                if !send_events(&mut socket, &session, &events, idle).await {
                     break;
                 }
             }
@@ -151,7 +197,7 @@ async fn run(mut socket: WebSocket, mut session: Session, s: AppState) {
                     break;
                 }
                 session.tick().await;
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if !send(&mut socket, Message::Ping(Default::default()), idle).await {
                     break;
                 }
             }
@@ -175,24 +221,17 @@ async fn handle_frame(
     text: &str,
     expires: &mut Option<Instant>,
 ) -> bool {
+    let idle = s.options.ws_idle_timeout;
     let frame = match frame::parse(text) {
         Ok(f) => f,
         Err((code, msg)) => {
-            return socket
-                .send(Message::Text(reply_err(None, code, &msg).into()))
-                .await
-                .is_ok()
+            return send(socket, Message::Text(reply_err(None, code, &msg).into()), idle).await
         }
     };
     let id = frame.id;
     let command = match frame.command {
         Ok(c) => c,
-        Err((code, msg)) => {
-            return socket
-                .send(Message::Text(reply_err(id, code, &msg).into()))
-                .await
-                .is_ok()
-        }
+        Err((code, msg)) => return send(socket, Message::Text(reply_err(id, code, &msg).into()), idle).await,
     };
     let (reply, events) = match command {
         Command::Subscribe { channel, cursor } => {
@@ -270,9 +309,9 @@ async fn handle_frame(
         }
     };
     if let Some(r) = reply {
-        if socket.send(Message::Text(r.into())).await.is_err() {
+        if !send(socket, Message::Text(r.into()), idle).await {
             return false;
         }
     }
-    events.is_empty() || send_events(socket, session, &events).await
+    events.is_empty() || send_events(socket, session, &events, idle).await
 }

@@ -5,7 +5,7 @@
 //! suffix, so the suite can run against a shared database (PostgreSQL) that holds
 //! other rows, and more than once.
 //!
-//! ```ignore
+//! ```text
 //! #[tokio::test]
 //! async fn conformance() {
 //!     let store = MyStore::connect(..).await.unwrap();

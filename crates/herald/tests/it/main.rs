@@ -2,5 +2,18 @@
 //! and long-poll clients. One test binary, one module per concern.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod api;
+mod auth;
+mod cli;
+mod idempotency;
+mod isolation;
+mod longpoll;
+mod ops;
+mod presence;
+mod refusals;
+mod resume;
+mod shutdown;
 mod smoke;
+mod sse;
 mod support;
+mod ws;

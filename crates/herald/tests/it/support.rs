@@ -460,3 +460,367 @@ impl Ws {
         }
     }
 }
+
+// ---- Raw requests, refusals and bounded waits (api, refusals, auth, ...) ----
+
+/// How long a plain HTTP request may take before the test fails (bounds a
+/// request that was wrongly accepted as a never-ending stream, too).
+pub const REQUEST_WAIT: Duration = Duration::from_secs(15);
+
+/// Asserts a refusal: `status`, and the body exactly
+/// `{"error":{"code":CODE,"message":"<a sentence>"}}`.
+#[track_caller]
+pub fn assert_refused(got: &(u16, Value), status: u16, code: &str) {
+    let (s, body) = got;
+    assert_eq!(*s, status, "expected {status} {code}, got {s}: {body}");
+    let obj = body
+        .as_object()
+        .unwrap_or_else(|| panic!("the error body is not a JSON object: {body}"));
+    assert_eq!(obj.len(), 1, "the error body has only \"error\": {body}");
+    let err = body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("\"error\" is not an object: {body}"));
+    assert_eq!(err.len(), 2, "\"error\" has exactly code and message: {body}");
+    assert_eq!(body["error"]["code"], code, "error code: {body}");
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the message is not a string: {body}"));
+    assert!(
+        message.split_whitespace().count() >= 3,
+        "the message is a sentence a person can act on: {body}"
+    );
+}
+
+/// Asserts a WebSocket reply is the error `code` with a sentence.
+#[track_caller]
+pub fn assert_ws_refused(reply: &Value, code: &str) {
+    assert!(reply.get("ok").is_none(), "expected an error reply: {reply}");
+    assert_eq!(reply["error"]["code"], code, "error code: {reply}");
+    let message = reply["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.split_whitespace().count() >= 3,
+        "the message is a sentence: {reply}"
+    );
+}
+
+impl TestServer {
+    /// `method {url}{path}` with an optional bearer and raw body (sent as JSON);
+    /// returns the status and the JSON answer (or its text as a JSON string).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.url, path))
+            .timeout(REQUEST_WAIT);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// `GET {url}{path}`, bounded by [`REQUEST_WAIT`].
+    pub async fn get_within(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, bearer, None).await
+    }
+
+    /// `POST {url}{path}` with a JSON body.
+    pub async fn post(&self, path: &str, bearer: Option<&str>, body: &Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, bearer, Some(body.to_string()))
+            .await
+    }
+
+    /// `POST /v1/apps/{app}/publish` with `bearer` and a raw body.
+    pub async fn publish_raw(&self, app: &App, bearer: Option<&str>, body: &str) -> (u16, Value) {
+        let path = format!("/v1/apps/{}/publish", app.name);
+        self.call(reqwest::Method::POST, &path, bearer, Some(body.to_owned()))
+            .await
+    }
+
+    /// The history answer of `channel` with the app key (`query` without `?`); asserts 200.
+    pub async fn history(&self, app: &App, channel: &str, query: &str) -> Value {
+        let path = format!("/v1/apps/{}/channels/{}/history?{query}", app.name, enc(channel));
+        let (status, body) = self.get_within(&path, Some(&app.key)).await;
+        assert_eq!(status, 200, "history answered {body}");
+        body
+    }
+
+    /// The offsets in `channel`'s history (newest 1000).
+    pub async fn history_offsets(&self, app: &App, channel: &str) -> Vec<u64> {
+        self.history(app, channel, "limit=1000").await["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["offset"].as_u64().unwrap())
+            .collect()
+    }
+
+    /// Opens an SSE stream on `app` with `query` (e.g. `channel=a&token=T`).
+    pub async fn sse(&self, app: &App, query: &str) -> Sse {
+        Sse::connect(&self.app_url(app, &format!("/events?{query}")), None).await
+    }
+
+    /// Opens an SSE stream on `channel` with `token`; asserts 200.
+    pub async fn subscribe_sse(&self, app: &App, channel: &str, token: &str) -> Sse {
+        let sse = self
+            .sse(app, &format!("channel={}&token={token}", enc(channel)))
+            .await;
+        assert_eq!(sse.status, 200, "SSE on {channel} refused");
+        sse
+    }
+
+    /// Opens a WebSocket on `app` with `token` (None: anonymous).
+    pub async fn ws(&self, app: &App, token: Option<&str>) -> Result<Ws, (u16, Value)> {
+        let q = token.map(|t| format!("?token={t}")).unwrap_or_default();
+        Ws::connect(&self.app_url(app, &format!("/ws{q}"))).await
+    }
+
+    /// The app's `GET /channels` answer as `[(channel, subscribers)]`.
+    pub async fn channel_counts(&self, app: &App) -> Vec<(String, u64)> {
+        let (status, body) = self
+            .get_within(&format!("/v1/apps/{}/channels", app.name), Some(&app.key))
+            .await;
+        assert_eq!(status, 200, "channels answered {body}");
+        body["channels"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no channels list: {body}"))
+            .iter()
+            .map(|c| {
+                (
+                    c["channel"].as_str().unwrap().to_owned(),
+                    c["subscribers"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The app's presence answer for `channel` with the app key.
+    pub async fn presence(&self, app: &App, channel: &str) -> Value {
+        let path = format!("/v1/apps/{}/channels/{}/presence", app.name, enc(channel));
+        let (status, body) = self.get_within(&path, Some(&app.key)).await;
+        assert_eq!(status, 200, "presence answered {body}");
+        body
+    }
+
+    /// The app's stats with the app key.
+    pub async fn stats(&self, app: &App) -> Value {
+        let (status, body) = self
+            .get_within(&format!("/v1/apps/{}/stats", app.name), Some(&app.key))
+            .await;
+        assert_eq!(status, 200, "stats answered {body}");
+        body
+    }
+}
+
+/// Calls `probe` until it returns `Some`, for at most `within`; panics naming
+/// `what` otherwise.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what}: not within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Sse {
+    /// Asserts that no message (nor any other event) arrives within `d`.
+    pub async fn assert_quiet(&mut self, d: Duration) {
+        match self.next_within(d).await {
+            Err(()) => {}
+            Ok(Some(ev)) => panic!("expected nothing, got {ev:?}"),
+            Ok(None) => panic!("expected nothing, but the stream ended"),
+        }
+    }
+}
+
+impl Ws {
+    /// Sends a subscribe for `channel` and returns the reply.
+    pub async fn subscribe(&mut self, channel: &str) -> Value {
+        self.request(json!({"op": "subscribe", "channel": channel})).await
+    }
+}
+
+// ---- Helpers of the transport, resume and shutdown tests ----
+
+/// How long a test waits for a whole burst or a resume loop under load.
+pub const LONG_WAIT: Duration = Duration::from_secs(60);
+
+/// The `offset` of each envelope.
+pub fn offsets(messages: &[Value]) -> Vec<u64> {
+    messages
+        .iter()
+        .map(|m| m["offset"].as_u64().expect("an envelope has an offset"))
+        .collect()
+}
+
+/// A token for `sub` (subscribe to everything, publish nothing) that expires in `secs` seconds.
+pub fn token_expiring_in(app: &App, sub: &str, secs: i64) -> String {
+    let mut c = claims(Some(sub), &["*"], &[]);
+    c.exp = herald_broker::now_millis() / 1000 + secs;
+    token(app, &c)
+}
+
+impl TestServer {
+    /// The SSE URL of `channels` with `?token=`.
+    pub fn events_url(&self, app: &App, channels: &[&str], tok: &str) -> String {
+        let mut q = String::new();
+        for c in channels {
+            q.push_str(&format!("channel={}&", enc(c)));
+        }
+        self.app_url(app, &format!("/events?{q}token={tok}"))
+    }
+
+    /// The WebSocket URL with `?token=`.
+    pub fn ws_url(&self, app: &App, tok: &str) -> String {
+        self.app_url(app, &format!("/ws?token={tok}"))
+    }
+
+    /// Publishes `{"n": i}` to `channel` for each `i`, one after the other;
+    /// returns the last answer (Null when there was none).
+    pub async fn publish_seq(&self, app: &App, channel: &str, ns: impl IntoIterator<Item = u64>) -> Value {
+        let mut last = Value::Null;
+        for n in ns {
+            last = self.publish(app, channel, json!({ "n": n })).await;
+        }
+        last
+    }
+
+    /// `GET /v1/apps/{app}/poll?{query}`: status and JSON body.
+    pub async fn longpoll(&self, app: &App, query: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .get(self.app_url(app, &format!("/poll?{query}")))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap())
+    }
+
+    /// The sum of the samples of metric `name` whose labels contain `label`
+    /// (`""`: every sample), from `/metrics`.
+    pub async fn metric(&self, name: &str, label: &str) -> f64 {
+        let (status, text) = self.get("/metrics", None).await;
+        assert_eq!(status, 200);
+        let text = text.as_str().expect("metrics are text").to_owned();
+        let mut sum = 0.0;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let (n, labels) = series.split_once('{').unwrap_or((series, ""));
+            if n == name && labels.contains(label) {
+                sum += value.parse::<f64>().unwrap_or(0.0);
+            }
+        }
+        sum
+    }
+
+    /// Waits (at most `within`) until `metric(name, label)` satisfies `ok`; returns it.
+    pub async fn wait_metric(
+        &self,
+        within: Duration,
+        name: &str,
+        label: &str,
+        ok: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let v = self.metric(name, label).await;
+            if ok(v) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "metric {name}{{{label}}} stayed at {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Sse {
+    /// Reads the stream until `done` holds, within `WAIT`; events read meanwhile
+    /// stay queued for `next`. Panics when the stream ends first.
+    pub async fn read_until(&mut self, done: impl Fn(&Sse) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !done(self) {
+            let stream = self
+                .stream
+                .as_mut()
+                .expect("the stream ended before the awaited condition");
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => panic!("the SSE stream did not reach the awaited condition within the wait"),
+                Ok(None) | Ok(Some(Err(_))) => {
+                    self.stream = None;
+                    panic!("the SSE stream ended before the awaited condition");
+                }
+                Ok(Some(Ok(chunk))) => {
+                    self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+                    self.parse();
+                }
+            }
+        }
+    }
+
+    /// The starting cursor of a connection opened without `Last-Event-ID`: the
+    /// first `id:` the server sends, even when nothing was published.
+    pub async fn first_id(&mut self) -> String {
+        self.read_until(|s| s.last_event_id.is_some()).await;
+        self.last_event_id.clone().unwrap()
+    }
+
+    /// The next message event (control events are returned too: check `event`).
+    pub async fn next_event(&mut self) -> SseEvent {
+        self.next().await.expect("the SSE stream ended early")
+    }
+}
+
+impl Ws {
+    /// Subscribes to `channel` (from `cursor` when given); asserts the reply is
+    /// ok and returns its `ok` object.
+    pub async fn subscribe_ok(&mut self, channel: &str, cursor: Option<&str>) -> Value {
+        let mut frame = json!({"op": "subscribe", "channel": channel});
+        if let Some(c) = cursor {
+            frame["cursor"] = json!(c);
+        }
+        let r = self.request(frame).await;
+        assert!(r.get("ok").is_some(), "subscribe {channel}: {r}");
+        r["ok"].clone()
+    }
+}
+
+impl Ws {
+    /// Closes from the client side with `code`; returns how the server answered
+    /// (a clean close echoes a Close frame).
+    pub async fn close_with(&mut self, code: u16) -> WsEnd {
+        use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "bye".into(),
+            })))
+            .await
+            .unwrap();
+        self.closed().await
+    }
+}
