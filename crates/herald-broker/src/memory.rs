@@ -7,8 +7,10 @@
 //! offset order. The handler only queues, so the lock is held for microseconds.
 //!
 //! A channel's state is dropped (and a later publish starts a new epoch) only when
-//! no node subscriber holds it and its history is empty; so a quiet channel with
-//! listeners keeps its epoch and nobody gets a needless reset.
+//! no node subscriber holds it, its history is empty, and nobody used it for the
+//! idle period given to [`MemoryBroker::evict_idle`]; so a quiet channel keeps its
+//! epoch, and a client that comes back to it having missed nothing gets nothing,
+//! not a needless reset.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
@@ -39,6 +41,7 @@ struct ChannelState {
     top: u64,
     ring: VecDeque<Stored>,
     subscribers: usize,
+    last_used: Instant,
 }
 
 impl ChannelState {
@@ -48,6 +51,7 @@ impl ChannelState {
             top: 0,
             ring: VecDeque::new(),
             subscribers: 0,
+            last_used: Instant::now(),
         }
     }
 
@@ -117,6 +121,7 @@ impl MemoryBroker {
             let mut shard = self.shard(&key).lock();
             let state = shard.entry(key).or_insert_with(ChannelState::new);
             state.top += 1;
+            state.last_used = now;
             let msg = Arc::new(Envelope {
                 channel: channel.clone(),
                 offset: state.top,
@@ -144,15 +149,16 @@ impl MemoryBroker {
         out
     }
 
-    /// Drops channel states that nobody listens to and whose history is empty, and
-    /// idempotency keys past their window. Called periodically by the node.
-    pub fn evict_idle(&self, policy_of: impl Fn(&ChannelKey) -> HistoryPolicy) {
+    /// Drops channel states that nobody listens to, whose history is empty and
+    /// that were not used for `idle`, and idempotency keys past their window.
+    /// Called periodically by the node.
+    pub fn evict_idle(&self, policy_of: impl Fn(&ChannelKey) -> HistoryPolicy, idle: Duration) {
         let now = Instant::now();
         for shard in &self.shards {
             let mut shard = shard.lock();
             shard.retain(|key, state| {
                 state.trim(policy_of(key), now);
-                state.subscribers > 0 || !state.ring.is_empty()
+                state.subscribers > 0 || !state.ring.is_empty() || now.duration_since(state.last_used) < idle
             });
         }
         self.idempotency.lock().retain(|_, e| e.expires > now);
@@ -212,7 +218,9 @@ impl Broker for MemoryBroker {
     ) -> Result<HistoryRead, BrokerError> {
         let mut shard = self.shard(key).lock();
         let state = shard.entry(key.clone()).or_insert_with(ChannelState::new);
-        state.trim(policy, Instant::now());
+        let now = Instant::now();
+        state.last_used = now;
+        state.trim(policy, now);
         let oldest = state.ring.front().map(|s| s.msg.offset).unwrap_or(state.top + 1);
         let complete = since >= state.top || oldest <= since + 1;
         let messages = state

@@ -479,6 +479,10 @@ impl Node {
     /// `idempotency_conflict`, `broker_unavailable`. Nothing is appended on error.
     pub async fn publish(&self, app: &AppName, input: PublishInput) -> Result<Vec<Published>, NodeError> {
         self.check_publish_input(&input)?;
+        self.publish_checked(app, input).await
+    }
+
+    async fn publish_checked(&self, app: &AppName, input: PublishInput) -> Result<Vec<Published>, NodeError> {
         let targets = input
             .channels
             .iter()
@@ -512,12 +516,18 @@ impl Node {
         &self,
         app: &AppName,
         identity: &Identity,
-        input: PublishInput,
+        mut input: PublishInput,
     ) -> Result<Vec<Published>, NodeError> {
         for c in &input.channels {
             identity.check_publish(c, self.inner.config.namespace(c.namespace()))?;
         }
-        self.publish(app, input).await
+        // A client's idempotency keys live apart from the backend's and from other
+        // users', so nobody can claim a key another publisher will use.
+        self.check_publish_input(&input)?;
+        if let Some(k) = input.idempotency_key.take() {
+            input.idempotency_key = Some(format!("client:{}:{k}", identity.user));
+        }
+        self.publish_checked(app, input).await
     }
 
     fn check_publish_input(&self, input: &PublishInput) -> Result<(), NodeError> {

@@ -189,11 +189,12 @@ impl Session {
         self.id
     }
 
-    /// Replaces the identity with a refreshed token's (same user required).
+    /// Replaces the identity with a refreshed token's (same user required), and
+    /// unsubscribes the channels the new token no longer allows; returns those.
     ///
     /// # Errors
-    /// `forbidden` when the new token is for another user.
-    pub fn refresh(&mut self, identity: Identity) -> Result<(), NodeError> {
+    /// `forbidden` when the new token is for another user (nothing changes then).
+    pub async fn refresh(&mut self, identity: Identity) -> Result<Vec<ChannelName>, NodeError> {
         if identity.user != self.identity.user {
             return Err(NodeError::new(
                 ErrorCode::Forbidden,
@@ -201,7 +202,19 @@ impl Session {
             ));
         }
         self.identity = identity;
-        Ok(())
+        let revoked: Vec<ChannelName> = self
+            .order
+            .iter()
+            .filter(|c| {
+                let ns = self.node.config().namespace(c.namespace());
+                self.identity.check_subscribe(c, ns).is_err()
+            })
+            .cloned()
+            .collect();
+        for c in &revoked {
+            self.unsubscribe(c).await;
+        }
+        Ok(revoked)
     }
 
     /// True when subscribed to `channel`.
@@ -544,6 +557,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        tracing::debug!(app = %self.app, transport = self.transport.as_str(), id = self.id, "disconnected");
         self.node.metrics().connection_closed(self.transport.as_str());
         self.usage.disconnect();
         let mut leaving = Vec::new();

@@ -15,13 +15,6 @@ pub fn write_event(out: &mut Vec<u8>, id: Option<&str>, event: &str, data: &str)
     out.extend_from_slice(b"\n\n");
 }
 
-/// Appends only `id: ...` and the blank line: the browser records the cursor as
-/// its Last-Event-ID without dispatching any event.
-pub fn write_id_only(out: &mut Vec<u8>, id: &str) {
-    write_id_line(out, id);
-    out.push(b'\n');
-}
-
 fn write_id_line(out: &mut Vec<u8>, id: &str) {
     out.extend_from_slice(b"id: ");
     out.extend_from_slice(id.as_bytes());
@@ -48,12 +41,11 @@ mod tests {
     fn frames() {
         let mut b = Vec::new();
         write_event(&mut b, Some("c1"), "message", "{}");
-        write_id_only(&mut b, "c2");
         write_comment(&mut b, "hb");
         write_retry(&mut b, 2000);
         assert_eq!(
             String::from_utf8(b).unwrap(),
-            "id: c1\nevent: message\ndata: {}\n\nid: c2\n\n: hb\n\nretry: 2000\n\n"
+            "id: c1\nevent: message\ndata: {}\n\n: hb\n\nretry: 2000\n\n"
         );
     }
 }

@@ -39,6 +39,9 @@ pub struct ServerOptions {
     pub longpoll_max_timeout: Duration,
     /// After shutdown starts, how long connections may take to drain.
     pub shutdown_deadline: Duration,
+    /// Origins whose pages may call Herald from the browser (`*`: any). Tokens
+    /// travel in the URL or a header, never in cookies, so `*` exposes nothing.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -50,6 +53,7 @@ impl Default for ServerOptions {
             ws_idle_timeout: Duration::from_secs(60),
             longpoll_max_timeout: Duration::from_secs(60),
             shutdown_deadline: Duration::from_secs(10),
+            cors_origins: vec!["*".to_owned()],
         }
     }
 }
@@ -65,6 +69,7 @@ pub struct AppState {
 
 /// The whole router. `extra` is merged in (the binary adds static pages).
 pub fn router(state: AppState, extra: Router) -> Router {
+    let cors = cors(&state.options.cors_origins);
     let api = Router::new()
         .route("/v1/apps/{app}/publish", post(api::publish))
         .route("/v1/apps/{app}/channels", get(api::channels))
@@ -84,6 +89,26 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(error::framework_errors))
+        .layer(cors)
+}
+
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(Duration::from_secs(3600))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains: the node

@@ -19,6 +19,7 @@ use herald_node::{Event, Session, Transport, Waiter};
 use herald_protocol::{sse, ChannelName, ErrorCode};
 use tokio::time::{Instant, Interval};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::request::Query;
@@ -164,7 +165,15 @@ pub async fn events(
     let n = write_events(&mut first, &mut ids, &session, &events);
     // Always hand the browser the current cursor, even when nothing was replayed:
     // a reconnect before the first message must not lose what is published meanwhile.
-    sse::write_id_only(&mut first, &session.cursor());
+    // The `open` event also tells clients that the stream really flows (a buffering
+    // proxy passes headers but holds this back).
+    let cursor = session.cursor();
+    sse::write_event(
+        &mut first,
+        Some(&cursor),
+        "open",
+        &format!("{{\"cursor\":\"{cursor}\"}}"),
+    );
     session.delivered(n, first.len() as u64);
     let heartbeat_every = s.options.sse_heartbeat;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
@@ -182,10 +191,12 @@ pub async fn events(
         expires,
         done: false,
     };
-    let body = futures_util::stream::unfold(stream, |mut st| async move {
-        st.next_chunk()
-            .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), st))
+    let span =
+        tracing::info_span!("conn", app = %stream.session.app(), transport = "sse", id = stream.session.id());
+    span.in_scope(|| tracing::debug!(channels = stream.session.channels().len(), "connected"));
+    let body = futures_util::stream::unfold((stream, span), |(mut st, span)| async move {
+        let chunk = st.next_chunk().instrument(span.clone()).await;
+        chunk.map(|chunk| (Ok::<_, Infallible>(chunk), (st, span)))
     });
     Ok(stream_response(Body::from_stream(body)))
 }

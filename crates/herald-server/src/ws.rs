@@ -22,6 +22,7 @@ use herald_node::{Event, Session, Transport};
 use herald_protocol::frame::{self, Command};
 use herald_protocol::{ErrorBody, ErrorCode};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::request::{token, Query};
@@ -52,7 +53,11 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| run(socket, session, s)))
+        .on_upgrade(move |socket| {
+            let span =
+                tracing::info_span!("conn", app = %session.app(), transport = "websocket", id = session.id());
+            run(socket, session, s).instrument(span)
+        }))
 }
 
 fn reply_ok(id: Option<u64>, ok: serde_json::Value) -> Option<String> {
@@ -147,6 +152,7 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
 }
 
 async fn run(mut socket: WebSocket, mut session: Session, s: AppState) {
+    tracing::debug!("connected");
     let waiter = session.waiter();
     let shutdown = s.node.shutdown_token();
     let mut ping = tokio::time::interval_at(Instant::now() + s.options.ws_ping, s.options.ws_ping);
@@ -236,13 +242,25 @@ async fn handle_frame(
     let (reply, events) = match command {
         Command::Subscribe { channel, cursor } => {
             let from = cursor.as_ref().and_then(|c| c.get(&channel)).cloned();
+            let already = session.is_subscribed(&channel);
             match session.subscribe(channel.clone(), from.as_ref()).await {
                 Ok(events) => {
-                    let cur = session
+                    // The position the pushes that follow start from: after a reset,
+                    // the reset's; when replaying, the client's; else the current one.
+                    let current = session
                         .channel_cursor(&channel)
                         .map(|c| c.to_string())
                         .unwrap_or_default();
-                    let start = from.map(|p| p.encode()).unwrap_or(cur.clone());
+                    let reset = events.iter().find_map(|e| match e {
+                        Event::Reset(r) => Some(r.cursor.clone()),
+                        _ => None,
+                    });
+                    let start = match (already, reset, from) {
+                        (true, _, _) => current,
+                        (false, Some(r), _) => r,
+                        (false, None, Some(p)) => p.encode(),
+                        (false, None, None) => current,
+                    };
                     (
                         reply_ok(
                             id,
@@ -292,13 +310,17 @@ async fn handle_frame(
                 .authenticate_client(session.app().as_str(), Some(&token))
                 .await
             {
-                Ok((_, identity)) => match session.refresh(identity) {
-                    Ok(()) => {
+                Ok((_, identity)) => match session.refresh(identity).await {
+                    Ok(revoked) => {
                         *expires = session
                             .token_remaining()
                             .map(|d| Instant::now() + d.max(Duration::from_millis(1)));
+                        let revoked: Vec<&str> = revoked.iter().map(|c| c.as_str()).collect();
                         (
-                            reply_ok(id, serde_json::json!({"expires": session.identity().expires})),
+                            reply_ok(
+                                id,
+                                serde_json::json!({"expires": session.identity().expires, "revoked": revoked}),
+                            ),
                             Vec::new(),
                         )
                     }

@@ -65,6 +65,7 @@ pub struct FileConfig {
     #[serde(default)]
     namespaces: HashMap<String, FileNamespace>,
     idempotency_window: Option<String>,
+    cors_origins: Option<Vec<String>>,
     presence_ttl: Option<String>,
     token_leeway: Option<String>,
 }
@@ -256,7 +257,7 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
     }
     let ds = ServerOptions::default();
     let t = &file.transport;
-    let server = ServerOptions {
+    let mut server = ServerOptions {
         sse_heartbeat: duration("transport.sse_heartbeat", &t.sse_heartbeat, ds.sse_heartbeat)?,
         sse_retry: duration("transport.sse_retry", &t.sse_retry, ds.sse_retry)?,
         ws_ping: duration("transport.ws_ping", &t.ws_ping, ds.ws_ping)?,
@@ -275,7 +276,20 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
             &t.shutdown_deadline,
             ds.shutdown_deadline,
         )?,
+        cors_origins: ds.cors_origins.clone(),
     };
+    if let Some(origins) = file.cors_origins {
+        for o in &origins {
+            let ok = o == "*"
+                || ((o.starts_with("http://") || o.starts_with("https://"))
+                    && !o.ends_with('/')
+                    && o.bytes().all(|b| b.is_ascii_graphic()));
+            if !ok {
+                bail!("cors_origins: {o:?} is not an origin like \"https://app.example.com\" (no path, no trailing slash) or \"*\"");
+            }
+        }
+        server.cors_origins = origins;
+    }
     if server.sse_heartbeat > Duration::from_secs(25) || server.sse_heartbeat.is_zero() {
         bail!("transport.sse_heartbeat must be between 1ms and 25s (proxies close quieter streams)");
     }

@@ -108,7 +108,7 @@ pub async fn run(
         node: node.clone(),
         options: Arc::new(config.server.clone()),
     };
-    let router = herald_server::router(state, web::routes());
+    let router = herald_server::router(state, web::routes(node.clone(), config.demo_app));
     let started = Started {
         addr: listener.local_addr()?,
         demo,
@@ -120,6 +120,9 @@ pub async fn run(
     Ok(())
 }
 
+/// How long the memory broker remembers a quiet channel's epoch and offset.
+const CHANNEL_IDLE: Duration = Duration::from_secs(3600);
+
 fn spawn_eviction(node: &Node, broker: Arc<MemoryBroker>) {
     let stop = node.shutdown_token();
     let config = node.config().clone();
@@ -128,7 +131,7 @@ fn spawn_eviction(node: &Node, broker: Arc<MemoryBroker>) {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tick.tick() => broker.evict_idle(|k| config.namespace(k.channel.namespace()).history()),
+                _ = tick.tick() => broker.evict_idle(|k| config.namespace(k.channel.namespace()).history(), CHANNEL_IDLE),
             }
         }
     });

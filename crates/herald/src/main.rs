@@ -273,8 +273,23 @@ async fn serve(
     .await
 }
 
+/// Refuses to create an empty database where the user expects one (a mistyped
+/// --data-dir): only `serve` and `app create` may start a new data dir.
+fn require_existing_data(config: &Config) -> anyhow::Result<()> {
+    if config.database == "sqlite" && !config.data_dir.join("herald.db").exists() {
+        bail!(
+            "there is no Herald database in {} (run `herald serve` once, or pass the right --data-dir)",
+            config.data_dir.display()
+        );
+    }
+    Ok(())
+}
+
 async fn app(common: &Common, verb: AppVerb) -> anyhow::Result<()> {
     let config = load(common, None, None)?;
+    if !matches!(verb, AppVerb::Create { .. }) {
+        require_existing_data(&config)?;
+    }
     let store = herald::open_store(&config).await?;
     match verb {
         AppVerb::Create { name, json } => {
@@ -350,6 +365,7 @@ async fn token(common: &Common, args: TokenArgs) -> anyhow::Result<()> {
         ),
     };
     herald_protocol::AppName::parse(&args.app).map_err(|e| anyhow!("app name {:?}: {e}", args.app))?;
+    require_existing_data(&config)?;
     let store = herald::open_store(&config).await?;
     let app = store
         .app(&args.app)

@@ -1,12 +1,97 @@
-//! Static pages served by the binary (no build step).
+//! What the binary serves besides the API: the landing page, the browser SDK
+//! (`/sdk/herald.js`), and the demo page with its token endpoint. Plain files, no
+//! build step, embedded at compile time.
 
-use axum::response::Html;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use herald_node::{Claims, Node};
+use herald_protocol::ErrorCode;
+use herald_server::error::ApiError;
 
 const INDEX: &str = include_str!("../../../web/index.html");
+const SDK: &str = include_str!("../../../web/sdk/herald.js");
+const DEMO_HTML: &str = include_str!("../../../web/demo/index.html");
+const DEMO_JS: &str = include_str!("../../../web/demo/demo.js");
+const DEMO_CSS: &str = include_str!("../../../web/demo/demo.css");
 
-/// The static routes.
-pub fn routes() -> Router {
-    Router::new().route("/", get(|| async { Html(INDEX) }))
+/// How long a demo token lives.
+const DEMO_TOKEN_TTL_SECS: i64 = 3600;
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Small files, changed by upgrades: revalidate rather than cache blindly.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// The static routes; the demo ones only when `demo` is on.
+pub fn routes(node: Node, demo: bool) -> Router {
+    let mut r = Router::new().route("/", get(|| async { Html(INDEX) })).route(
+        "/sdk/herald.js",
+        get(|| async { asset(SDK, "text/javascript; charset=utf-8") }),
+    );
+    if demo {
+        r = r
+            .route(
+                "/demo",
+                get(|| async { axum::response::Redirect::permanent("/demo/") }),
+            )
+            .route(
+                "/demo/",
+                get(|| async { asset(DEMO_HTML, "text/html; charset=utf-8") }),
+            )
+            .route(
+                "/demo/demo.js",
+                get(|| async { asset(DEMO_JS, "text/javascript; charset=utf-8") }),
+            )
+            .route(
+                "/demo/demo.css",
+                get(|| async { asset(DEMO_CSS, "text/css; charset=utf-8") }),
+            )
+            .route("/demo/token", get(demo_token).with_state(node));
+    }
+    r
+}
+
+/// `GET /demo/token?sub=NAME`: a one-hour token of the `demo` app for anyone, so
+/// the demo page works without a backend. Off with `demo_app = false`.
+async fn demo_token(State(node): State<Node>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let sub = form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "sub")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| "guest".to_owned());
+    if sub.is_empty() || sub.len() > 64 || sub.chars().any(|c| c.is_control()) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            "sub must be 1 to 64 printable characters",
+        ));
+    }
+    let (_, record) = node.app("demo").await?;
+    let secret = record.token_secrets.first().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::AppNotFound,
+            "the demo app has no token secret; run `herald app rotate demo`",
+        )
+    })?;
+    let now = herald_broker::now_millis() / 1000;
+    let claims = Claims {
+        sub: Some(sub.clone()),
+        exp: now + DEMO_TOKEN_TTL_SECS,
+        nbf: None,
+        iat: Some(now),
+        app: Some("demo".to_owned()),
+        channels: vec!["*".to_owned()],
+        publish: vec!["*".to_owned()],
+        info: Some(serde_json::json!({ "name": sub })),
+    };
+    let token = herald_node::sign_token(secret, &claims)?;
+    let mut res = token.into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }

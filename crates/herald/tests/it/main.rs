@@ -16,4 +16,5 @@ mod shutdown;
 mod smoke;
 mod sse;
 mod support;
+mod web;
 mod ws;

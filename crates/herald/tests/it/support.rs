@@ -225,6 +225,8 @@ pub struct Sse {
     pub last_event_id: Option<String>,
     pub comments: usize,
     pub retry: Option<u64>,
+    /// Data of the `open` events seen (one per stream).
+    pub opens: Vec<String>,
     stream: Option<futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>>,
     buf: String,
     pending: Vec<SseEvent>,
@@ -248,6 +250,7 @@ impl Sse {
             last_event_id: last_event_id.map(Into::into),
             comments: 0,
             retry: None,
+            opens: Vec::new(),
             stream: Some(res.bytes_stream().boxed()),
             buf: String::new(),
             pending: Vec::new(),
@@ -290,7 +293,7 @@ impl Sse {
         let mut out = Vec::new();
         while out.len() < n {
             let ev = self.next().await.expect("stream ended early");
-            if !["reset", "presence", "disconnect", "error"].contains(&ev.event.as_str()) {
+            if !["open", "reset", "presence", "disconnect", "error"].contains(&ev.event.as_str()) {
                 out.push(ev.json());
             }
         }
@@ -332,6 +335,11 @@ impl Sse {
             }
             if data.is_empty() {
                 continue; // id-only or retry-only block: no event is dispatched
+            }
+            if event == "open" {
+                // The stream's first event: kept aside, like most apps ignore it.
+                self.opens.push(data.join("\n"));
+                continue;
             }
             self.pending.push(SseEvent {
                 id: id.or_else(|| self.last_event_id.clone()),
