@@ -34,6 +34,7 @@ pub struct Delivery {
     pub cursor: Arc<str>,
     json: OnceLock<Arc<str>>,
     sse: OnceLock<Bytes>,
+    sse_plain: OnceLock<Bytes>,
     ws: OnceLock<Bytes>,
 }
 
@@ -51,6 +52,7 @@ impl Delivery {
             cursor: Arc::from(cursor),
             json: OnceLock::new(),
             sse: OnceLock::new(),
+            sse_plain: OnceLock::new(),
             ws: OnceLock::new(),
         }
     }
@@ -61,12 +63,19 @@ impl Delivery {
     }
 
     /// `event: <name>\ndata: <envelope>\n\n`: the SSE event without its `id:` line.
-    pub fn sse(&self) -> &Bytes {
-        self.sse.get_or_init(|| {
+    /// With `named` false the event is always `message` (the envelope still names
+    /// it), for clients that cannot know every event name in advance.
+    pub fn sse(&self, named: bool) -> &Bytes {
+        let (cell, name) = if named {
+            (&self.sse, self.envelope.event.as_str())
+        } else {
+            (&self.sse_plain, "message")
+        };
+        cell.get_or_init(|| {
             let json = self.json();
             let mut b = Vec::with_capacity(json.len() + 32);
             b.extend_from_slice(b"event: ");
-            b.extend_from_slice(self.envelope.event.as_str().as_bytes());
+            b.extend_from_slice(name.as_bytes());
             b.extend_from_slice(b"\ndata: ");
             b.extend_from_slice(json.as_bytes());
             b.extend_from_slice(b"\n\n");

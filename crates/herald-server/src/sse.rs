@@ -6,6 +6,11 @@
 //! it processed. Refusals that retrying cannot fix (401, 403, 404, 429) answer
 //! non-200 before the stream starts; everything transient (shutdown, broker
 //! trouble) ends a 200 stream instead, since EventSource only retries those.
+//!
+//! Each message's `event:` is its published event name, so pages can listen per
+//! name; with `?dispatch=message` every message is `event: message` instead (the
+//! envelope still carries its name), for clients such as the SDK that cannot know
+//! all event names in advance.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -51,7 +56,7 @@ impl Ids {
 }
 
 /// Appends events to `out`; returns the number of messages written.
-fn write_events(out: &mut Vec<u8>, ids: &mut Ids, session: &Session, events: &[Event]) -> u64 {
+fn write_events(out: &mut Vec<u8>, ids: &mut Ids, session: &Session, events: &[Event], named: bool) -> u64 {
     let mut messages = 0;
     for ev in events {
         match ev {
@@ -60,7 +65,7 @@ fn write_events(out: &mut Vec<u8>, ids: &mut Ids, session: &Session, events: &[E
                 out.extend_from_slice(b"id: ");
                 out.extend_from_slice(ids.render().as_bytes());
                 out.push(b'\n');
-                out.extend_from_slice(delivery.sse());
+                out.extend_from_slice(delivery.sse(named));
                 messages += 1;
                 if *live {
                     session.observe_latency(delivery);
@@ -85,6 +90,7 @@ struct Stream {
     shutdown: CancellationToken,
     expires: Option<Instant>,
     done: bool,
+    named: bool,
 }
 
 impl Stream {
@@ -122,7 +128,7 @@ impl Stream {
         }
         let events = self.session.drain().await;
         let mut out = Vec::new();
-        let n = write_events(&mut out, &mut self.ids, &self.session, &events);
+        let n = write_events(&mut out, &mut self.ids, &self.session, &events, self.named);
         if out.is_empty() {
             // Only duplicates were queued: nothing to write, keep the stream alive.
             return Some(Bytes::new());
@@ -141,6 +147,17 @@ pub async fn events(
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
     let retry = s.options.sse_retry.as_millis() as u64;
+    // `?dispatch=message`: every message as `event: message` (see the module doc).
+    let named = match query.get("dispatch") {
+        None | Some("named") => true,
+        Some("message") => false,
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!("dispatch={other:?}: use \"named\" (the default) or \"message\""),
+            ))
+        }
+    };
     let (session, events, before) = match open(&s, &app, &headers, &query, Transport::Sse, |_| None).await {
         Ok(x) => x,
         Err(e)
@@ -162,7 +179,7 @@ pub async fn events(
     sse::write_retry(&mut first, retry);
     // Ids start from the positions before the replay and advance event by event.
     let mut ids = Ids { parts: before };
-    let n = write_events(&mut first, &mut ids, &session, &events);
+    let n = write_events(&mut first, &mut ids, &session, &events, named);
     // Always hand the browser the current cursor, even when nothing was replayed:
     // a reconnect before the first message must not lose what is published meanwhile.
     // The `open` event also tells clients that the stream really flows (a buffering
@@ -190,6 +207,7 @@ pub async fn events(
         shutdown: s.node.shutdown_token(),
         expires,
         done: false,
+        named,
     };
     let span =
         tracing::info_span!("conn", app = %stream.session.app(), transport = "sse", id = stream.session.id());

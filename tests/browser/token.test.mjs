@@ -1,0 +1,52 @@
+// An expiring token is refreshed through getToken() without losing a message.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, test } from 'node:test';
+import { connected, createApp, launch, offsets, openClient, publish, sign, startHerald, until } from './harness.mjs';
+
+let server;
+let browser;
+let app;
+let tokens;
+let issued = 0;
+
+before(async () => {
+  server = await startHerald({ config: 'token_leeway = "0s"\n' });
+  app = await createApp(server, 'tokens');
+  browser = await launch();
+  // The app's own backend: hands out short-lived tokens (3 s).
+  tokens = http.createServer((req, res) => {
+    issued += 1;
+    res.writeHead(200, { 'access-control-allow-origin': '*', 'content-type': 'text/plain' });
+    res.end(sign(app, { sub: 'alice', channels: ['*'], exp: Math.floor(Date.now() / 1000) + 3 }));
+  });
+  await new Promise((r) => tokens.listen(0, '127.0.0.1', r));
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.cleanup();
+  tokens?.close();
+});
+
+for (const transport of ['websocket', 'sse', 'longpoll']) {
+  test(`tokens expiring every 3 s are renewed over ${transport}, nothing lost`, async () => {
+    const channel = `tok:${transport}`;
+    const context = await browser.newContext();
+    const before = issued;
+    const page = await openClient(context, server.url, {
+      app: app.name, transports: [transport], channel, getTokenUrl: `http://127.0.0.1:${tokens.address().port}/`,
+      extra: { backoffBase: 100, backoffCap: 500 },
+    });
+    await connected(page);
+    const total = 40;
+    for (let i = 1; i <= total; i++) {
+      await publish(server, app, channel, i);
+      await new Promise((r) => setTimeout(r, 200)); // 8 s: past two expiries
+    }
+    await until(async () => (await offsets(page)).length >= total, 15000, `${total} messages`);
+    assert.deepEqual(await offsets(page), Array.from({ length: total }, (_, i) => i + 1));
+    assert.ok(issued - before >= 3, `getToken was called for renewals (${issued - before})`);
+    await context.close();
+  });
+}
