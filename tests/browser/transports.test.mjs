@@ -50,3 +50,56 @@ test('a page publishes with its token and sees its own message', async () => {
   assert.equal(refused, 'forbidden');
   await context.close();
 });
+
+test('subscribe from a snapshot cursor: only what follows the snapshot, then live', async () => {
+  const { sign } = await import('./harness.mjs');
+  const channel = 'board:1';
+  for (let i = 1; i <= 3; i++) await publish(server, app, channel, { n: i });
+  // The app's backend answers a snapshot with the position it is valid at (offset 2).
+  const res = await fetch(`${server.url}/v1/apps/${app.name}/channels/${channel}/history?since=1&limit=1`, {
+    headers: { authorization: `Bearer ${app.key}` },
+  });
+  const snapshot = await res.json();
+  const atTwo = snapshot.messages[0];
+  assert.equal(atTwo.offset, 2);
+  const token = sign(app, { sub: 'carol', channels: ['*'] });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${server.url}/demo/`);
+  await page.evaluate(async ({ appName, token, atTwo }) => {
+    const { Herald, cursorOf } = await import('/sdk/herald.js');
+    window.got = [];
+    window.h = new Herald({ app: appName, token, shareTabs: false });
+    window.h.subscribe(atTwo.channel, { cursor: cursorOf(atTwo), onMessage: (m) => window.got.push(m.offset) });
+  }, { appName: app.name, token, atTwo });
+  await until(async () => (await page.evaluate(() => window.got.length)) === 1, 8000, 'the message after the snapshot');
+  await publish(server, app, channel, { n: 4 });
+  await until(async () => (await page.evaluate(() => window.got.length)) === 2, 8000, 'a live message');
+  assert.deepEqual(await page.evaluate(() => window.got), [3, 4]);
+  await context.close();
+});
+
+test('refusals that retrying cannot fix end in disconnected, without a retry storm', async () => {
+  const { sign } = await import('./harness.mjs');
+  for (const transport of ['websocket', 'sse', 'longpoll']) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    let requests = 0;
+    page.on('request', (r) => { if (r.url().includes('/v1/apps/')) requests += 1; });
+    await page.goto(`${server.url}/demo/`);
+    // A token for another app's secret: the app "nope" does not exist → 404.
+    const token = sign(app, { sub: 'x', channels: ['*'] });
+    await page.evaluate(async ({ token, transport }) => {
+      const { Herald } = await import('/sdk/herald.js');
+      window.h = new Herald({ app: 'nope', token, transports: [transport], shareTabs: false, backoffBase: 50, backoffCap: 100 });
+      window.h.subscribe('news', {});
+    }, { token, transport });
+    await page.waitForFunction(() => window.h.state === 'disconnected' && window.h.lastError, null, { timeout: 10000 });
+    const code = await page.evaluate(() => window.h.lastError.code);
+    assert.equal(code, 'app_not_found', `${transport}: ${code}`);
+    const seen = requests;
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(requests, seen, `${transport}: no more attempts after a 404`);
+    await context.close();
+  }
+});

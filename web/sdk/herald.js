@@ -122,6 +122,10 @@ class WebSocketTransport {
       if (this.closed) return;
       this._stopTimers();
       const code = e.code;
+      if (!this.opened) {
+        this._diagnose(url);
+        return;
+      }
       const auth = code === 4001 || code === 4002;
       const fatal = code === 4003 || code === 4004 || code === 4400;
       this._end({ reason: `close ${code}${e.reason ? ': ' + e.reason : ''}`, auth, fatal, code });
@@ -133,6 +137,25 @@ class WebSocketTransport {
     if (this.closed) return;
     try { this.ws.close(); } catch { /* already closed */ }
     this._end({ reason });
+  }
+
+  /** The upgrade failed and browsers hide why: ask with a plain GET (the server
+   * checks credentials before the upgrade, so it answers 401/403/404 the same way). */
+  async _diagnose(wsUrl) {
+    let info = { reason: 'upgrade_failed' };
+    try {
+      const ctl = new AbortController();
+      const timer = setTimeout(() => ctl.abort(), 3000);
+      const res = await fetch(wsUrl.replace(/^ws/, 'http'), { signal: ctl.signal });
+      clearTimeout(timer);
+      if (res.status === 401 || res.status === 429 || FATAL_HTTP.has(res.status)) {
+        const err = await errorOf(res);
+        // 400 here means "not a WebSocket request": the app and token are fine, so
+        // a proxy refused the upgrade; try the next transport.
+        if (res.status !== 400) info = { reason: err.code, auth: res.status === 401, fatal: FATAL_HTTP.has(res.status), error: err };
+      }
+    } catch { /* network: keep upgrade_failed */ }
+    this._end(info);
   }
 
   _end(info) {

@@ -136,6 +136,12 @@ impl Queue {
         self.notify.notify_one();
     }
 
+    /// Flags the queue as behind (as if it had overflowed) and wakes its reader.
+    pub fn mark_lagged(&self) {
+        self.lagged.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
     /// Waits until there is something to drain. Cancel-safe.
     pub async fn ready(&self) {
         loop {
@@ -246,6 +252,18 @@ impl Hub {
         out
     }
 
+    /// Marks every local connection as possibly behind: each catches up from
+    /// history (and gets a reset where history cannot fill the hole).
+    pub fn disrupt_all(&self) {
+        for s in &self.shards {
+            for queues in s.listeners.lock().values() {
+                for (_, q) in queues {
+                    q.mark_lagged();
+                }
+            }
+        }
+    }
+
     fn dispatch(&self, key: ChannelKey, item: Item) {
         let _ = self.shard(&key).tx.send((key, item));
     }
@@ -263,5 +281,10 @@ impl BrokerHandler for HubHandler {
     fn on_control(&self, key: &ChannelKey, payload: Arc<str>) {
         self.0
             .dispatch(key.clone(), Item::Control(key.channel.clone(), payload));
+    }
+
+    fn on_disruption(&self) {
+        tracing::warn!("broker delivery was disrupted; every connection catches up from history");
+        self.0.disrupt_all();
     }
 }

@@ -37,6 +37,10 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Credentials first: a plain GET then tells a client why its upgrade failed
+    // (browsers hide the HTTP status of a refused WebSocket).
+    let query = Query::parse(q.as_deref());
+    let (app, identity) = s.node.authenticate_client(&app, token(&headers, &query)).await?;
     let ws = ws.map_err(|e| {
         ApiError::new(
             ErrorCode::BadRequest,
@@ -46,8 +50,6 @@ pub async fn upgrade(
             ),
         )
     })?;
-    let query = Query::parse(q.as_deref());
-    let (app, identity) = s.node.authenticate_client(&app, token(&headers, &query)).await?;
     let session = s.node.connect(&app, identity, Transport::WebSocket, None)?;
     let max = s.node.config().limits.max_message_size + 64 * 1024;
     Ok(ws
