@@ -21,7 +21,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Broker URL (`memory`).
     pub broker: String,
-    /// Database URL (`sqlite` = a file in the data dir).
+    /// Database URL: `sqlite` (a file in the data dir), `sqlite:/path/to/file.db`,
+    /// or a PostgreSQL URL (`postgres://` or `postgresql://`) for a cluster.
     pub database: String,
     /// Create the `demo` app on first start.
     pub demo_app: bool,
@@ -146,6 +147,29 @@ fn namespace(name: &str, f: &FileNamespace, base: &NamespaceOptions) -> anyhow::
     })
 }
 
+/// True when `database` names a PostgreSQL database (`postgres://` or
+/// `postgresql://` URL), shared by the nodes of a cluster.
+pub fn is_postgres(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql://")
+}
+
+/// `url` with the password of its `user:password@` part, if any, replaced by
+/// `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority = rest.find(['/', '?', '#']).map_or(rest, |i| &rest[..i]);
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    match authority[..at].find(':') {
+        Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &authority[..colon], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// Reads the config file, if any.
 ///
 /// # Errors
@@ -183,11 +207,11 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
         bail!("broker {broker:?} is not supported; use \"memory\"");
     }
     let database = over.database.or(file.database).unwrap_or_else(|| "sqlite".into());
-    if database != "sqlite" && !database.starts_with("sqlite:") {
-        if database.starts_with("postgres://") || database.starts_with("postgresql://") {
-            bail!("database {database:?}: PostgreSQL (cluster mode) is not available in this version; use \"sqlite\"");
-        }
-        bail!("database {database:?} is not supported; use \"sqlite\" (a file in the data dir)");
+    if database != "sqlite" && !database.starts_with("sqlite:") && !is_postgres(&database) {
+        bail!(
+            "database {:?} is not supported; use \"sqlite\" (a file in the data dir), \"sqlite:/path/to/file.db\", or a PostgreSQL URL like \"postgres://user:password@host:5432/herald\"",
+            redact_url(&database)
+        );
     }
     let d = NodeConfig::default();
     let default_ns = namespace("", &file.defaults, &d.default_namespace)?;
@@ -340,6 +364,49 @@ mod tests {
         assert!(bad("[transport]\nsse_heartbeat = \"60s\"").contains("25s"));
         assert!(bad("broker = \"kafka://x\"").contains("not supported"));
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn postgres_urls_are_accepted() {
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/test",
+            "postgresql://herald:secret@db.internal/herald?sslmode=require",
+        ] {
+            let file: FileConfig = toml::from_str(&format!("database = {url:?}")).unwrap();
+            assert_eq!(build(file, Overrides::default()).unwrap().database, url);
+            let over = Overrides {
+                database: Some(url.into()),
+                ..Default::default()
+            };
+            assert_eq!(build(FileConfig::default(), over).unwrap().database, url);
+            assert!(is_postgres(url));
+        }
+        assert!(!is_postgres("sqlite"));
+        assert!(!is_postgres("sqlite:/tmp/x.db"));
+    }
+
+    #[test]
+    fn other_databases_are_refused_without_their_password() {
+        let over = Overrides {
+            database: Some("mysql://herald:s3cret@db/herald".into()),
+            ..Default::default()
+        };
+        let e = build(FileConfig::default(), over).unwrap_err().to_string();
+        assert!(e.contains("not supported") && e.contains("postgres://"), "{e}");
+        assert!(e.contains("mysql://herald:***@db/herald"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact_url("postgres://u:p@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:p:q@h:1/db?x=1"),
+            "postgres://u:***@h:1/db?x=1"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("postgres://h/a@b"), "postgres://h/a@b");
+        assert_eq!(redact_url("sqlite"), "sqlite");
     }
 
     #[test]

@@ -13,17 +13,28 @@ use anyhow::Context;
 use herald_broker::memory::MemoryBroker;
 use herald_node::Node;
 use herald_server::AppState;
+use herald_store::postgres::PgStore;
 use herald_store::sqlite::SqliteStore;
 use herald_store::{NewCredentials, Store};
 use tokio::net::TcpListener;
 
 pub use config::Config;
 
-/// Opens the store the configuration names (SQLite in the data dir).
+/// Opens the store the configuration names: PostgreSQL for a `postgres://` or
+/// `postgresql://` URL (shared by the nodes of a cluster), else SQLite (a file in
+/// the data dir, or the path of a `sqlite:` URL).
 ///
 /// # Errors
-/// The database cannot be opened or migrated.
+/// The database cannot be opened, reached or migrated.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if config::is_postgres(&config.database) {
+        // The store's own message names host, port and database; the URL (and
+        // its password) stays out of it.
+        let store = PgStore::connect(&config.database)
+            .await
+            .context("cannot open the PostgreSQL database (--database / HERALD_DATABASE)")?;
+        return Ok(Arc::new(store));
+    }
     let path = match config.database.strip_prefix("sqlite:") {
         Some(p) if !p.is_empty() => std::path::PathBuf::from(p.trim_start_matches("//")),
         _ => config.data_dir.join("herald.db"),

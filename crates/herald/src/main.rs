@@ -30,8 +30,8 @@ struct Common {
     /// Where the embedded database and the admin key live.
     #[arg(long, global = true, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Database URL: "sqlite" (a file in the data dir).
-    #[arg(long, global = true, env = "HERALD_DATABASE")]
+    /// Database: "sqlite" (a file in the data dir) or postgres://user:pass@host/db (cluster).
+    #[arg(long, global = true, env = "HERALD_DATABASE", hide_env_values = true)]
     database: Option<String>,
     /// The admin key (default: generated into DATA_DIR/admin.key).
     #[arg(long, global = true, env = "HERALD_ADMIN_KEY", hide_env_values = true)]
@@ -45,8 +45,8 @@ enum Command {
         /// Address to listen on, IP:PORT.
         #[arg(long, env = "HERALD_LISTEN")]
         listen: Option<String>,
-        /// Broker URL: "memory".
-        #[arg(long, env = "HERALD_BROKER")]
+        /// Broker: "memory" (one node) or redis://host:port[,redis://...] (cluster; several URLs shard channels).
+        #[arg(long, env = "HERALD_BROKER", hide_env_values = true)]
         broker: Option<String>,
         /// Log as JSON lines instead of text.
         #[arg(long, env = "HERALD_LOG_JSON")]

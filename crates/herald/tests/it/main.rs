@@ -9,6 +9,7 @@ mod idempotency;
 mod isolation;
 mod longpoll;
 mod ops;
+mod postgres_store;
 mod presence;
 mod refusals;
 mod resume;
