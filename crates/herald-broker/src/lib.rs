@@ -6,13 +6,14 @@
 //!   channels; delivery of every publish to the node's [`BrokerHandler`].
 //! - [`Presence`] (presence.rs): who is on a channel, with expiry.
 //!
-//! Engines: [`memory`] (one node, the default). A Redis engine implements the same
-//! traits and passes the same [`conformance`] suite.
+//! Engines: [`memory`] (one node, the default) and [`redis`] (a cluster of nodes
+//! sharing one or more Redis servers). Both pass the same [`conformance`] suite.
 
 mod broker;
 pub mod conformance;
 pub mod memory;
 mod presence;
+pub mod redis;
 
 pub use broker::{
     Broker, BrokerError, BrokerHandler, ChannelKey, HistoryPolicy, HistoryRead, Idempotency, Publication,

@@ -198,7 +198,21 @@ impl Node {
         let record = match cached {
             Some(r) => r,
             None => {
-                let r = self.inner.store.app(name).await?.map(Arc::new);
+                let r = match self.inner.store.app(name).await {
+                    Ok(r) => r.map(Arc::new),
+                    Err(e) => {
+                        // The database is down: keep serving an app we knew (its
+                        // keys as of the last read) rather than refuse everyone.
+                        let stale = self.inner.apps.lock().get(name).and_then(|(rec, _)| rec.clone());
+                        match stale {
+                            Some(rec) => {
+                                tracing::warn!(app = name, error = %e, "store unavailable; using the cached app");
+                                return Ok((app, rec));
+                            }
+                            None => return Err(e.into()),
+                        }
+                    }
+                };
                 let mut cache = self.inner.apps.lock();
                 if cache.len() > 10_000 {
                     cache.retain(|_, (_, at)| at.elapsed() < ttl);

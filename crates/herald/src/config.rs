@@ -170,6 +170,15 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The Redis URLs of a broker setting (`redis://a,redis://b`), trimmed, non-empty.
+pub fn redis_urls(broker: &str) -> Vec<&str> {
+    broker
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 /// Reads the config file, if any.
 ///
 /// # Errors
@@ -201,10 +210,17 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
         .unwrap_or_else(|| PathBuf::from("./herald-data"));
     let broker = over.broker.or(file.broker).unwrap_or_else(|| "memory".into());
     if broker != "memory" {
-        if broker.starts_with("redis://") || broker.starts_with("rediss://") {
-            bail!("broker {broker:?}: the Redis broker (cluster mode) is not available in this version; use \"memory\"");
+        for url in redis_urls(&broker) {
+            if url.starts_with("rediss://") {
+                bail!("broker {}: TLS to Redis (rediss://) is not supported yet; use redis:// on a private network", redact_url(url));
+            }
+            if !url.starts_with("redis://") {
+                bail!(
+                    "broker {:?} is not supported; use \"memory\" or Redis URLs like \"redis://127.0.0.1:6379\" (comma-separated to shard)",
+                    redact_url(url)
+                );
+            }
         }
-        bail!("broker {broker:?} is not supported; use \"memory\"");
     }
     let database = over.database.or(file.database).unwrap_or_else(|| "sqlite".into());
     if database != "sqlite" && !database.starts_with("sqlite:") && !is_postgres(&database) {

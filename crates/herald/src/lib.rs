@@ -1,6 +1,7 @@
 //! The `herald` binary's library: configuration, wiring, and [`run`], which `main`
 //! and the integration tests both call.
 
+pub mod bench;
 pub mod config;
 mod web;
 
@@ -112,9 +113,23 @@ pub async fn run(
     } else {
         None
     };
-    let broker = Arc::new(MemoryBroker::new());
-    let node = Node::new(config.node.clone(), broker.clone(), broker.clone(), store);
-    spawn_eviction(&node, broker);
+    let node = if config.broker == "memory" {
+        let broker = Arc::new(MemoryBroker::new());
+        let node = Node::new(config.node.clone(), broker.clone(), broker.clone(), store);
+        spawn_eviction(&node, broker);
+        node
+    } else {
+        let urls: Vec<String> = config::redis_urls(&config.broker)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let broker =
+            herald_broker::redis::RedisBroker::connect(&urls, herald_broker::redis::RedisOptions::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot use the Redis broker ({} shard(s)): {e}", urls.len()))?;
+        let broker = Arc::new(broker);
+        Node::new(config.node.clone(), broker.clone(), broker, store)
+    };
     let state = AppState {
         node: node.clone(),
         options: Arc::new(config.server.clone()),

@@ -61,6 +61,48 @@ enum Command {
     Token(TokenArgs),
     /// Publish a message through a running server.
     Publish(PublishArgs),
+    /// Load-test a running server (see docs/benchmarks.md).
+    Bench(BenchCli),
+}
+
+#[derive(Args)]
+struct BenchCli {
+    /// Scenario: idle (memory per connection) or fanout (CPU per delivery, latency).
+    #[arg(value_parser = ["idle", "fanout"])]
+    scenario: String,
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The app.
+    #[arg(long, default_value = "demo")]
+    app: String,
+    /// A client token that may subscribe to bench:* (herald token --app APP --channel 'bench:*').
+    #[arg(long)]
+    token: String,
+    /// The app key (to publish).
+    #[arg(long, env = "HERALD_APP_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Channels the subscribers are spread over.
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Messages to publish.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// Message size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Publish rate in messages per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// The server's process id, to read its memory and CPU time from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Give up after this long.
+    #[arg(long, default_value = "120s")]
+    deadline: String,
 }
 
 #[derive(Subcommand)]
@@ -191,6 +233,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::App { verb } => app(&cli.common, verb).await,
         Command::Token(args) => token(&cli.common, args).await,
         Command::Publish(args) => publish(&cli.common, args).await,
+        Command::Bench(b) => {
+            let deadline = humantime::parse_duration(&b.deadline)
+                .with_context(|| format!("--deadline {:?} is not a duration", b.deadline))?;
+            let report = herald::bench::run(herald::bench::BenchArgs {
+                scenario: b.scenario,
+                url: b.url.trim_end_matches('/').to_owned(),
+                app: b.app,
+                token: b.token,
+                key: b.key,
+                connections: b.connections,
+                channels: b.channels,
+                messages: b.messages,
+                size: b.size,
+                rate: b.rate,
+                server_pid: b.server_pid,
+                deadline,
+            })
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod cli;
+mod cluster;
 mod idempotency;
 mod isolation;
 mod longpoll;
