@@ -480,3 +480,50 @@ async fn a_drained_node_tells_its_clients_to_reconnect_elsewhere() {
         "resumed on node B"
     );
 }
+
+#[tokio::test]
+async fn join_and_leave_events_cross_nodes() {
+    require_services();
+    let with_join_leave = |c: &mut herald::Config| {
+        c.broker = REDIS.into();
+        c.database = pg_url();
+        let ns = herald_node::NamespaceOptions {
+            join_leave: true,
+            ..Default::default()
+        };
+        c.node.namespaces.insert("lobby".into(), ns);
+    };
+    let a = TestServer::start_with(with_join_leave).await;
+    let b = TestServer::start_with(with_join_leave).await;
+    let app = create_app(&a.url).await;
+    let watcher = user_token(&app, "watcher");
+    let mut sse = Sse::connect(&events_url(&a.url, &app, "lobby:1", &watcher), None).await;
+    let carol = user_token(&app, "carol");
+    let mut ws = Ws::connect(&format!("{}/v1/apps/{}/ws?token={carol}", b.url, app.name))
+        .await
+        .unwrap();
+    assert!(ws
+        .request(json!({"op":"subscribe","channel":"lobby:1"}))
+        .await
+        .get("ok")
+        .is_some());
+    let mut ws = Some(ws);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let ev = sse.next().await.expect("presence events");
+        if ev.event == "presence" {
+            let p = ev.json();
+            if p["user"] == "carol" {
+                seen.push(p["action"].as_str().unwrap().to_owned());
+                if seen.len() == 1 {
+                    drop(ws.take()); // carol closes her tab on node B
+                }
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        vec!["join", "leave"],
+        "carol joined on node B and left, seen on node A"
+    );
+}
