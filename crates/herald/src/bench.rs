@@ -8,6 +8,9 @@
 //!   reordering, publish-to-receipt latency percentiles, and the server's CPU time
 //!   per delivered message (from /proc/PID/stat) beside the generator's own.
 //!
+//! - `publish`: M messages over K channels with no subscribers, from `--concurrency`
+//!   publishers: the server API's publish throughput.
+//!
 //! Every run is bounded: connections, messages and a deadline.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +34,10 @@ pub struct BenchArgs {
     pub token: String,
     /// The app key, to publish.
     pub key: Option<String>,
+    /// Where to publish (default: `url`), e.g. another node of a cluster.
+    pub pub_url: Option<String>,
+    /// Concurrent publishers (`publish` scenario).
+    pub concurrency: usize,
     /// Subscriber connections.
     pub connections: usize,
     /// Channels the subscribers are spread over (fanout).
@@ -151,6 +158,9 @@ fn percentile(sorted: &[u32], p: f64) -> u32 {
 /// # Errors
 /// Bad arguments, or the server cannot be reached.
 pub async fn run(a: BenchArgs) -> anyhow::Result<serde_json::Value> {
+    if a.scenario == "publish" {
+        return publish_throughput(&a).await;
+    }
     if a.connections == 0 || a.connections > 15_000 {
         bail!("--connections must be 1 to 15000 in one process (the file limit here is 20000)");
     }
@@ -219,7 +229,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<serde_json::Value> {
         for m in 0..a.messages {
             let channel = format!("bench:{run_id}:{}", m % a.channels);
             let res = client
-                .post(format!("{}/v1/apps/{}/publish", a.url, a.app))
+                .post(format!(
+                    "{}/v1/apps/{}/publish",
+                    a.pub_url.as_deref().unwrap_or(&a.url),
+                    a.app
+                ))
                 .bearer_auth(&key)
                 .json(&serde_json::json!({"channel": channel, "data": {"p": payload}}))
                 .send()
@@ -271,6 +285,72 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<serde_json::Value> {
     stop.cancel();
     for t in tasks {
         let _ = t.await;
+    }
+    Ok(report)
+}
+
+async fn publish_throughput(a: &BenchArgs) -> anyhow::Result<serde_json::Value> {
+    let key = a.key.clone().context("publish needs --key")?;
+    if a.concurrency == 0 || a.concurrency > 1000 {
+        bail!("--concurrency must be 1 to 1000");
+    }
+    let base = a.pub_url.clone().unwrap_or_else(|| a.url.clone());
+    let client = reqwest::Client::new();
+    let run_id = herald_broker::new_epoch();
+    let payload = "x".repeat(a.size.saturating_sub(20).max(1));
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let pid = a.server_pid.map(|p| p.to_string());
+    let cpu0 = pid.as_deref().and_then(proc_stat);
+    let t0 = Instant::now();
+    let deadline = t0 + a.deadline;
+    let mut tasks = Vec::new();
+    for _ in 0..a.concurrency {
+        let (client, key, base, next, errors, payload, run_id) = (
+            client.clone(),
+            key.clone(),
+            base.clone(),
+            next.clone(),
+            errors.clone(),
+            payload.clone(),
+            run_id.clone(),
+        );
+        let (total, channels, app) = (a.messages as u64, a.channels.max(1) as u64, a.app.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let m = next.fetch_add(1, Ordering::Relaxed);
+                if m >= total || Instant::now() > deadline {
+                    return;
+                }
+                let res = client
+                    .post(format!("{base}/v1/apps/{app}/publish"))
+                    .bearer_auth(&key)
+                    .json(&serde_json::json!({"channel": format!("bench:{run_id}:{}", m % channels), "data": {"p": payload}}))
+                    .send()
+                    .await;
+                if !res.is_ok_and(|r| r.status().is_success()) {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let done = next.load(Ordering::Relaxed).min(a.messages as u64);
+    let mut report = serde_json::json!({
+        "scenario": "publish",
+        "messages": done,
+        "channels": a.channels,
+        "concurrency": a.concurrency,
+        "errors": errors.load(Ordering::Relaxed),
+        "seconds": secs,
+        "publishes_per_second": done as f64 / secs,
+    });
+    if let (Some(c0), Some(c1)) = (cpu0, pid.as_deref().and_then(proc_stat)) {
+        report["server_cpu_seconds"] = (c1.0 - c0.0).into();
+        report["server_us_per_publish"] = ((c1.0 - c0.0) * 1e6 / done.max(1) as f64).into();
     }
     Ok(report)
 }

@@ -67,8 +67,8 @@ enum Command {
 
 #[derive(Args)]
 struct BenchCli {
-    /// Scenario: idle (memory per connection) or fanout (CPU per delivery, latency).
-    #[arg(value_parser = ["idle", "fanout"])]
+    /// Scenario: idle (memory per connection), fanout (CPU per delivery, latency) or publish (throughput).
+    #[arg(value_parser = ["idle", "fanout", "publish"])]
     scenario: String,
     /// The server's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -77,11 +77,17 @@ struct BenchCli {
     #[arg(long, default_value = "demo")]
     app: String,
     /// A client token that may subscribe to bench:* (herald token --app APP --channel 'bench:*').
-    #[arg(long)]
+    #[arg(long, default_value = "")]
     token: String,
     /// The app key (to publish).
     #[arg(long, env = "HERALD_APP_KEY", hide_env_values = true)]
     key: Option<String>,
+    /// Where to publish (default: --url), e.g. another node of a cluster.
+    #[arg(long)]
+    pub_url: Option<String>,
+    /// Concurrent publishers (publish scenario).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
     /// Subscriber connections.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
@@ -242,6 +248,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 app: b.app,
                 token: b.token,
                 key: b.key,
+                pub_url: b.pub_url.map(|u| u.trim_end_matches('/').to_owned()),
+                concurrency: b.concurrency,
                 connections: b.connections,
                 channels: b.channels,
                 messages: b.messages,
