@@ -120,6 +120,30 @@ impl ChannelState {
     }
 }
 
+/// Appends the history messages that continue the channel's position (up to
+/// `until` when given) as replayed events, advancing the position with each.
+fn replay(
+    st: &mut ChannelState,
+    messages: Vec<Arc<herald_protocol::Envelope>>,
+    until: Option<u64>,
+    events: &mut Vec<Event>,
+) {
+    for m in messages {
+        if until.is_some_and(|u| m.offset > u) {
+            break;
+        }
+        if m.offset == st.offset + 1 {
+            st.offset = m.offset;
+            let d = Arc::new(Delivery::new(m));
+            st.cursor = d.cursor.clone();
+            events.push(Event::Message {
+                delivery: d,
+                live: false,
+            });
+        }
+    }
+}
+
 /// Waits for a session's queue (see [`Session::waiter`]).
 pub struct Waiter(Arc<Queue>);
 
@@ -308,17 +332,7 @@ impl Session {
                     }
                     None => {
                         st.set(read.epoch.clone(), p.offset);
-                        for m in read.messages {
-                            if m.offset == st.offset + 1 {
-                                st.offset = m.offset;
-                                let d = Arc::new(Delivery::new(m));
-                                st.cursor = d.cursor.clone();
-                                events.push(Event::Message {
-                                    delivery: d,
-                                    live: false,
-                                });
-                            }
-                        }
+                        replay(&mut st, read.messages, None, &mut events);
                     }
                 }
             }
@@ -447,20 +461,7 @@ impl Session {
         };
         match read {
             Ok(read) if *read.epoch == *epoch && read.complete => {
-                for m in read.messages {
-                    if until.is_some_and(|u| m.offset > u) {
-                        break;
-                    }
-                    if m.offset == st.offset + 1 {
-                        st.offset = m.offset;
-                        let d = Arc::new(Delivery::new(m));
-                        st.cursor = d.cursor.clone();
-                        events.push(Event::Message {
-                            delivery: d,
-                            live: false,
-                        });
-                    }
-                }
+                replay(st, read.messages, until, events);
             }
             Ok(read) => {
                 let reason = if *read.epoch != *epoch {
