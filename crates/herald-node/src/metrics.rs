@@ -13,15 +13,24 @@ type Labels = Vec<(&'static str, &'static str)>;
 /// The node's metrics.
 pub struct Metrics {
     registry: Registry,
-    connections: Family<Labels, Gauge>,
-    delivered: Family<Labels, Counter>,
-    bytes_out: Family<Labels, Counter>,
     published: Counter,
     bytes_in: Counter,
     resets: Counter,
     lagged: Counter,
     latency: Histogram,
+    /// Handles of the per-transport series, resolved once (no label lookup or
+    /// allocation on the delivery path).
+    per_transport: [TransportSeries; 3],
 }
+
+#[derive(Clone)]
+struct TransportSeries {
+    connections: Gauge,
+    delivered: Counter,
+    bytes_out: Counter,
+}
+
+const TRANSPORTS: [&str; 3] = ["sse", "websocket", "longpoll"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -81,11 +90,17 @@ impl Metrics {
             "Time from publish to the write of a live message to a client",
             latency.clone(),
         );
+        let per_transport = TRANSPORTS.map(|t| {
+            let l = vec![("transport", t)];
+            TransportSeries {
+                connections: connections.get_or_create(&l).clone(),
+                delivered: delivered.get_or_create(&l).clone(),
+                bytes_out: bytes_out.get_or_create(&l).clone(),
+            }
+        });
         Self {
+            per_transport,
             registry,
-            connections,
-            delivered,
-            bytes_out,
             published,
             bytes_in,
             resets,
@@ -101,16 +116,17 @@ impl Metrics {
         out
     }
 
+    fn series(&self, transport: &str) -> &TransportSeries {
+        let i = TRANSPORTS.iter().position(|t| *t == transport).unwrap_or(0);
+        &self.per_transport[i]
+    }
+
     pub(crate) fn connection_opened(&self, transport: &'static str) {
-        self.connections
-            .get_or_create(&vec![("transport", transport)])
-            .inc();
+        self.series(transport).connections.inc();
     }
 
     pub(crate) fn connection_closed(&self, transport: &'static str) {
-        self.connections
-            .get_or_create(&vec![("transport", transport)])
-            .dec();
+        self.series(transport).connections.dec();
     }
 
     pub(crate) fn published(&self, messages: u64, bytes: u64) {
@@ -119,9 +135,9 @@ impl Metrics {
     }
 
     pub(crate) fn delivered(&self, transport: &'static str, messages: u64, bytes: u64) {
-        let l = vec![("transport", transport)];
-        self.delivered.get_or_create(&l).inc_by(messages);
-        self.bytes_out.get_or_create(&l).inc_by(bytes);
+        let series = self.series(transport);
+        series.delivered.inc_by(messages);
+        series.bytes_out.inc_by(bytes);
     }
 
     pub(crate) fn latency(&self, seconds: f64) {

@@ -44,14 +44,19 @@ impl Ids {
     }
 
     fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
+        self.write(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Writes the cursor straight into the output: no allocation per event.
+    fn write(&self, out: &mut Vec<u8>) {
         for (i, (_, p)) in self.parts.iter().enumerate() {
             if i > 0 {
-                out.push('.');
+                out.push(b'.');
             }
-            out.push_str(p);
+            out.extend_from_slice(p.as_bytes());
         }
-        out
     }
 }
 
@@ -63,7 +68,7 @@ fn write_events(out: &mut Vec<u8>, ids: &mut Ids, session: &Session, events: &[E
             Event::Message { delivery, live } => {
                 ids.set(&delivery.envelope.channel, delivery.cursor.clone());
                 out.extend_from_slice(b"id: ");
-                out.extend_from_slice(ids.render().as_bytes());
+                ids.write(out);
                 out.push(b'\n');
                 out.extend_from_slice(delivery.sse(named));
                 messages += 1;
