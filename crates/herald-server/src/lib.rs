@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod api;
 pub mod error;
+mod listener;
 pub mod longpoll;
 pub mod ops;
 mod request;
@@ -113,35 +114,16 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains: the node
 /// tells every connection to end (clients reconnect elsewhere with their cursor),
-/// and the server waits at most `options.shutdown_deadline` for them.
+/// and the server waits at most `options.shutdown_deadline` for them. Fresh SSE
+/// requests are served natively, everything else by hyper (see listener.rs).
 ///
 /// # Errors
 /// I/O errors of the listener.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    node: Node,
-    options: &ServerOptions,
+    state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let token = node.shutdown_token();
-    let n = node.clone();
-    let server = // `into_make_service`: each connection gets a clone of the finished router. A
-    // bare `Router` would be rebuilt (`with_state`) for every connection, which
-    // costs about 20 KB per idle connection (measured, see docs/benchmarks.md).
-    axum::serve(listener, router.into_make_service()).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: telling clients to reconnect");
-        n.shutdown().await;
-    });
-    let deadline = options.shutdown_deadline;
-    let result = tokio::select! {
-        r = server => r,
-        _ = async { token.cancelled().await; tokio::time::sleep(deadline).await } => {
-            tracing::warn!(?deadline, "drain deadline passed; closing the remaining connections");
-            Ok(())
-        }
-    };
-    node.flush_usage().await;
-    result
+    listener::run(listener, router, state, shutdown).await
 }

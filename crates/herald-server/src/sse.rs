@@ -86,7 +86,7 @@ fn write_events(out: &mut Vec<u8>, ids: &mut Ids, session: &Session, events: &[E
     messages
 }
 
-struct Stream {
+pub(crate) struct Stream {
     session: Session,
     waiter: Waiter,
     ids: Ids,
@@ -99,7 +99,8 @@ struct Stream {
 }
 
 impl Stream {
-    async fn next_chunk(&mut self) -> Option<Bytes> {
+    /// The next bytes to write; None when the stream is over.
+    pub(crate) async fn next_chunk(&mut self) -> Option<Bytes> {
         if let Some(first) = self.first.take() {
             return Some(first);
         }
@@ -143,14 +144,23 @@ impl Stream {
     }
 }
 
-/// `GET /v1/apps/{app}/events`.
-pub async fn events(
-    State(s): State<AppState>,
-    Path(app): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let query = Query::parse(q.as_deref());
+/// What opening an SSE request gave.
+pub(crate) enum Opened {
+    /// A live stream: write its chunks until it ends.
+    Live(Box<Stream>),
+    /// A transient failure, answered as a short 200 stream that ends (so that
+    /// EventSource retries by itself).
+    Transient(Bytes),
+}
+
+/// Authenticates, subscribes and prepares the stream of an SSE request. Shared by
+/// the axum route and the native HTTP/1 path (listener.rs).
+pub(crate) async fn start(
+    s: &AppState,
+    app: &str,
+    headers: &HeaderMap,
+    query: &Query,
+) -> Result<Opened, ApiError> {
     let retry = s.options.sse_retry.as_millis() as u64;
     // `?dispatch=message`: every message as `event: message` (see the module doc).
     let named = match query.get("dispatch") {
@@ -163,7 +173,7 @@ pub async fn events(
             ))
         }
     };
-    let (session, events, before) = match open(&s, &app, &headers, &query, Transport::Sse, |_| None).await {
+    let (session, events, before) = match open(s, app, headers, query, Transport::Sse, |_| None).await {
         Ok(x) => x,
         Err(e)
             if matches!(
@@ -171,12 +181,11 @@ pub async fn events(
                 ErrorCode::BrokerUnavailable | ErrorCode::StoreUnavailable | ErrorCode::ShuttingDown
             ) =>
         {
-            // Transient: answer 200 and end, so EventSource retries by itself.
             let mut out = Vec::new();
             sse::write_retry(&mut out, retry.max(5000));
             let body = serde_json::json!({"code": e.0.code.as_str(), "message": e.0.message}).to_string();
             sse::write_event(&mut out, None, "error", &body);
-            return Ok(stream_response(Body::from(out)));
+            return Ok(Opened::Transient(Bytes::from(out)));
         }
         Err(e) => return Err(e),
     };
@@ -203,7 +212,7 @@ pub async fn events(
     let expires = session
         .token_remaining()
         .map(|d| Instant::now() + d.max(Duration::from_millis(1)));
-    let stream = Stream {
+    Ok(Opened::Live(Box::new(Stream {
         waiter: session.waiter(),
         session,
         ids,
@@ -213,10 +222,33 @@ pub async fn events(
         expires,
         done: false,
         named,
+    })))
+}
+
+impl Stream {
+    /// The connection's tracing span.
+    pub(crate) fn span(&self) -> tracing::Span {
+        let span =
+            tracing::info_span!("conn", app = %self.session.app(), transport = "sse", id = self.session.id());
+        span.in_scope(|| tracing::debug!(channels = self.session.channels().len(), "connected"));
+        span
+    }
+}
+
+/// `GET /v1/apps/{app}/events` (through axum; fresh HTTP/1.1 connections take the
+/// native path of listener.rs, with the same bytes).
+pub async fn events(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(q.as_deref());
+    let stream = match start(&s, &app, &headers, &query).await? {
+        Opened::Live(stream) => stream,
+        Opened::Transient(bytes) => return Ok(stream_response(Body::from(bytes))),
     };
-    let span =
-        tracing::info_span!("conn", app = %stream.session.app(), transport = "sse", id = stream.session.id());
-    span.in_scope(|| tracing::debug!(channels = stream.session.channels().len(), "connected"));
+    let span = stream.span();
     let body = futures_util::stream::unfold((stream, span), |(mut st, span)| async move {
         let chunk = st.next_chunk().instrument(span.clone()).await;
         chunk.map(|chunk| (Ok::<_, Infallible>(chunk), (st, span)))

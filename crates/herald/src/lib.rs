@@ -134,7 +134,7 @@ pub async fn run(
         node: node.clone(),
         options: Arc::new(config.server.clone()),
     };
-    let router = herald_server::router(state, web::routes(node.clone(), config.demo_app));
+    let router = herald_server::router(state.clone(), web::routes(node.clone(), config.demo_app));
     let started = Started {
         addr: listener.local_addr()?,
         demo,
@@ -142,7 +142,7 @@ pub async fn run(
     };
     on_start(&started);
     tracing::info!(addr = %started.addr, "herald listening");
-    herald_server::serve(listener, router, node, &config.server, shutdown).await?;
+    herald_server::serve(listener, router, state, shutdown).await?;
     Ok(())
 }
 

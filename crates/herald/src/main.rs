@@ -70,27 +70,43 @@ struct BenchCli {
     /// Scenario: idle (memory per connection), fanout (CPU per delivery, latency) or publish (throughput).
     #[arg(value_parser = ["idle", "fanout", "publish"])]
     scenario: String,
-    /// The server's base URL.
+    /// The server's base URL ({url} in the templates).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// The app.
+    /// The app ({app} in the templates).
     #[arg(long, default_value = "demo")]
     app: String,
     /// A client token that may subscribe to bench:* (herald token --app APP --channel 'bench:*').
     #[arg(long, default_value = "")]
     token: String,
-    /// The app key (to publish).
+    /// The app key, sent as bearer with every publish (needed by Herald).
     #[arg(long, env = "HERALD_APP_KEY", hide_env_values = true)]
     key: Option<String>,
-    /// Where to publish (default: --url), e.g. another node of a cluster.
+    /// Subscriber (SSE) URL template; placeholders {url} {app} {channel} {token}.
+    /// Default: Herald's {url}/v1/apps/{app}/events?channel={channel}&token={token}.
+    /// Nchan: http://127.0.0.1:8080/sse/{channel}.
+    #[arg(long)]
+    sub_url: Option<String>,
+    /// Publish URL template. Default: {url}/v1/apps/{app}/publish (herald format) or
+    /// {url}/pub?id={channel} (raw). A bare base URL with the herald format means
+    /// Herald's publish endpoint there (e.g. another node of a cluster).
     #[arg(long)]
     pub_url: Option<String>,
+    /// How publishes carry the message: herald (JSON {channel, data}) or raw (the payload is the body).
+    #[arg(long, default_value = "herald", value_parser = ["herald", "raw"])]
+    pub_format: String,
+    /// An extra header for publishes, 'Name: value' (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
     /// Concurrent publishers (publish scenario).
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// Subscriber connections.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
+    /// Connection attempts in flight at once.
+    #[arg(long, default_value_t = 500)]
+    connect_concurrency: usize,
     /// Channels the subscribers are spread over.
     #[arg(long, default_value_t = 1)]
     channels: usize,
@@ -103,9 +119,18 @@ struct BenchCli {
     /// Publish rate in messages per second (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// The server's process id, to read its memory and CPU time from /proc.
+    /// A server process id, to read its memory and CPU time from /proc (repeatable: summed).
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
+    /// Also every process whose command name is NAME (e.g. nginx: master and workers).
+    #[arg(long, value_name = "NAME")]
+    server_pids_of: Option<String>,
+    /// Spread subscriber connections over this many source addresses 127.0.0.2.. (max 253, 0: off).
+    #[arg(long, default_value_t = 253)]
+    source_addresses: usize,
+    /// No progress lines on stderr.
     #[arg(long)]
-    server_pid: Option<u32>,
+    quiet: bool,
     /// Give up after this long.
     #[arg(long, default_value = "120s")]
     deadline: String,
@@ -239,30 +264,54 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::App { verb } => app(&cli.common, verb).await,
         Command::Token(args) => token(&cli.common, args).await,
         Command::Publish(args) => publish(&cli.common, args).await,
-        Command::Bench(b) => {
-            let deadline = humantime::parse_duration(&b.deadline)
-                .with_context(|| format!("--deadline {:?} is not a duration", b.deadline))?;
-            let report = herald::bench::run(herald::bench::BenchArgs {
-                scenario: b.scenario,
-                url: b.url.trim_end_matches('/').to_owned(),
-                app: b.app,
-                token: b.token,
-                key: b.key,
-                pub_url: b.pub_url.map(|u| u.trim_end_matches('/').to_owned()),
-                concurrency: b.concurrency,
-                connections: b.connections,
-                channels: b.channels,
-                messages: b.messages,
-                size: b.size,
-                rate: b.rate,
-                server_pid: b.server_pid,
-                deadline,
-            })
-            .await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(())
-        }
+        Command::Bench(b) => bench(b).await,
     }
+}
+
+async fn bench(b: BenchCli) -> anyhow::Result<()> {
+    let deadline = humantime::parse_duration(&b.deadline)
+        .with_context(|| format!("--deadline {:?} is not a duration", b.deadline))?;
+    let headers = b
+        .headers
+        .iter()
+        .map(|h| match h.split_once(':') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                Ok((name.trim().to_owned(), value.trim().to_owned()))
+            }
+            _ => Err(anyhow!("--header {h:?}: use 'Name: value'")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = herald::bench::run(herald::bench::BenchArgs {
+        scenario: b.scenario,
+        url: b.url.trim_end_matches('/').to_owned(),
+        app: b.app,
+        token: b.token,
+        key: b.key,
+        sub_url: b.sub_url,
+        pub_url: b.pub_url,
+        pub_format: if b.pub_format == "raw" {
+            herald::bench::PubFormat::Raw
+        } else {
+            herald::bench::PubFormat::Herald
+        },
+        headers,
+        concurrency: b.concurrency,
+        connections: b.connections,
+        connect_concurrency: b.connect_concurrency,
+        channels: b.channels,
+        messages: b.messages,
+        size: b.size,
+        rate: b.rate,
+        server_pids: b.server_pids,
+        server_pids_of: b.server_pids_of,
+        source_addresses: b.source_addresses,
+        progress: !b.quiet,
+        deadline,
+    })
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!("{}", herald::bench::summary(&report));
+    Ok(())
 }
 
 fn init_logging(json: bool) {

@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod bench_smoke;
 mod cli;
 mod cluster;
 mod idempotency;
