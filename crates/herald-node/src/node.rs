@@ -59,20 +59,13 @@ pub struct Stats {
 }
 
 /// What a server API request was authorized with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Credential {
     /// The app's secret key (or the admin key).
     Key,
     /// A client token.
     Client(Box<Identity>),
 }
-
-impl PartialEq for Identity {
-    fn eq(&self, other: &Self) -> bool {
-        self.user == other.user && self.channels == other.channels && self.publish == other.publish
-    }
-}
-impl Eq for Identity {}
 
 type AppCache = HashMap<String, (Option<Arc<AppRecord>>, Instant)>;
 

@@ -399,6 +399,15 @@ impl Session {
                 }
             }
         }
+        // One latency sample per batch (its newest live message), not one per
+        // delivery: the batch is written at once, and the hot path stays lean.
+        if let Some(Event::Message { delivery, .. }) = events
+            .iter()
+            .rev()
+            .find(|e| matches!(e, Event::Message { live: true, .. }))
+        {
+            self.observe_latency(delivery);
+        }
         if lagged {
             self.node.metrics().lagged();
             let channels = self.order.clone();
@@ -521,7 +530,7 @@ impl Session {
     }
 
     /// Records the publish-to-write latency of a live message.
-    pub fn observe_latency(&self, delivery: &Delivery) {
+    fn observe_latency(&self, delivery: &Delivery) {
         let ms = herald_broker::now_millis() - delivery.envelope.ts;
         self.node.metrics().latency(ms.max(0) as f64 / 1000.0);
     }

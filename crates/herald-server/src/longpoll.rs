@@ -75,15 +75,12 @@ pub async fn poll(
     out.push_str("\",\"messages\":[");
     let mut n = 0u64;
     for ev in &events {
-        if let Event::Message { delivery, live } = ev {
+        if let Event::Message { delivery, .. } = ev {
             if n > 0 {
                 out.push(',');
             }
             out.push_str(delivery.json());
             n += 1;
-            if *live {
-                session.observe_latency(delivery);
-            }
         }
     }
     out.push_str("],\"resets\":[");

@@ -61,20 +61,17 @@ impl Ids {
 }
 
 /// Appends events to `out`; returns the number of messages written.
-fn write_events(out: &mut Vec<u8>, ids: &mut Ids, session: &Session, events: &[Event], named: bool) -> u64 {
+fn write_events(out: &mut Vec<u8>, ids: &mut Ids, events: &[Event], named: bool) -> u64 {
     let mut messages = 0;
     for ev in events {
         match ev {
-            Event::Message { delivery, live } => {
+            Event::Message { delivery, .. } => {
                 ids.set(&delivery.envelope.channel, delivery.cursor.clone());
                 out.extend_from_slice(b"id: ");
                 ids.write(out);
                 out.push(b'\n');
                 out.extend_from_slice(delivery.sse(named));
                 messages += 1;
-                if *live {
-                    session.observe_latency(delivery);
-                }
             }
             Event::Reset(r) => {
                 ids.set(&r.channel, Arc::from(r.cursor.as_str()));
@@ -134,7 +131,7 @@ impl Stream {
         }
         let events = self.session.drain().await;
         let mut out = Vec::new();
-        let n = write_events(&mut out, &mut self.ids, &self.session, &events, self.named);
+        let n = write_events(&mut out, &mut self.ids, &events, self.named);
         if out.is_empty() {
             // Only duplicates were queued: nothing to write, keep the stream alive.
             return Some(Bytes::new());
@@ -193,7 +190,7 @@ pub(crate) async fn start(
     sse::write_retry(&mut first, retry);
     // Ids start from the positions before the replay and advance event by event.
     let mut ids = Ids { parts: before };
-    let n = write_events(&mut first, &mut ids, &session, &events, named);
+    let n = write_events(&mut first, &mut ids, &events, named);
     // Always hand the browser the current cursor, even when nothing was replayed:
     // a reconnect before the first message must not lose what is published meanwhile.
     // The `open` event also tells clients that the stream really flows (a buffering

@@ -74,12 +74,9 @@ fn reply_err(id: Option<u64>, code: ErrorCode, message: &str) -> String {
     }
 }
 
-fn push(ev: &Event, session: &Session) -> (Utf8Bytes, bool) {
+fn push(ev: &Event) -> (Utf8Bytes, bool) {
     match ev {
-        Event::Message { delivery, live } => {
-            if *live {
-                session.observe_latency(delivery);
-            }
+        Event::Message { delivery, .. } => {
             // The frame bytes are shared by every subscriber; they are valid UTF-8.
             let text =
                 Utf8Bytes::try_from(delivery.ws().clone()).unwrap_or_else(|_| Utf8Bytes::from_static("{}"));
@@ -115,7 +112,7 @@ async fn send_events(socket: &mut WebSocket, session: &Session, events: &[Event]
     let mut n = 0u64;
     let mut bytes = 0u64;
     for ev in events {
-        let (text, is_msg) = push(ev, session);
+        let (text, is_msg) = push(ev);
         bytes += text.len() as u64;
         if is_msg {
             n += 1;
