@@ -62,13 +62,15 @@ enum Command {
     /// Publish a message through a running server.
     Publish(PublishArgs),
     /// Load-test a running server (see docs/benchmarks.md).
-    Bench(BenchCli),
+    Bench(Box<BenchCli>),
 }
 
 #[derive(Args)]
 struct BenchCli {
-    /// Scenario: idle (memory per connection), fanout (CPU per delivery, latency) or publish (throughput).
-    #[arg(value_parser = ["idle", "fanout", "publish"])]
+    /// Scenario: idle (memory per connection), fanout (CPU per delivery, latency), publish
+    /// (throughput), churn (connections replaced while publishing) or resume (all dropped, all
+    /// resuming at once).
+    #[arg(value_parser = ["idle", "fanout", "publish", "churn", "resume"])]
     scenario: String,
     /// The server's base URL ({url} in the templates).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -82,11 +84,20 @@ struct BenchCli {
     /// The app key, sent as bearer with every publish (needed by Herald).
     #[arg(long, env = "HERALD_APP_KEY", hide_env_values = true)]
     key: Option<String>,
-    /// Subscriber (SSE) URL template; placeholders {url} {app} {channel} {token}.
-    /// Default: Herald's {url}/v1/apps/{app}/events?channel={channel}&token={token}.
-    /// Nchan: http://127.0.0.1:8080/sse/{channel}.
+    /// Subscriber URL template; placeholders {url} {app} {channel} {token}.
+    /// Default: Herald's {url}/v1/apps/{app}/events?channel={channel}&token={token}
+    /// (SSE) or {url}/v1/apps/{app}/ws?token={token} (ws).
+    /// Nchan: http://127.0.0.1:8080/sse/{channel}, or ws://127.0.0.1:8080/ws/{channel}
+    /// with --transport ws --ws-subscribe-frame none.
     #[arg(long)]
     sub_url: Option<String>,
+    /// Subscriber transport: sse or ws (WebSocket).
+    #[arg(long, default_value = "sse", value_parser = ["sse", "ws"])]
+    transport: String,
+    /// WebSocket subscribers: herald (send Herald's subscribe frame, read `message` pushes) or
+    /// none (send nothing; every text frame is the payload, e.g. Nchan's /ws; needs --sub-url).
+    #[arg(long, default_value = "herald", value_parser = ["herald", "none"])]
+    ws_subscribe_frame: String,
     /// Publish URL template. Default: {url}/v1/apps/{app}/publish (herald format) or
     /// {url}/pub?id={channel} (raw). A bare base URL with the herald format means
     /// Herald's publish endpoint there (e.g. another node of a cluster).
@@ -116,9 +127,16 @@ struct BenchCli {
     /// Message size in bytes.
     #[arg(long, default_value_t = 100)]
     size: usize,
-    /// Publish rate in messages per second (0: as fast as possible).
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
+    /// Publish rate in messages per second (0: as fast as possible). Default: 0, or 100 for
+    /// churn and resume.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Churn: connections dropped and replaced per second (default: a tenth of --connections).
+    #[arg(long)]
+    churn_rate: Option<f64>,
+    /// Also draw the latency distribution and the throughput over time into this SVG file.
+    #[arg(long, value_name = "PATH")]
+    svg: Option<PathBuf>,
     /// A server process id, to read its memory and CPU time from /proc (repeatable: summed).
     #[arg(long = "server-pid")]
     server_pids: Vec<u32>,
@@ -264,7 +282,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::App { verb } => app(&cli.common, verb).await,
         Command::Token(args) => token(&cli.common, args).await,
         Command::Publish(args) => publish(&cli.common, args).await,
-        Command::Bench(b) => bench(b).await,
+        Command::Bench(b) => bench(*b).await,
     }
 }
 
@@ -281,7 +299,18 @@ async fn bench(b: BenchCli) -> anyhow::Result<()> {
             _ => Err(anyhow!("--header {h:?}: use 'Name: value'")),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let rate = b
+        .rate
+        .unwrap_or(if matches!(b.scenario.as_str(), "churn" | "resume") {
+            100
+        } else {
+            0
+        });
     let report = herald::bench::run(herald::bench::BenchArgs {
+        transport: b.transport.parse()?,
+        ws_frames: b.ws_subscribe_frame.parse()?,
+        churn_rate: b.churn_rate,
+        svg: b.svg,
         scenario: b.scenario,
         url: b.url.trim_end_matches('/').to_owned(),
         app: b.app,
@@ -301,7 +330,7 @@ async fn bench(b: BenchCli) -> anyhow::Result<()> {
         channels: b.channels,
         messages: b.messages,
         size: b.size,
-        rate: b.rate,
+        rate,
         server_pids: b.server_pids,
         server_pids_of: b.server_pids_of,
         source_addresses: b.source_addresses,
@@ -348,6 +377,20 @@ async fn shutdown_signal() {
     }
 }
 
+/// Listens on `addr` with a deep accept queue: a crowd that connects at once
+/// (a lesson starting, a reconnect storm after a restart) must not wait for SYN
+/// retries (tokio's default backlog is 1024, capped lower by some systems).
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
+}
+
 async fn serve(
     common: &Common,
     listen: Option<String>,
@@ -356,14 +399,12 @@ async fn serve(
 ) -> anyhow::Result<()> {
     init_logging(log_json);
     let config = load(common, listen, broker)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (is another server using that port? try --listen 127.0.0.1:8081)",
-                config.listen
-            )
-        })?;
+    let listener = bind(config.listen).with_context(|| {
+        format!(
+            "cannot listen on {} (is another server using that port? try --listen 127.0.0.1:8081)",
+            config.listen
+        )
+    })?;
     let data_dir = config.data_dir.clone();
     herald::run(config, listener, shutdown_signal(), |s| {
         let url = format!("http://{}", s.addr);

@@ -1,5 +1,8 @@
-//! `herald bench` in-process against a test server: small runs of the idle and
-//! fan-out scenarios that must see every message exactly once.
+//! `herald bench` in-process against a test server: small runs of every subscriber
+//! scenario (idle, fan-out over SSE and WebSocket, churn, resume storms) that must see
+//! every message they are owed exactly once, the SVG chart, the refusals of bad
+//! arguments, and a raw WebSocket peer (no subscribe frame, no resume) whose losses
+//! must be reported.
 
 use std::time::Duration;
 
@@ -59,5 +62,252 @@ async fn fanout_over_channels_keeps_channels_apart() {
     assert_eq!(r["delivered"], 10 * 23, "{r}");
     assert_eq!(r["lost"], 0, "{r}");
     assert_eq!(r["foreign"], 0, "{r}");
+    assert_eq!(r["duplicates"], 0, "{r}");
+}
+
+#[tokio::test]
+async fn fanout_over_websocket_delivers_every_message_once_in_order() {
+    let server = TestServer::start().await;
+    let mut a = args(&server, "fanout").await;
+    a.transport = bench::Transport::Ws;
+    a.channels = 2;
+    let r = bench::run(a).await.unwrap();
+    assert_eq!(r["transport"], "ws", "{r}");
+    assert_eq!(r["ws_subscribe_frame"], "herald", "{r}");
+    assert_eq!(r["opened"], 50, "{r}");
+    assert_eq!(r["source_addresses"], 253, "{r}");
+    assert_eq!(r["expected_deliveries"], 25 * 20, "{r}");
+    assert_eq!(r["delivered"], 25 * 20, "{r}");
+    for k in [
+        "lost",
+        "duplicates",
+        "reordered",
+        "foreign",
+        "closed_early",
+        "failed",
+    ] {
+        assert_eq!(r[k], 0, "{k}: {r}");
+    }
+    assert!(r["latency_ms"]["max"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(bench::summary(&r).contains("over WebSocket"));
+}
+
+#[tokio::test]
+async fn churn_replaces_connections_while_publishing() {
+    let server = TestServer::start().await;
+    let mut a = args(&server, "churn").await;
+    a.channels = 5;
+    a.messages = 200;
+    a.rate = 100;
+    a.churn_rate = Some(25.0);
+    let r = bench::run(a).await.unwrap();
+    assert_eq!(r["opened"], 50, "{r}");
+    // About 2 s of publishing at 25 replacements per second.
+    let connects = r["churn_connects"].as_u64().unwrap();
+    assert!((20..=80).contains(&connects), "{r}");
+    assert_eq!(r["churn_failed"], 0, "{r}");
+    assert!(r["churn_connects_per_second"].as_f64().unwrap() > 5.0, "{r}");
+    // Every connection gets what was published while it was subscribed.
+    for k in ["lost", "duplicates", "reordered", "foreign", "closed_early"] {
+        assert_eq!(r[k], 0, "{k}: {r}");
+    }
+    assert!(r["delivered"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["server_rss_kb_end"].is_number(), "{r}");
+    assert!(r["server_rss_kb_growth"].is_number(), "{r}");
+    assert!(bench::summary(&r).contains("reconnects"));
+}
+
+#[tokio::test]
+async fn resume_storm_loses_nothing_over_sse() {
+    let server = TestServer::start().await;
+    let mut a = args(&server, "resume").await;
+    a.channels = 5;
+    a.messages = 60;
+    a.rate = 100;
+    let r = bench::run(a).await.unwrap();
+    assert_eq!(r["resume_dropped"], 50, "{r}");
+    assert_eq!(r["resume_reconnected"], 50, "{r}");
+    assert!(r["resume_back_seconds"].is_number(), "{r}");
+    assert!(r["resume_caught_up_seconds"].is_number(), "{r}");
+    assert_eq!(r["expected_deliveries"], 10 * 60, "{r}");
+    assert_eq!(r["delivered"], 10 * 60, "{r}");
+    for k in [
+        "lost",
+        "duplicates",
+        "reordered",
+        "foreign",
+        "resets",
+        "resume_gave_up",
+    ] {
+        assert_eq!(r[k], 0, "{k}: {r}");
+    }
+    assert!(bench::summary(&r).contains("resume: 50 dropped"));
+}
+
+#[tokio::test]
+async fn resume_storm_loses_nothing_over_websocket() {
+    let server = TestServer::start().await;
+    let mut a = args(&server, "resume").await;
+    a.transport = bench::Transport::Ws;
+    a.channels = 5;
+    a.messages = 60;
+    a.rate = 100;
+    let r = bench::run(a).await.unwrap();
+    assert_eq!(r["resume_reconnected"], 50, "{r}");
+    assert_eq!(r["delivered"], 10 * 60, "{r}");
+    for k in ["lost", "duplicates", "reordered", "foreign", "resets"] {
+        assert_eq!(r[k], 0, "{k}: {r}");
+    }
+}
+
+#[tokio::test]
+async fn svg_chart_has_both_panels() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fanout.svg");
+    let mut a = args(&server, "fanout").await;
+    a.rate = 200;
+    a.svg = Some(path.clone());
+    let r = bench::run(a).await.unwrap();
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["svg"], path.display().to_string(), "{r}");
+    assert!(r.get("svg_error").is_none(), "{r}");
+    let series = r["deliveries_per_100ms"].as_array().unwrap();
+    let total: u64 = series.iter().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 50 * 20, "{r}");
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.contains("<svg"), "{svg}");
+    assert!(svg.contains("Latency distribution"), "{svg}");
+    assert!(svg.contains("Throughput over time"), "{svg}");
+    assert!(!svg.contains("NaN"), "{svg}");
+}
+
+#[tokio::test]
+async fn bad_arguments_are_refused_with_a_sentence() {
+    let server = TestServer::start().await;
+    let base = args(&server, "fanout").await;
+    let refused = |a: BenchArgs| async move { format!("{:#}", bench::run(a).await.unwrap_err()) };
+    let e = refused(BenchArgs {
+        connections: 0,
+        ..base.clone()
+    })
+    .await;
+    assert!(e.contains("--connections must be"), "{e}");
+    let e = refused(BenchArgs {
+        ws_frames: bench::WsFrames::Raw,
+        ..base.clone()
+    })
+    .await;
+    assert!(
+        e.contains("--ws-subscribe-frame none needs --transport ws"),
+        "{e}"
+    );
+    let e = refused(BenchArgs {
+        churn_rate: Some(0.0),
+        scenario: "churn".into(),
+        ..base.clone()
+    })
+    .await;
+    assert!(e.contains("--churn-rate"), "{e}");
+    let e = refused(BenchArgs {
+        svg: Some("/nonexistent-dir/x.svg".into()),
+        ..base.clone()
+    })
+    .await;
+    assert!(e.contains("does not exist"), "{e}");
+    let e = refused(BenchArgs {
+        scenario: "storm".into(),
+        ..base
+    })
+    .await;
+    assert!(e.contains("unknown scenario"), "{e}");
+    assert!("carrier-pigeon".parse::<bench::Transport>().is_err());
+}
+
+/// A raw WebSocket peer in the manner of Nchan: `GET /sub/{channel}` upgrades and
+/// sends every message published to the channel as one text frame (the payload
+/// itself); `POST /pub?id=CHANNEL` publishes the body. No history, no resume.
+async fn raw_ws_peer() -> String {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use axum::extract::{Path, Query, State};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use tokio::sync::broadcast;
+
+    type Channels = Arc<Mutex<HashMap<String, broadcast::Sender<String>>>>;
+    fn sender(channels: &Channels, id: &str) -> broadcast::Sender<String> {
+        let mut map = channels.lock().unwrap();
+        map.entry(id.to_owned())
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .clone()
+    }
+    async fn sub(
+        State(channels): State<Channels>,
+        Path(id): Path<String>,
+        ws: WebSocketUpgrade,
+    ) -> axum::response::Response {
+        // Subscribed before the handshake completes.
+        let mut rx = sender(&channels, &id).subscribe();
+        ws.on_upgrade(move |mut socket| async move {
+            while let Ok(m) = rx.recv().await {
+                if socket.send(Message::Text(m.into())).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+    async fn publish(
+        State(channels): State<Channels>,
+        Query(q): Query<HashMap<String, String>>,
+        body: String,
+    ) -> &'static str {
+        let _ = sender(&channels, q.get("id").map_or("", |s| s.as_str())).send(body);
+        "ok"
+    }
+    let channels: Channels = Arc::default();
+    let router = axum::Router::new()
+        .route("/sub/{id}", axum::routing::get(sub))
+        .route("/pub", axum::routing::post(publish))
+        .with_state(channels);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+fn raw_args(url: &str, scenario: &str) -> BenchArgs {
+    BenchArgs {
+        scenario: scenario.into(),
+        url: url.into(),
+        sub_url: Some("{url}/sub/{channel}".into()),
+        pub_format: bench::PubFormat::Raw,
+        transport: bench::Transport::Ws,
+        ws_frames: bench::WsFrames::Raw,
+        connections: 20,
+        channels: 2,
+        messages: 30,
+        progress: false,
+        deadline: Duration::from_secs(30),
+        ..BenchArgs::default()
+    }
+}
+
+#[tokio::test]
+async fn raw_websocket_peer_fanout_and_honest_resume_losses() {
+    let url = raw_ws_peer().await;
+    let r = bench::run(raw_args(&url, "fanout")).await.unwrap();
+    assert_eq!(r["ws_subscribe_frame"], "none", "{r}");
+    assert_eq!(r["delivered"], 10 * 30, "{r}");
+    for k in ["lost", "duplicates", "reordered", "foreign", "failed"] {
+        assert_eq!(r[k], 0, "{k}: {r}");
+    }
+    // The peer cannot resume: what was published while down is lost, and said so.
+    let mut a = raw_args(&url, "resume");
+    a.rate = 200;
+    let r = bench::run(a).await.unwrap();
+    assert_eq!(r["resume_reconnected"], 20, "{r}");
+    let lost = r["lost"].as_u64().unwrap();
+    assert!(lost >= 10 * 5, "{r}");
+    assert_eq!(r["delivered"].as_u64().unwrap() + lost, 10 * 30, "{r}");
     assert_eq!(r["duplicates"], 0, "{r}");
 }
