@@ -76,7 +76,10 @@ impl Identity {
         }
     }
 
-    fn from_claims(c: Claims) -> Self {
+    fn from_claims(mut c: Claims) -> Self {
+        // Held for the connection's life: no spare capacity.
+        c.channels.shrink_to_fit();
+        c.publish.shrink_to_fit();
         Self {
             user: c.sub.unwrap_or_default(),
             info: Arc::from(c.info.map(|v| v.to_string()).unwrap_or_else(|| "null".into())),

@@ -24,6 +24,20 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
 
 const SHARDS: usize = 16;
+/// Messages a shard takes from its inbox at once. When messages come faster than
+/// the shard writes, they pile up there and each connection gets them in one
+/// write: the busier the channel, the fewer write calls per message.
+const BATCH: usize = 64;
+
+/// Groups a batch by channel, keeping each channel's order.
+fn group(batch: &mut Vec<(ChannelKey, Item)>, groups: &mut Vec<(ChannelKey, Vec<Item>)>) {
+    for (key, item) in batch.drain(..) {
+        match groups.iter_mut().rev().find(|(k, _)| *k == key) {
+            Some((_, items)) => items.push(item),
+            None => groups.push((key, vec![item])),
+        }
+    }
+}
 
 /// A message ready for every transport: the envelope, the channel's cursor after
 /// it, and its wire formats, each built once on first use.
@@ -103,11 +117,49 @@ pub enum Item {
     Message(Arc<Delivery>),
     /// A control payload (presence join/leave) for a channel.
     Control(ChannelName, Arc<str>),
+    /// Bytes a [`Direct`] writer could not finish: the connection writes them first,
+    /// as they are (the messages they carry already count as delivered).
+    Raw(Bytes),
+}
+
+/// What a [`Direct`] writer did with the items offered to it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offered {
+    /// Every item was written.
+    All,
+    /// The first `taken` items were handled (written, or their unwritten bytes are
+    /// in `rest`); the others must be queued for the connection's task.
+    Part {
+        /// How many items, from the first, were handled.
+        taken: usize,
+        /// The bytes of those items that did not fit in the socket.
+        rest: Option<Bytes>,
+    },
+}
+
+/// A connection's writer that the hub may call while the connection's task sleeps,
+/// to write live messages straight to the socket: no task wake-up, no queue, one
+/// write call for every message of a hub batch. It only writes what continues the
+/// connection's positions exactly and never blocks; anything else it declines, and
+/// the task handles it with the whole session logic. A queue calls it only while
+/// the task has parked it (see [`Queue::park`]), so the task and the hub never
+/// write to the socket at the same time.
+pub trait Direct: Send {
+    /// Writes what it can of `items` (all of one channel, in order) now.
+    fn offer(&mut self, items: &[Item]) -> Offered;
+    /// The writer as `Any`, for its owner to reach its own type.
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}
+
+struct Inner {
+    items: VecDeque<Item>,
+    direct: Option<Box<dyn Direct>>,
+    parked: bool,
 }
 
 /// A connection's bounded inbox, filled by the hub, drained by the connection.
 pub struct Queue {
-    items: Mutex<VecDeque<Item>>,
+    inner: Mutex<Inner>,
     notify: Notify,
     lagged: AtomicBool,
     cap: usize,
@@ -117,35 +169,112 @@ impl Queue {
     /// An empty queue holding at most `cap` items.
     pub fn new(cap: usize) -> Self {
         Self {
-            items: Mutex::new(VecDeque::new()),
+            inner: Mutex::new(Inner {
+                items: VecDeque::new(),
+                direct: None,
+                parked: false,
+            }),
             notify: Notify::new(),
             lagged: AtomicBool::new(false),
             cap,
         }
     }
 
-    fn push(&self, item: Item) {
-        {
-            let mut items = self.items.lock();
-            if items.len() >= self.cap {
-                self.lagged.store(true, Ordering::Release);
-            } else {
-                items.push_back(item);
+    /// Queues `items` (of one channel, in order), or hands them to the parked
+    /// direct writer when nothing is queued before them.
+    fn push_all(&self, items: &[Item]) {
+        let mut g = self.inner.lock();
+        let g = &mut *g;
+        let mut from = 0;
+        if g.parked && g.items.is_empty() && !self.lagged.load(Ordering::Acquire) {
+            if let Some(direct) = g.direct.as_mut() {
+                match direct.offer(items) {
+                    Offered::All => return,
+                    Offered::Part { taken, rest } => {
+                        // The task takes over: what was declined must go through it.
+                        g.parked = false;
+                        if let Some(rest) = rest {
+                            g.items.push_back(Item::Raw(rest));
+                        }
+                        from = taken.min(items.len());
+                    }
+                }
             }
         }
+        for item in &items[from..] {
+            if g.items.len() >= self.cap {
+                self.lagged.store(true, Ordering::Release);
+                break;
+            }
+            g.items.push_back(item.clone());
+        }
         self.notify.notify_one();
+    }
+
+    /// Installs the connection's direct writer (not parked yet).
+    pub fn set_direct(&self, direct: Box<dyn Direct>) {
+        let mut g = self.inner.lock();
+        g.direct = Some(direct);
+        g.parked = false;
+    }
+
+    /// Removes the direct writer (the connection ends).
+    pub fn clear_direct(&self) -> Option<Box<dyn Direct>> {
+        let mut g = self.inner.lock();
+        g.parked = false;
+        g.direct.take()
+    }
+
+    /// Lets the hub write through the direct writer, after `load` brought it up to
+    /// date, if nothing is waiting to be drained; false (and `load` not called)
+    /// when something is: drain first.
+    pub fn park(&self, load: impl FnOnce(&mut dyn Direct)) -> bool {
+        let mut g = self.inner.lock();
+        if !g.items.is_empty() || self.lagged.load(Ordering::Acquire) {
+            return false;
+        }
+        let Some(direct) = g.direct.as_mut() else {
+            return false;
+        };
+        load(direct.as_mut());
+        g.parked = true;
+        true
+    }
+
+    /// Takes the socket back from the hub: after this, the hub queues everything.
+    /// `store` sees the direct writer (to read back what it wrote) when it was
+    /// parked until now or was unparked by the hub since the last call.
+    pub fn unpark(&self, store: impl FnOnce(&mut dyn Direct)) {
+        let mut g = self.inner.lock();
+        g.parked = false;
+        if let Some(direct) = g.direct.as_mut() {
+            store(direct.as_mut());
+        }
+    }
+
+    /// Takes the bytes a direct writer left unfinished, if they are next: they
+    /// must be the very next bytes on the wire, before anything else is written.
+    pub fn take_raw(&self) -> Option<Bytes> {
+        let mut g = self.inner.lock();
+        if let Some(Item::Raw(_)) = g.items.front() {
+            if let Some(Item::Raw(b)) = g.items.pop_front() {
+                return Some(b);
+            }
+        }
+        None
     }
 
     /// Flags the queue as behind (as if it had overflowed) and wakes its reader.
     pub fn mark_lagged(&self) {
         self.lagged.store(true, Ordering::Release);
+        self.inner.lock().parked = false;
         self.notify.notify_one();
     }
 
     /// Waits until there is something to drain. Cancel-safe.
     pub async fn ready(&self) {
         loop {
-            if !self.items.lock().is_empty() || self.lagged.load(Ordering::Acquire) {
+            if !self.inner.lock().items.is_empty() || self.lagged.load(Ordering::Acquire) {
                 return;
             }
             self.notify.notified().await;
@@ -155,11 +284,11 @@ impl Queue {
     /// Takes everything queued, and whether items were dropped since the last take.
     pub fn take(&self) -> (VecDeque<Item>, bool) {
         let lagged = self.lagged.swap(false, Ordering::AcqRel);
-        let mut items = self.items.lock();
-        let taken = std::mem::take(&mut *items);
+        let mut g = self.inner.lock();
+        let taken = std::mem::take(&mut g.items);
         // Give back the buffer's memory when a burst is over: idle connections hold nothing.
-        if items.capacity() > 64 {
-            items.shrink_to(0);
+        if g.items.capacity() > 64 {
+            g.items.shrink_to(0);
         }
         (taken, lagged)
     }
@@ -186,13 +315,15 @@ impl Hub {
                 let (tx, mut rx) = mpsc::unbounded_channel::<(ChannelKey, Item)>();
                 let l = listeners.clone();
                 tokio::spawn(async move {
-                    let mut batch = Vec::with_capacity(64);
-                    while rx.recv_many(&mut batch, 64).await > 0 {
+                    let mut batch = Vec::with_capacity(BATCH);
+                    let mut groups: Vec<(ChannelKey, Vec<Item>)> = Vec::new();
+                    while rx.recv_many(&mut batch, BATCH).await > 0 {
+                        group(&mut batch, &mut groups);
                         let l = l.lock();
-                        for (key, item) in batch.drain(..) {
+                        for (key, items) in groups.drain(..) {
                             if let Some(queues) = l.get(&key) {
                                 for (_, q) in queues {
-                                    q.push(item.clone());
+                                    q.push_all(&items);
                                 }
                             }
                         }

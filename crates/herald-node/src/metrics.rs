@@ -18,6 +18,8 @@ pub struct Metrics {
     resets: Counter,
     lagged: Counter,
     latency: Histogram,
+    direct: Counter,
+    handed_back: Counter,
     /// Handles of the per-transport series, resolved once (no label lookup or
     /// allocation on the delivery path).
     per_transport: [TransportSeries; 3],
@@ -50,6 +52,18 @@ impl Metrics {
         let resets = Counter::default();
         let lagged = Counter::default();
         let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let direct = Counter::default();
+        let handed_back = Counter::default();
+        registry.register(
+            "herald_direct_writes",
+            "Writes the hub made straight to a sleeping connection's socket",
+            direct.clone(),
+        );
+        registry.register(
+            "herald_direct_handed_back",
+            "Times the hub woke a connection's task instead (gap, control event, full socket)",
+            handed_back.clone(),
+        );
         registry.register(
             "herald_connections",
             "Open client connections by transport",
@@ -106,6 +120,8 @@ impl Metrics {
             resets,
             lagged,
             latency,
+            direct,
+            handed_back,
         }
     }
 
@@ -142,6 +158,14 @@ impl Metrics {
 
     pub(crate) fn latency(&self, seconds: f64) {
         self.latency.observe(seconds);
+    }
+
+    pub(crate) fn direct_write(&self) {
+        self.direct.inc();
+    }
+
+    pub(crate) fn handed_back(&self) {
+        self.handed_back.inc();
     }
 
     pub(crate) fn reset(&self) {

@@ -14,7 +14,6 @@
 //! change or a hole history cannot fill into a reset. A queue that overflowed
 //! (slow reader) is caught up from history the same way.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +93,49 @@ pub enum Event {
     Reset(Reset),
     /// A presence join or leave: `{"channel","action","user","info"}`.
     Presence(Arc<str>),
+    /// Bytes the hub's direct writer could not finish: write them first, as they are.
+    Raw(bytes::Bytes),
+}
+
+/// Where one channel of a session stands: what a [`crate::hub::Direct`] writer
+/// needs to continue it exactly.
+#[derive(Clone, Debug)]
+pub struct ChannelPosition {
+    /// The channel.
+    pub channel: ChannelName,
+    /// Its epoch.
+    pub epoch: Arc<str>,
+    /// The offset of the last message handed to the transport.
+    pub offset: u64,
+    /// The channel's cursor part at that offset.
+    pub cursor: Arc<str>,
+}
+
+/// Counts deliveries made outside the session (by a direct writer) in the usage
+/// figures and metrics, as [`Session::delivered`] does.
+#[derive(Clone)]
+pub struct Tally {
+    node: Node,
+    usage: Arc<AppUsage>,
+    transport: Transport,
+}
+
+impl Tally {
+    /// Records that the direct writer handed a delivery back to the task.
+    pub fn handed_back(&self) {
+        self.node.metrics().handed_back();
+    }
+
+    /// Records that `messages` messages of `bytes` bytes were written, and the
+    /// publish-to-write latency of the newest of them.
+    pub fn delivered(&self, messages: u64, bytes: u64, newest: &Delivery) {
+        self.usage.delivered(messages, bytes);
+        let metrics = self.node.metrics();
+        metrics.direct_write();
+        metrics.delivered(self.transport.as_str(), messages, bytes);
+        let ms = herald_broker::now_millis() - newest.envelope.ts;
+        metrics.latency(ms.max(0) as f64 / 1000.0);
+    }
 }
 
 struct ChannelState {
@@ -117,6 +159,45 @@ impl ChannelState {
         );
         self.epoch = epoch;
         self.offset = offset;
+    }
+}
+
+/// A session's channels, in subscription order, looked up by name.
+struct Channels(Vec<ChannelState>);
+
+impl Channels {
+    fn get(&self, c: &ChannelName) -> Option<&ChannelState> {
+        self.0.iter().find(|st| st.key.channel == *c)
+    }
+
+    fn get_mut(&mut self, c: &ChannelName) -> Option<&mut ChannelState> {
+        self.0.iter_mut().find(|st| st.key.channel == *c)
+    }
+
+    fn contains_key(&self, c: &ChannelName) -> bool {
+        self.get(c).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn push(&mut self, st: ChannelState) {
+        self.0.reserve_exact(1);
+        self.0.push(st);
+    }
+
+    fn remove(&mut self, c: &ChannelName) -> Option<ChannelState> {
+        let i = self.0.iter().position(|st| st.key.channel == *c)?;
+        Some(self.0.remove(i))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &ChannelState> {
+        self.0.iter()
+    }
+
+    fn names(&self) -> Vec<ChannelName> {
+        self.0.iter().map(|st| st.key.channel.clone()).collect()
     }
 }
 
@@ -163,8 +244,10 @@ pub struct Session {
     identity: Identity,
     transport: Transport,
     queue: Arc<Queue>,
-    channels: HashMap<ChannelName, ChannelState>,
-    order: Vec<ChannelName>,
+    /// In subscription order. A Vec, not a map: a connection has few channels,
+    /// and an idle connection's memory is what limits a node (one channel in a
+    /// map took 4 buckets, ~530 bytes; here ~140).
+    channels: Channels,
     usage: Arc<AppUsage>,
     last_presence_refresh: Instant,
     keep_presence: bool,
@@ -190,8 +273,7 @@ impl Session {
             identity,
             transport,
             queue,
-            channels: HashMap::new(),
-            order: Vec::new(),
+            channels: Channels(Vec::new()),
             usage,
             last_presence_refresh: Instant::now(),
             keep_presence: transport == Transport::LongPoll,
@@ -227,13 +309,13 @@ impl Session {
         }
         self.identity = identity;
         let revoked: Vec<ChannelName> = self
-            .order
-            .iter()
+            .channels
+            .names()
+            .into_iter()
             .filter(|c| {
                 let ns = self.node.config().namespace(c.namespace());
                 self.identity.check_subscribe(c, ns).is_err()
             })
-            .cloned()
             .collect();
         for c in &revoked {
             self.unsubscribe(c).await;
@@ -247,20 +329,18 @@ impl Session {
     }
 
     /// The subscribed channels, in subscription order.
-    pub fn channels(&self) -> &[ChannelName] {
-        &self.order
+    pub fn channels(&self) -> Vec<ChannelName> {
+        self.channels.names()
     }
 
     /// The cursor over every subscribed channel.
     pub fn cursor(&self) -> String {
         let mut out = String::new();
-        for (i, c) in self.order.iter().enumerate() {
+        for (i, st) in self.channels.values().enumerate() {
             if i > 0 {
                 out.push('.');
             }
-            if let Some(st) = self.channels.get(c) {
-                out.push_str(&st.cursor);
-            }
+            out.push_str(&st.cursor);
         }
         out
     }
@@ -343,8 +423,7 @@ impl Session {
                 .presence_join(&key, &self.client_id, self.presence_entry(), &ns)
                 .await;
         }
-        self.channels.insert(channel.clone(), st);
-        self.order.push(channel);
+        self.channels.push(st);
         Ok(events)
     }
 
@@ -369,12 +448,73 @@ impl Session {
     /// Unsubscribes from `channel` (nothing happens when not subscribed).
     pub async fn unsubscribe(&mut self, channel: &ChannelName) {
         if let Some(st) = self.channels.remove(channel) {
-            self.order.retain(|c| c != channel);
             self.node.unlisten(&st.key, self.id);
             if st.presence {
                 self.node.presence_leave(&st.key, &self.client_id, &st.ns).await;
             }
         }
+    }
+
+    /// Where each channel stands, in subscription order (into `out`, reusing it).
+    pub fn positions(&self, out: &mut Vec<ChannelPosition>) {
+        out.clear();
+        out.reserve_exact(self.channels.len());
+        for st in self.channels.values() {
+            out.push(ChannelPosition {
+                channel: st.key.channel.clone(),
+                epoch: st.epoch.clone(),
+                offset: st.offset,
+                cursor: st.cursor.clone(),
+            });
+        }
+    }
+
+    /// Takes over the positions a direct writer reached (same epoch, further on).
+    pub fn advance(&mut self, positions: &[ChannelPosition]) {
+        for p in positions {
+            if let Some(st) = self.channels.get_mut(&p.channel) {
+                if *st.epoch == *p.epoch && p.offset > st.offset {
+                    st.offset = p.offset;
+                    st.cursor = p.cursor.clone();
+                }
+            }
+        }
+    }
+
+    /// The handle a direct writer counts its deliveries with.
+    pub fn tally(&self) -> Tally {
+        Tally {
+            node: self.node.clone(),
+            usage: self.usage.clone(),
+            transport: self.transport,
+        }
+    }
+
+    /// Installs a direct writer on this session's queue (see [`crate::hub::Direct`]).
+    pub fn set_direct(&self, direct: Box<dyn crate::hub::Direct>) {
+        self.queue.set_direct(direct);
+    }
+
+    /// Lets the hub write live messages through the direct writer, after `load`
+    /// brought it up to date; false when something is queued (drain first).
+    pub fn park(&self, load: impl FnOnce(&mut dyn crate::hub::Direct)) -> bool {
+        self.queue.park(load)
+    }
+
+    /// Takes the socket back from the hub; `store` reads what the writer did.
+    pub fn unpark(&self, store: impl FnOnce(&mut dyn crate::hub::Direct)) {
+        self.queue.unpark(store)
+    }
+
+    /// The bytes the direct writer left unfinished, which must be written next
+    /// (see [`crate::hub::Queue::take_raw`]).
+    pub fn take_raw(&self) -> Option<bytes::Bytes> {
+        self.queue.take_raw()
+    }
+
+    /// Removes the direct writer.
+    pub fn clear_direct(&self) {
+        self.queue.clear_direct();
     }
 
     /// A handle whose `ready().await` returns when `drain` has something to do;
@@ -397,6 +537,7 @@ impl Session {
                         events.push(Event::Presence(payload));
                     }
                 }
+                Item::Raw(bytes) => events.push(Event::Raw(bytes)),
             }
         }
         // One latency sample per batch (its newest live message), not one per
@@ -410,9 +551,9 @@ impl Session {
         }
         if lagged {
             self.node.metrics().lagged();
-            let channels = self.order.clone();
+            let channels = self.channels.names();
             for c in channels {
-                self.catch_up(&c, None, &mut events).await;
+                Box::pin(self.catch_up(&c, None, &mut events)).await;
             }
         }
         events
@@ -435,7 +576,7 @@ impl Session {
             return; // already delivered (seam or catch-up)
         }
         if d.envelope.offset > st.offset + 1 {
-            self.catch_up(&channel, Some(d.envelope.offset - 1), events).await;
+            Box::pin(self.catch_up(&channel, Some(d.envelope.offset - 1), events)).await;
         }
         let Some(st) = self.channels.get_mut(&channel) else {
             return;

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+mod direct;
 pub mod error;
 mod listener;
 pub mod longpoll;

@@ -33,8 +33,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::error::ApiError;
 use crate::request::Query;
-use crate::sse::{self, Opened};
+use crate::sse::{self, Opened, Stream};
 use crate::AppState;
 
 /// The longest request head read before handing the connection to hyper.
@@ -69,9 +70,7 @@ pub(crate) async fn run(
                 let _ = stream.set_nodelay(true);
                 let (router, state, builder) = (router.clone(), state.clone(), builder.clone());
                 let watcher = graceful.watcher();
-                tracker.spawn(async move {
-                    connection(stream, router, state, builder, watcher).await;
-                });
+                tracker.spawn(connection(stream, router, state, builder, watcher));
             }
             _ = &mut shutdown => break,
         }
@@ -102,25 +101,33 @@ async fn connection(
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
-    let mut head = BytesMut::with_capacity(1024);
-    let complete = loop {
-        match tokio::time::timeout(HEAD_TIMEOUT, stream.read_buf(&mut head)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return, // closed before a request
-            Ok(Ok(_)) => {}
-            Err(_) => return, // nothing sent in time
-        }
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            break true;
-        }
-        if head.len() >= MAX_HEAD {
-            break false; // let hyper answer it
-        }
+    // Every step is boxed: a task's future is as large as its largest state, for
+    // as long as it lives, so an idle SSE or WebSocket connection must not carry
+    // the head reader's or hyper's state (docs/decisions.md, memory per connection).
+    let Some((head, complete)) = Box::pin(read_head(&mut stream)).await else {
+        return;
     };
+    route(head, complete, stream, router, state, builder, watcher).await;
+}
+
+type Boxed = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The rest of the connection: a native path, or hyper with the head replayed.
+fn route(
+    head: BytesMut,
+    complete: bool,
+    stream: TcpStream,
+    router: Router,
+    state: AppState,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Boxed {
     if complete {
-        if let Some(req) = sse_request(&head) {
-            drop(head);
-            native_sse(stream, state, req).await;
-            return;
+        if let Some(req) = native_request(&head) {
+            return match req.kind {
+                Kind::Sse => Box::pin(native_sse(stream, state, req)),
+                Kind::WebSocket => Box::pin(native_ws(stream, state, req)),
+            };
         }
     }
     let io = TokioIo::new(Prefixed {
@@ -130,19 +137,49 @@ async fn connection(
     let conn = builder
         .serve_connection_with_upgrades(io, TowerToHyperService::new(router))
         .into_owned();
-    let _ = watcher.watch(conn).await;
+    Box::pin(async move {
+        let _ = watcher.watch(conn).await;
+    })
 }
 
-/// A fresh SSE request, parsed.
-struct SseRequest {
+/// Reads the first request head; None when the client left or sent nothing in
+/// time. The flag is false when the head is too long for this path (hyper answers).
+async fn read_head(stream: &mut TcpStream) -> Option<(BytesMut, bool)> {
+    let mut head = BytesMut::with_capacity(1024);
+    loop {
+        match tokio::time::timeout(HEAD_TIMEOUT, stream.read_buf(&mut head)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return None, // closed before a request
+            Ok(Ok(_)) => {}
+            Err(_) => return None, // nothing sent in time
+        }
+        if head.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Some((head, true));
+        }
+        if head.len() >= MAX_HEAD {
+            return Some((head, false));
+        }
+    }
+}
+
+/// Which native path a request takes.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Sse,
+    WebSocket,
+}
+
+/// A fresh SSE or WebSocket request, parsed.
+struct NativeRequest {
+    kind: Kind,
     app: String,
     query: Option<String>,
     headers: HeaderMap,
 }
 
-/// The SSE request in `head`, when it is one this path serves: `GET
-/// /v1/apps/{app}/events` over HTTP/1.1, without a body or an upgrade.
-fn sse_request(head: &[u8]) -> Option<SseRequest> {
+/// The request in `head`, when it is one a native path serves: `GET
+/// /v1/apps/{app}/events` over HTTP/1.1 without a body or an upgrade, or a
+/// well-formed WebSocket upgrade `GET /v1/apps/{app}/ws` over HTTP/1.1.
+fn native_request(head: &[u8]) -> Option<NativeRequest> {
     let mut raw = [httparse::EMPTY_HEADER; 48];
     let mut req = httparse::Request::new(&mut raw);
     match req.parse(head) {
@@ -157,7 +194,12 @@ fn sse_request(head: &[u8]) -> Option<SseRequest> {
         Some((p, q)) => (p, Some(q.to_owned())),
         None => (target, None),
     };
-    let app = path.strip_prefix("/v1/apps/")?.strip_suffix("/events")?;
+    let rest = path.strip_prefix("/v1/apps/")?;
+    let (app, kind) = if let Some(app) = rest.strip_suffix("/events") {
+        (app, Kind::Sse)
+    } else {
+        (rest.strip_suffix("/ws")?, Kind::WebSocket)
+    };
     if app.is_empty()
         || !app
             .bytes()
@@ -168,10 +210,14 @@ fn sse_request(head: &[u8]) -> Option<SseRequest> {
     let mut headers = HeaderMap::new();
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();
-        if matches!(
-            name.as_str(),
-            "upgrade" | "content-length" | "transfer-encoding" | "expect"
-        ) {
+        let refused = match kind {
+            Kind::Sse => matches!(
+                name.as_str(),
+                "upgrade" | "content-length" | "transfer-encoding" | "expect"
+            ),
+            Kind::WebSocket => matches!(name.as_str(), "content-length" | "transfer-encoding" | "expect"),
+        };
+        if refused {
             return None;
         }
         if let (Ok(n), Ok(v)) = (
@@ -181,7 +227,11 @@ fn sse_request(head: &[u8]) -> Option<SseRequest> {
             headers.append(n, v);
         }
     }
-    Some(SseRequest {
+    if kind == Kind::WebSocket && crate::ws::upgrade_key(&headers).is_err() {
+        return None; // not a well-formed upgrade: axum's route answers it
+    }
+    Some(NativeRequest {
+        kind,
         app: app.to_owned(),
         query,
         headers,
@@ -202,79 +252,92 @@ fn cors_line(origins: &[String], headers: &HeaderMap) -> String {
     String::new()
 }
 
-async fn native_sse(mut stream: TcpStream, state: AppState, req: SseRequest) {
-    let query = Query::parse(req.query.as_deref());
-    let cors = cors_line(&state.options.cors_origins, &req.headers);
-    let opened = sse::start(&state, &req.app, &req.headers, &query).await;
-    let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache, no-transform\r\nx-accel-buffering: no\r\nconnection: close\r\n{cors}\r\n"
-    );
+/// What the native SSE path writes: a whole response, or a head and a live stream.
+enum Answer {
+    Whole(Vec<u8>),
+    Live(Box<Stream>, Vec<u8>),
+}
+
+async fn native_sse(mut stream: TcpStream, state: AppState, req: NativeRequest) {
     let write_timeout = state.options.ws_idle_timeout;
-    match opened {
-        Err(e) => {
-            let status = axum::http::StatusCode::from_u16(e.0.code.status())
-                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-            let body = serde_json::to_string(&ErrorBody::new(e.0.code, &e.0.message)).unwrap_or_default();
-            let res = format!(
-                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{cors}\r\n{body}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or(""),
-                body.len()
-            );
-            let _ = tokio::time::timeout(write_timeout, stream.write_all(res.as_bytes())).await;
+    // Boxed, and everything the opening needs (the request, the query, the headers,
+    // authentication, store and broker calls) ends with it: an open stream's task
+    // holds only the stream (docs/decisions.md, memory per connection).
+    let answer = Box::pin(open_native_sse(&state, req)).await;
+    match answer {
+        Answer::Whole(bytes) => {
+            let _ = tokio::time::timeout(write_timeout, stream.write_all(&bytes)).await;
             let _ = stream.shutdown().await;
         }
-        Ok(Opened::Transient(bytes)) => {
-            let mut out = head.into_bytes();
-            out.extend_from_slice(&bytes);
-            let _ = tokio::time::timeout(write_timeout, stream.write_all(&out)).await;
-            let _ = stream.shutdown().await;
-        }
-        Ok(Opened::Live(mut st)) => {
+        Answer::Live(st, head) => {
             let span = st.span();
-            async move {
-                let (mut rd, mut wr) = stream.split();
-                let mut pending: Option<Bytes> = Some(Bytes::from(head));
-                let mut sink = [0u8; 64];
-                loop {
-                    if let Some(first) = pending.take() {
-                        if !write(&mut wr, &first, write_timeout).await {
-                            return;
-                        }
-                    }
-                    tokio::select! {
-                        chunk = st.next_chunk() => match chunk {
-                            Some(bytes) if bytes.is_empty() => {}
-                            Some(bytes) => {
-                                if !write(&mut wr, &bytes, write_timeout).await {
-                                    tracing::debug!("client stopped reading; connection dropped");
-                                    return;
-                                }
-                            }
-                            None => {
-                                let _ = wr.shutdown().await;
-                                return;
-                            }
-                        },
-                        read = rd.read(&mut sink) => match read {
-                            Ok(0) | Err(_) => return, // the client went away
-                            Ok(_) => {} // ignore anything it sends
-                        },
-                    }
-                }
-            }
-            .instrument(span)
-            .await;
+            st.serve_native(stream, head, write_timeout)
+                .instrument(span)
+                .await;
         }
     }
 }
 
-/// Writes everything within `within`; false when the client took too long or left.
-async fn write(wr: &mut tokio::net::tcp::WriteHalf<'_>, bytes: &[u8], within: Duration) -> bool {
-    matches!(
-        tokio::time::timeout(within, wr.write_all(bytes)).await,
-        Ok(Ok(()))
+async fn open_native_sse(state: &AppState, req: NativeRequest) -> Answer {
+    let query = Query::parse(req.query.as_deref());
+    let cors = cors_line(&state.options.cors_origins, &req.headers);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache, no-transform\r\nx-accel-buffering: no\r\nconnection: close\r\n{cors}\r\n"
+    );
+    match sse::start(state, &req.app, &req.headers, &query).await {
+        Err(e) => Answer::Whole(error_response(&e, &cors)),
+        Ok(Opened::Transient(bytes)) => {
+            let mut out = head.into_bytes();
+            out.extend_from_slice(&bytes);
+            Answer::Whole(out)
+        }
+        Ok(Opened::Live(st)) => Answer::Live(st, head.into_bytes()),
+    }
+}
+
+/// An error as a whole HTTP/1.1 response that closes the connection, the same
+/// bytes as the axum routes answer.
+fn error_response(e: &ApiError, cors: &str) -> Vec<u8> {
+    let status = axum::http::StatusCode::from_u16(e.0.code.status())
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_string(&ErrorBody::new(e.0.code, &e.0.message)).unwrap_or_default();
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{cors}\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
     )
+    .into_bytes()
+}
+
+async fn native_ws(mut stream: TcpStream, state: AppState, req: NativeRequest) {
+    let write_timeout = state.options.ws_idle_timeout;
+    let cors = cors_line(&state.options.cors_origins, &req.headers);
+    let query = Query::parse(req.query.as_deref());
+    let opened = Box::pin(crate::ws::accept(&state, &req.app, &req.headers, &query)).await;
+    let accept_key = crate::ws::upgrade_key(&req.headers);
+    drop((query, req));
+    match (opened, accept_key) {
+        (Ok(session), Ok(key)) => {
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: {key}\r\n{cors}\r\n"
+            );
+            drop((cors, key));
+            if !matches!(
+                tokio::time::timeout(write_timeout, stream.write_all(head.as_bytes())).await,
+                Ok(Ok(()))
+            ) {
+                return;
+            }
+            drop(head);
+            crate::ws::serve_native(stream, session, state).await;
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            let bytes = error_response(&e, &cors);
+            let _ = tokio::time::timeout(write_timeout, stream.write_all(&bytes)).await;
+            let _ = stream.shutdown().await;
+        }
+    }
 }
 
 /// A stream that first yields bytes already read from it.
@@ -333,7 +396,8 @@ mod tests {
     fn only_plain_sse_requests_take_the_native_path() {
         let ok =
             b"GET /v1/apps/demo/events?channel=a&token=t HTTP/1.1\r\nHost: x\r\nLast-Event-ID: abc\r\n\r\n";
-        let r = sse_request(ok).unwrap();
+        let r = native_request(ok).unwrap();
+        assert_eq!(r.kind, Kind::Sse);
         assert_eq!(r.app, "demo");
         assert_eq!(r.query.as_deref(), Some("channel=a&token=t"));
         assert_eq!(r.headers.get("last-event-id").unwrap(), "abc");
@@ -347,7 +411,7 @@ mod tests {
             b"GET /v1/apps/demo/events HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         ] {
-            assert!(sse_request(no).is_none(), "{}", String::from_utf8_lossy(no));
+            assert!(native_request(no).is_none(), "{}", String::from_utf8_lossy(no));
         }
     }
 }

@@ -31,6 +31,14 @@ use crate::request::Query;
 use crate::subscribe::open;
 use crate::AppState;
 
+mod native;
+
+/// The `disconnect` event's data when the server shuts down.
+const SHUTDOWN: &str = r#"{"reason":"shutdown","reconnect":true}"#;
+/// The `error` event's data when the token expires.
+const TOKEN_EXPIRED: &str =
+    r#"{"code":"token_expired","message":"the token has expired; reconnect with a fresh one"}"#;
+
 /// The `id:` of each event: the cursor over every channel, updated event by event.
 struct Ids {
     parts: Vec<(ChannelName, Arc<str>)>,
@@ -78,6 +86,7 @@ fn write_events(out: &mut Vec<u8>, ids: &mut Ids, events: &[Event], named: bool)
                 sse::write_event(out, Some(&ids.render()), "reset", &r.to_json());
             }
             Event::Presence(p) => sse::write_event(out, None, "presence", p),
+            Event::Raw(bytes) => out.extend_from_slice(bytes),
         }
     }
     messages
@@ -88,7 +97,8 @@ pub(crate) struct Stream {
     waiter: Waiter,
     ids: Ids,
     first: Option<Bytes>,
-    heartbeat: Interval,
+    heartbeat_every: Duration,
+    heartbeat: Option<Interval>,
     shutdown: CancellationToken,
     expires: Option<Instant>,
     done: bool,
@@ -112,20 +122,20 @@ impl Stream {
         };
         tokio::select! {
             _ = self.waiter.ready() => {}
-            _ = self.heartbeat.tick() => {
-                self.session.tick().await;
+            _ = heartbeat_tick(&mut self.heartbeat, self.heartbeat_every) => {
+                Box::pin(self.session.tick()).await;
                 return Some(Bytes::from_static(b": hb\n\n"));
             }
             _ = self.shutdown.cancelled() => {
                 self.done = true;
                 let mut out = Vec::new();
-                sse::write_event(&mut out, None, "disconnect", r#"{"reason":"shutdown","reconnect":true}"#);
+                sse::write_event(&mut out, None, "disconnect", SHUTDOWN);
                 return Some(Bytes::from(out));
             }
             _ = expiry => {
                 self.done = true;
                 let mut out = Vec::new();
-                sse::write_event(&mut out, None, "error", r#"{"code":"token_expired","message":"the token has expired; reconnect with a fresh one"}"#);
+                sse::write_event(&mut out, None, "error", TOKEN_EXPIRED);
                 return Some(Bytes::from(out));
             }
         }
@@ -139,6 +149,16 @@ impl Stream {
         self.session.delivered(n, out.len() as u64);
         Some(Bytes::from(out))
     }
+}
+
+/// Waits for the next heartbeat, creating the interval on first use.
+async fn heartbeat_tick(slot: &mut Option<Interval>, every: Duration) {
+    let interval = slot.get_or_insert_with(|| {
+        let mut i = tokio::time::interval_at(Instant::now() + every, every);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
+    interval.tick().await;
 }
 
 /// What opening an SSE request gave.
@@ -203,9 +223,6 @@ pub(crate) async fn start(
         &format!("{{\"cursor\":\"{cursor}\"}}"),
     );
     session.delivered(n, first.len() as u64);
-    let heartbeat_every = s.options.sse_heartbeat;
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let expires = session
         .token_remaining()
         .map(|d| Instant::now() + d.max(Duration::from_millis(1)));
@@ -214,7 +231,8 @@ pub(crate) async fn start(
         session,
         ids,
         first: Some(Bytes::from(first)),
-        heartbeat,
+        heartbeat_every: s.options.sse_heartbeat,
+        heartbeat: None,
         shutdown: s.node.shutdown_token(),
         expires,
         done: false,
@@ -225,8 +243,7 @@ pub(crate) async fn start(
 impl Stream {
     /// The connection's tracing span.
     pub(crate) fn span(&self) -> tracing::Span {
-        let span =
-            tracing::info_span!("conn", app = %self.session.app(), transport = "sse", id = self.session.id());
+        let span = tracing::debug_span!("conn", app = %self.session.app(), transport = "sse", id = self.session.id());
         span.in_scope(|| tracing::debug!(channels = self.session.channels().len(), "connected"));
         span
     }

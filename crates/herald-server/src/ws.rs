@@ -10,56 +10,163 @@
 //! 4000-4999 mean "do not retry blindly"; 1012 means "server restarting,
 //! reconnect (elsewhere) with your cursors".
 
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
-use futures_util::SinkExt;
-use herald_node::{Event, Session, Transport};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
+use herald_node::{ChannelPosition, Event, Session, Transport};
 use herald_protocol::frame::{self, Command};
 use herald_protocol::{ErrorBody, ErrorCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::direct::{DirectWriter, Framing};
 use crate::error::ApiError;
 use crate::request::{token, Query};
 use crate::AppState;
 
-/// `GET /v1/apps/{app}/ws`: authenticates before the upgrade, so refusals are
-/// plain HTTP errors.
+mod codec;
+use codec::{Incoming, WsConn, WsError};
+
+/// Authenticates a WebSocket request and opens its session. Shared by the axum
+/// route and the native HTTP/1 path (listener.rs).
+pub(crate) async fn accept(
+    s: &AppState,
+    app: &str,
+    headers: &HeaderMap,
+    query: &Query,
+) -> Result<Session, ApiError> {
+    // Credentials first: a plain GET then tells a client why its upgrade failed
+    // (browsers hide the HTTP status of a refused WebSocket).
+    let (app, identity) = s.node.authenticate_client(app, token(headers, query)).await?;
+    upgrade_key(headers)?;
+    Ok(s.node.connect(&app, identity, Transport::WebSocket, None)?)
+}
+
+/// The `Sec-WebSocket-Accept` value for a valid upgrade request (RFC 6455 4.2.1).
+pub(crate) fn upgrade_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+                .unwrap_or(false)
+        })
+    };
+    let version = headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes());
+    let key = headers.get(header::SEC_WEBSOCKET_KEY);
+    match key {
+        Some(key)
+            if has_token(header::CONNECTION, "upgrade")
+                && has_token(header::UPGRADE, "websocket")
+                && version == Some(b"13") =>
+        {
+            Ok(codec::accept_key(key.as_bytes()))
+        }
+        _ => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "this endpoint speaks WebSocket; connect with a WebSocket client (Connection: upgrade, \
+             Upgrade: websocket, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key)",
+        )),
+    }
+}
+
+/// The largest client message: the node's limit, and some room for the frame.
+fn max_message(s: &AppState) -> usize {
+    s.node.config().limits.max_message_size + 64 * 1024
+}
+
+/// `GET /v1/apps/{app}/ws` through axum (a connection that sent another request
+/// first; fresh connections take the native path of listener.rs).
 pub async fn upgrade(
     State(s): State<AppState>,
     Path(app): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut req: Request,
 ) -> Result<Response, ApiError> {
-    // Credentials first: a plain GET then tells a client why its upgrade failed
-    // (browsers hide the HTTP status of a refused WebSocket).
     let query = Query::parse(q.as_deref());
-    let (app, identity) = s.node.authenticate_client(&app, token(&headers, &query)).await?;
-    let ws = ws.map_err(|e| {
-        ApiError::new(
-            ErrorCode::BadRequest,
-            format!(
-                "this endpoint speaks WebSocket; connect with a WebSocket client ({})",
-                e.body_text()
-            ),
-        )
-    })?;
-    let session = s.node.connect(&app, identity, Transport::WebSocket, None)?;
-    let max = s.node.config().limits.max_message_size + 64 * 1024;
-    Ok(ws
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            let span =
-                tracing::info_span!("conn", app = %session.app(), transport = "websocket", id = session.id());
-            run(socket, session, s).instrument(span)
-        }))
+    let session = accept(&s, &app, &headers, &query).await?;
+    let accept_key = upgrade_key(&headers)?;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let socket = WsConn::new(TokioIo::new(upgraded), max_message(&s), s.options.ws_idle_timeout);
+        let span =
+            tracing::debug_span!("conn", app = %session.app(), transport = "websocket", id = session.id());
+        run(socket, session, s, None).instrument(span).await;
+    });
+    let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept_key) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    Ok(res)
+}
+
+/// Serves a WebSocket on a socket of its own, after the native path wrote the
+/// `101` (listener.rs): the hub writes live messages straight to it while the
+/// task sleeps (direct.rs).
+pub(crate) async fn serve_native(socket: TcpStream, session: Session, s: AppState) {
+    let socket = Arc::new(socket);
+    let ws = WsConn::new(Shared(socket.clone()), max_message(&s), s.options.ws_idle_timeout);
+    let writer = DirectWriter::new(socket.clone(), Framing::WebSocket, &session);
+    session.set_direct(Box::new(writer));
+    let span = tracing::debug_span!("conn", app = %session.app(), transport = "websocket", id = session.id());
+    run(ws, session, s, Some(socket)).instrument(span).await;
+}
+
+/// A socket shared by the connection's task (through the codec) and the hub's
+/// direct writer, which only writes while the task has parked it.
+struct Shared(Arc<TcpStream>);
+
+impl AsyncRead for Shared {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Shared {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The socket closes when the last handle drops, after the close handshake.
+        Poll::Ready(Ok(()))
+    }
 }
 
 fn reply_ok(id: Option<u64>, ok: serde_json::Value) -> Option<String> {
@@ -74,55 +181,67 @@ fn reply_err(id: Option<u64>, code: ErrorCode, message: &str) -> String {
     }
 }
 
-fn push(ev: &Event) -> (Utf8Bytes, bool) {
-    match ev {
-        Event::Message { delivery, .. } => {
-            // The frame bytes are shared by every subscriber; they are valid UTF-8.
-            let text =
-                Utf8Bytes::try_from(delivery.ws().clone()).unwrap_or_else(|_| Utf8Bytes::from_static("{}"));
-            (text, true)
-        }
+/// The frame payload of an event (None for raw bytes, written as they are),
+/// and whether it is a message.
+fn push(ev: &Event) -> Option<(std::borrow::Cow<'_, [u8]>, bool)> {
+    use std::borrow::Cow;
+    Some(match ev {
+        // The push bytes are shared by every subscriber.
+        Event::Message { delivery, .. } => (Cow::Borrowed(&delivery.ws()[..]), true),
         Event::Reset(r) => {
             let mut s = String::from("{\"type\":\"reset\",");
             s.push_str(&r.to_json()[1..]);
-            (Utf8Bytes::from(s), false)
+            (Cow::Owned(s.into_bytes()), false)
         }
         Event::Presence(p) => {
             let mut s = String::from("{\"type\":\"presence\",");
             s.push_str(&p[1..]);
-            (Utf8Bytes::from(s), false)
+            (Cow::Owned(s.into_bytes()), false)
         }
-    }
+        Event::Raw(_) => return None,
+    })
 }
 
-/// Awaits one write; false when it failed or the client took in nothing for
-/// `within` (the idle timeout): a client that does not read must not hold its
-/// connection, its session and this task forever.
-async fn bounded<E>(within: Duration, write: impl std::future::Future<Output = Result<(), E>>) -> bool {
-    matches!(tokio::time::timeout(within, write).await, Ok(Ok(())))
+/// The socket types this module serves: the native path's shared socket, and
+/// hyper's upgraded connection.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Sends one text frame; false when the client left or took in nothing for the
+/// idle timeout (a client that does not read must not hold its connection,
+/// its session and this task forever).
+async fn send<S: Io>(socket: &mut WsConn<S>, text: &str) -> bool {
+    socket.send_text(text.as_bytes()).await.is_ok()
 }
 
-/// Sends one frame; false as [`bounded`].
-async fn send(socket: &mut WebSocket, msg: Message, within: Duration) -> bool {
-    bounded(within, socket.send(msg)).await
-}
-
-/// Writes `events` with one flush; false as [`bounded`], for each frame.
-async fn send_events(socket: &mut WebSocket, session: &Session, events: &[Event], within: Duration) -> bool {
+/// Writes `events` in one write (raw bytes the direct writer began go first, as
+/// they are); false as [`send`].
+async fn send_events<S: Io>(socket: &mut WsConn<S>, session: &Session, events: &[Event]) -> bool {
     let mut n = 0u64;
     let mut bytes = 0u64;
+    let mut out = Vec::new();
     for ev in events {
-        let (text, is_msg) = push(ev);
-        bytes += text.len() as u64;
+        if let Event::Raw(b) = ev {
+            out.extend_from_slice(b);
+            continue;
+        }
+        let Some((payload, is_msg)) = push(ev) else {
+            continue;
+        };
+        bytes += payload.len() as u64;
         if is_msg {
             n += 1;
         }
-        if !bounded(within, socket.feed(Message::Text(text))).await {
-            return false;
-        }
+        codec::push_text(&mut out, &payload);
+    }
+    if out.is_empty() {
+        return true;
+    }
+    if socket.write_all(&out).await.is_err() {
+        return false;
     }
     session.delivered(n, bytes);
-    bounded(within, socket.flush()).await
+    true
 }
 
 /// How long a server-initiated close waits for the client's Close frame.
@@ -132,17 +251,13 @@ const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(5);
 /// dropping the socket while the client's frames (pongs, requests) are unread
 /// makes the kernel reset the connection, and the client then loses the close
 /// frame and its code. So read (and discard) until the client's Close, bounded.
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+async fn close<S: Io>(socket: &mut WsConn<S>, code: u16, reason: &str) {
     let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, async {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from(reason.to_owned()),
-        };
-        if socket.send(Message::Close(Some(frame))).await.is_err() {
+        if socket.send_close(code, reason).await.is_err() {
             return;
         }
-        while let Some(Ok(msg)) = socket.recv().await {
-            if matches!(msg, Message::Close(_)) {
+        while let Ok(msg) = socket.next().await {
+            if msg == Incoming::Close {
                 break;
             }
         }
@@ -150,93 +265,184 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     .await;
 }
 
-async fn run(mut socket: WebSocket, mut session: Session, s: AppState) {
+/// What the loop does after a step.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Handles what the client sent (pings and closes are answered by the codec).
+async fn on_message<S: Io>(
+    msg: Result<Incoming, WsError>,
+    socket: &mut WsConn<S>,
+    session: &mut Session,
+    s: &AppState,
+    expires: &mut Option<Instant>,
+) -> Flow {
+    match msg {
+        Ok(Incoming::Text(text)) => {
+            if !Box::pin(handle_frame(socket, session, s, &text, expires)).await {
+                return Flow::Stop;
+            }
+        }
+        Ok(Incoming::Binary) => {
+            let r = reply_err(None, ErrorCode::BadFrame, "send JSON text frames, not binary");
+            if !send(socket, &r).await {
+                return Flow::Stop;
+            }
+        }
+        Ok(Incoming::Control) => {}
+        Err(WsError::Protocol(code)) => {
+            tracing::debug!(code, "closed: the client broke the WebSocket protocol");
+            return Flow::Stop;
+        }
+        Ok(Incoming::Close) | Err(WsError::Io) => return Flow::Stop,
+    }
+    Flow::Continue
+}
+
+enum Wake {
+    Queue,
+    Timer,
+    Shutdown,
+    Readable,
+}
+
+async fn run<S: Io>(mut socket: WsConn<S>, mut session: Session, s: AppState, raw: Option<Arc<TcpStream>>) {
     tracing::debug!("connected");
     let waiter = session.waiter();
     let shutdown = s.node.shutdown_token();
-    let mut ping = tokio::time::interval_at(Instant::now() + s.options.ws_ping, s.options.ws_ping);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = s.options.ws_ping;
     let idle = s.options.ws_idle_timeout;
     let mut last_seen = Instant::now();
+    let mut next_ping = Instant::now() + every;
     let mut expires = session
         .token_remaining()
         .map(|d| Instant::now() + d.max(Duration::from_millis(1)));
+    let mut scratch: Vec<ChannelPosition> = Vec::new();
+    let raw = raw.as_deref();
     loop {
-        let expiry = async {
-            match expires {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+        // One timer for the ping and the token's expiry: an idle connection's
+        // memory is what limits a node.
+        let timer = match expires {
+            Some(at) if at < next_ping => at,
+            _ => next_ping,
+        };
+        // On a socket of its own with nothing queued, the task parks and the hub
+        // writes (direct.rs). The codec buffers no writes, so nothing is pending.
+        let parked = raw.is_some() && DirectWriter::park(&session);
+        let wake = if let (true, Some(raw)) = (parked, raw) {
+            let wake = tokio::select! {
+                _ = waiter.ready() => Wake::Queue,
+                _ = tokio::time::sleep_until(timer) => Wake::Timer,
+                _ = shutdown.cancelled() => Wake::Shutdown,
+                r = raw.readable() => match r {
+                    Ok(()) => Wake::Readable,
+                    Err(_) => Wake::Shutdown,
+                },
+            };
+            if let Some(rest) = DirectWriter::unpark(&mut session, &mut scratch) {
+                if Box::pin(socket.write_all(&rest)).await.is_err() {
+                    return;
+                }
+            }
+            if let Wake::Readable = wake {
+                // Read what arrived (the codec keeps a partial frame for later).
+                last_seen = Instant::now();
+                while let Some(msg) = socket.next().now_or_never() {
+                    if let Flow::Stop =
+                        Box::pin(on_message(msg, &mut socket, &mut session, &s, &mut expires)).await
+                    {
+                        return;
+                    }
+                }
+                socket.shrink();
+                continue;
+            }
+            wake
+        } else {
+            tokio::select! {
+                msg = socket.next() => {
+                    last_seen = Instant::now();
+                    if let Flow::Stop = Box::pin(on_message(msg, &mut socket, &mut session, &s, &mut expires)).await {
+                        return;
+                    }
+                    continue;
+                }
+                _ = waiter.ready() => Wake::Queue,
+                _ = tokio::time::sleep_until(timer) => Wake::Timer,
+                _ = shutdown.cancelled() => Wake::Shutdown,
             }
         };
-        tokio::select! {
-            msg = socket.recv() => {
-                last_seen = Instant::now();
-                match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        if !handle_frame(&mut socket, &mut session, &s, text.as_str(), &mut expires).await {
-                            break;
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        let r = reply_err(None, ErrorCode::BadFrame, "send JSON text frames, not binary");
-                        if !send(&mut socket, Message::Text(r.into()), idle).await { break; }
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) => {
-                        // Send the Close reply tungstenite queued: a clean close for the client.
-                        bounded(idle, socket.flush()).await;
-                        break;
-                    }
-                    None | Some(Err(_)) => break,
+        match wake {
+            Wake::Queue => {
+                let sent = Box::pin(async {
+                    let events = session.drain().await;
+                    send_events(&mut socket, &session, &events).await
+                })
+                .await;
+                if !sent {
+                    return;
                 }
             }
-            _ = waiter.ready() => {
-                let events = session.drain().await;
-                if !send_events(&mut socket, &session, &events, idle).await {
-                    break;
-                }
+            Wake::Timer if expires.is_some_and(|at| at <= Instant::now()) => {
+                Box::pin(close(
+                    &mut socket,
+                    ErrorCode::TokenExpired.close_code(),
+                    "token expired; reconnect with a fresh token",
+                ))
+                .await;
+                return;
             }
-            _ = ping.tick() => {
+            Wake::Timer => {
+                if Instant::now() < next_ping {
+                    continue;
+                }
+                next_ping = Instant::now() + every;
                 if last_seen.elapsed() >= idle {
-                    close(&mut socket, 4008, "idle timeout: no frame or pong received").await;
-                    break;
+                    Box::pin(close(
+                        &mut socket,
+                        4008,
+                        "idle timeout: no frame or pong received",
+                    ))
+                    .await;
+                    return;
                 }
-                session.tick().await;
-                if !send(&mut socket, Message::Ping(Default::default()), idle).await {
-                    break;
+                Box::pin(session.tick()).await;
+                if Box::pin(socket.send_ping()).await.is_err() {
+                    return;
                 }
             }
-            _ = shutdown.cancelled() => {
-                close(&mut socket, ErrorCode::ShuttingDown.close_code(), "server restarting; reconnect with your cursors").await;
-                break;
+            Wake::Shutdown => {
+                Box::pin(close(
+                    &mut socket,
+                    ErrorCode::ShuttingDown.close_code(),
+                    "server restarting; reconnect with your cursors",
+                ))
+                .await;
+                return;
             }
-            _ = expiry => {
-                close(&mut socket, ErrorCode::TokenExpired.close_code(), "token expired; reconnect with a fresh token").await;
-                break;
-            }
+            Wake::Readable => {}
         }
     }
 }
 
 /// Handles one client frame; false when the connection must end.
-async fn handle_frame(
-    socket: &mut WebSocket,
+async fn handle_frame<S: Io>(
+    socket: &mut WsConn<S>,
     session: &mut Session,
     s: &AppState,
     text: &str,
     expires: &mut Option<Instant>,
 ) -> bool {
-    let idle = s.options.ws_idle_timeout;
     let frame = match frame::parse(text) {
         Ok(f) => f,
-        Err((code, msg)) => {
-            return send(socket, Message::Text(reply_err(None, code, &msg).into()), idle).await
-        }
+        Err((code, msg)) => return send(socket, &reply_err(None, code, &msg)).await,
     };
     let id = frame.id;
     let command = match frame.command {
         Ok(c) => c,
-        Err((code, msg)) => return send(socket, Message::Text(reply_err(id, code, &msg).into()), idle).await,
+        Err((code, msg)) => return send(socket, &reply_err(id, code, &msg)).await,
     };
     let (reply, events) = match command {
         Command::Subscribe { channel, cursor } => {
@@ -330,9 +536,9 @@ async fn handle_frame(
         }
     };
     if let Some(r) = reply {
-        if !send(socket, Message::Text(r.into()), idle).await {
+        if !send(socket, &r).await {
             return false;
         }
     }
-    events.is_empty() || send_events(socket, session, &events, idle).await
+    events.is_empty() || send_events(socket, session, &events).await
 }

@@ -255,6 +255,14 @@ async fn a_slow_websocket_reader_gets_every_message_once() {
     );
     server.publish(&app, "burst", json!("after")).await;
     assert_eq!(offsets(&ws.messages(1).await), vec![201], "nothing twice");
+    direct_paths_were_taken(&server).await;
+}
+
+/// The hub wrote to the sleeping connection itself, and handed it back to the
+/// connection's task when its socket was full (docs/decisions.md, direct writes).
+async fn direct_paths_were_taken(server: &TestServer) {
+    assert!(server.metric("herald_direct_writes_total", "").await >= 1.0);
+    assert!(server.metric("herald_direct_handed_back_total", "").await >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,6 +285,7 @@ async fn a_slow_sse_reader_gets_every_message_once() {
     );
     server.publish(&app, "burst", json!("after")).await;
     assert_eq!(offsets(&sse.messages(1).await), vec![201], "nothing twice");
+    direct_paths_were_taken(&server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

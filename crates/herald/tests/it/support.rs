@@ -366,6 +366,20 @@ pub enum WsEnd {
 }
 
 impl Ws {
+    /// Upgrades an open connection (one that may have served other requests).
+    pub async fn upgrade(url: &str, stream: tokio::net::TcpStream) -> Ws {
+        let ws_url = url.replacen("http://", "ws://", 1);
+        let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+        let (socket, _) = tokio_tungstenite::client_async(ws_url, stream)
+            .await
+            .expect("the upgrade succeeds");
+        Ws {
+            socket,
+            next_id: 1,
+            pushes: Vec::new(),
+        }
+    }
+
     /// Connects (the URL is http://..., turned into ws://...).
     pub async fn connect(url: &str) -> Result<Ws, (u16, Value)> {
         let ws_url = url.replacen("http://", "ws://", 1);

@@ -55,6 +55,38 @@ async fn every_op_is_answered_by_its_id() {
 }
 
 #[tokio::test]
+async fn an_upgrade_after_another_request_on_the_same_connection_works_the_same() {
+    // A fresh connection's upgrade takes the native path (listener.rs); one that
+    // served a request first goes through the router. Both must behave alike.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let app = server.create_app("acme").await;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") || !got.ends_with(b"}") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the connection stays open after the first response");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    let mut ws = Ws::upgrade(&server.ws_url(&app, &user_token(&app, "alice")), stream).await;
+    ws.subscribe_ok("feed", None).await;
+    server.publish_seq(&app, "feed", 1..=20).await;
+    assert_eq!(offsets(&ws.messages(20).await), (1..=20).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn live_pushes_arrive_in_order_with_the_envelope_and_a_cursor() {
     let server = TestServer::start().await;
     let app = server.create_app("acme").await;
