@@ -3,7 +3,7 @@
 # tool (`herald bench`) and the same parameters, one server at a time, in one session.
 # Run from the repository root after `cargo build --release`; writes
 # docs/bench/DATE-SERVER-SCENARIO-ROUND.json and a log of the summaries.
-# Usage: [SERVERS="herald nchan floor"] docs/bench/side-by-side.sh [ROUNDS] (default 2). Needs root for Nchan's
+# Usage: [SERVERS="herald nchan floor"] [ONLY="idle fanout ..."] docs/bench/side-by-side.sh [ROUNDS] (default 2). Needs root for Nchan's
 # start script (it installs nginx and libnginx-mod-nchan if missing).
 set -euo pipefail
 ROUNDS=${1:-2}
@@ -44,12 +44,12 @@ start_server() {
       ;;
     nchan)
       "$NCHAN"
-      TARGET=(--url http://127.0.0.1:8080 --sub-url '{url}/sse/{channel}' --pub-format raw --server-pids-of nginx)
+      TARGET=(--url http://127.0.0.1:8080 --pub-format raw --server-pids-of nginx)
       ;;
     floor)
       "$FLOOR" --listen 127.0.0.1:18096 > /tmp/floor-sbs.out 2>&1 &
       SPID=$!
-      TARGET=(--url http://127.0.0.1:18096 --sub-url '{url}/sse/{channel}' --pub-format raw --server-pid "$SPID")
+      TARGET=(--url http://127.0.0.1:18096 --pub-format raw --server-pid "$SPID")
       ;;
   esac
   sleep 1
@@ -65,12 +65,28 @@ stop_server() {
   esac
 }
 
+# The peers' subscriber URLs; Nchan's WebSocket subscriber sends each message as a raw
+# frame (no subscribe frame). Herald uses its defaults.
+sub_flags() { # ARGS... (the scenario's)
+  case "$srv" in
+    herald) ;;
+    *) case " $* " in
+         *" --transport ws "*) echo "--sub-url {url}/ws/{channel} --ws-subscribe-frame none" ;;
+         *" publish "*) ;;
+         *) echo "--sub-url {url}/sse/{channel}" ;;
+       esac ;;
+  esac
+}
+
 bench() { # NAME ARGS...
   local name=$1; shift
+  # ONLY="idle-ws ...": run just those (each on a freshly started server).
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
   local file=$OUT/$D-$srv-$name-$round.json
-  echo "== $srv $name round $round: herald bench $* ${TARGET[*]}" | sed 's/--token [^ ]*/--token $TOKEN/; s/--key [^ ]*/--key $KEY/' | tee -a "$LOG"
+  echo "== $srv $name round $round: herald bench $* ${TARGET[*]} $(sub_flags "$@")" | sed 's/--token [^ ]*/--token $TOKEN/; s/--key [^ ]*/--key $KEY/' | tee -a "$LOG"
   wait_quiet
-  "$B" bench "$@" "${TARGET[@]}" --deadline 300s --quiet > "$file" 2> >(tee -a "$LOG" >&2)
+  # shellcheck disable=SC2046 # sub_flags is split on purpose
+  "$B" bench "$@" "${TARGET[@]}" $(sub_flags "$@") --deadline 300s --quiet > "$file" 2> >(tee -a "$LOG" >&2)
   sleep 2
 }
 
@@ -85,6 +101,15 @@ for round in $(seq 1 "$ROUNDS"); do
     # The floor has no channels: every frame goes to every socket.
     [ "$srv" = floor ] || bench many fanout --connections $N --channels 1000 --messages 10000
     bench rate   fanout --connections $N --messages 50 --rate 10
+    if [ "$srv" != floor ] && [ -z "${CORE_ONLY:-}" ]; then
+      # WebSocket subscribers (the floor speaks only SSE), the publish endpoint alone,
+      # connections coming and going, and everyone reconnecting at once.
+      bench idle-ws   idle   --connections $N --transport ws
+      bench fanout-ws fanout --connections $N --messages 200 --transport ws
+      bench publish   publish --messages 20000 --channels 1000 --concurrency 16
+      bench churn     churn  --connections $N --channels 100 --messages 1000 --churn-rate 1000
+      bench resume    resume --connections $N --channels 100 --messages 3000 --rate 100
+    fi
     stop_server "$srv"
   done
 done

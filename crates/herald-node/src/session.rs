@@ -111,6 +111,10 @@ pub struct ChannelPosition {
     pub cursor: Arc<str>,
 }
 
+/// A direct writer samples the publish-to-write latency on one write in this
+/// many (the histogram is the dearest part of counting a delivery, measured).
+pub const LATENCY_SAMPLE: u32 = 8;
+
 /// Counts deliveries made outside the session (by a direct writer) in the usage
 /// figures and metrics, as [`Session::delivered`] does.
 #[derive(Clone)]
@@ -118,6 +122,7 @@ pub struct Tally {
     node: Node,
     usage: Arc<AppUsage>,
     transport: Transport,
+    writes: u32,
 }
 
 impl Tally {
@@ -126,15 +131,18 @@ impl Tally {
         self.node.metrics().handed_back();
     }
 
-    /// Records that `messages` messages of `bytes` bytes were written, and the
-    /// publish-to-write latency of the newest of them.
-    pub fn delivered(&self, messages: u64, bytes: u64, newest: &Delivery) {
+    /// Records that `messages` messages of `bytes` bytes were written, and (for
+    /// one write in [`LATENCY_SAMPLE`]) the publish-to-write latency of the newest.
+    pub fn delivered(&mut self, messages: u64, bytes: u64, newest: &Delivery) {
         self.usage.delivered(messages, bytes);
         let metrics = self.node.metrics();
         metrics.direct_write();
         metrics.delivered(self.transport.as_str(), messages, bytes);
-        let ms = herald_broker::now_millis() - newest.envelope.ts;
-        metrics.latency(ms.max(0) as f64 / 1000.0);
+        self.writes = self.writes.wrapping_add(1);
+        if self.writes % LATENCY_SAMPLE == 1 {
+            let ms = herald_broker::now_millis() - newest.envelope.ts;
+            metrics.latency(ms.max(0) as f64 / 1000.0);
+        }
     }
 }
 
@@ -487,6 +495,7 @@ impl Session {
             node: self.node.clone(),
             usage: self.usage.clone(),
             transport: self.transport,
+            writes: 0,
         }
     }
 

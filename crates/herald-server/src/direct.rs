@@ -97,7 +97,8 @@ impl DirectWriter {
         for item in items {
             let Item::Message(d) = item else { break };
             let e = &d.envelope;
-            if e.channel != pos.channel || *e.epoch != *pos.epoch || e.offset > next {
+            let same_epoch = Arc::ptr_eq(&e.epoch, &pos.epoch) || *e.epoch == *pos.epoch;
+            if e.channel != pos.channel || !same_epoch || e.offset > next {
                 break;
             }
             if e.offset == next {
@@ -177,7 +178,7 @@ impl DirectWriter {
                 }
             }
             let total: usize = iov[..used].iter().map(|s| s.len()).sum();
-            let written = match self.socket.try_write_vectored(&iov[..used]) {
+            let written = match write_slices(&self.socket, &iov[..used], total) {
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(_) => return Offered::Part { taken, rest: None }, // the task finds out
@@ -231,6 +232,32 @@ impl Direct for DirectWriter {
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
+}
+
+/// Up to this many bytes are copied into one buffer and sent with one `send`;
+/// larger batches go out with `writev` without a copy. Measured (perf, 10 msg/s to
+/// 10 000 subscribers): for a few hundred bytes, `writev`'s iovec import cost more
+/// than the copy (`vfs_writev`, `fdget_pos`, `_copy_from_iter`: ~10 % of the CPU).
+const COPY_MAX: usize = 16 * 1024;
+
+thread_local! {
+    /// The copy buffer of the fast path, one per worker thread.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes what the socket takes now of `slices` (`total` bytes); never blocks.
+fn write_slices(socket: &TcpStream, slices: &[IoSlice<'_>], total: usize) -> io::Result<usize> {
+    if total > COPY_MAX {
+        return socket.try_write_vectored(slices);
+    }
+    SCRATCH.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        for s in slices {
+            buf.extend_from_slice(s);
+        }
+        socket.try_write(&buf)
+    })
 }
 
 /// Writes the header of an unmasked final text frame of `len` bytes into `out`;

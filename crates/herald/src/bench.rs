@@ -223,6 +223,9 @@ pub struct BenchArgs {
     pub progress: bool,
     /// Give up after this long.
     pub deadline: Duration,
+    /// `idle`: keep the connections open this long after measuring (several
+    /// generators then hold theirs at the same time).
+    pub hold: Duration,
     /// How subscribers connect.
     pub transport: Transport,
     /// WebSocket subscribers: Herald's subscribe frames, or none (raw payload frames).
@@ -257,6 +260,7 @@ impl Default for BenchArgs {
             source_addresses: 253,
             progress: true,
             deadline: Duration::from_secs(120),
+            hold: Duration::ZERO,
             transport: Transport::Sse,
             ws_frames: WsFrames::Herald,
             churn_rate: None,
@@ -2043,7 +2047,20 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<Value> {
         ("fanout", Some(p)) => fanout(&mut s, p).await?,
         ("churn", Some(p)) => churn(&mut s, p).await?,
         ("resume", Some(p)) => resume(&mut s, p).await?,
-        _ => s.report["closed_early"] = s.sh.tally.closed_early.load(Ordering::Relaxed).into(),
+        _ => {
+            if !a.hold.is_zero() {
+                let open = s.sh.tally.opened.load(Ordering::Relaxed);
+                // Always said, even with --quiet: scripts wait for this line.
+                eprintln!("idle: holding {open} connections for {:?}", a.hold);
+                tokio::time::sleep(a.hold.min(a.deadline)).await;
+                if let Some(m) = proc_sample(&s.pids) {
+                    s.report["server_pss_kb_after_hold"] = m.pss_kb.into();
+                    s.report["server_rss_kb_after_hold"] = m.rss_kb.into();
+                }
+                s.report["held_seconds"] = a.hold.as_secs_f64().into();
+            }
+            s.report["closed_early"] = s.sh.tally.closed_early.load(Ordering::Relaxed).into();
+        }
     }
     Ok(s.finish().await)
 }

@@ -152,6 +152,9 @@ struct BenchCli {
     /// Give up after this long.
     #[arg(long, default_value = "120s")]
     deadline: String,
+    /// idle: keep the connections open this long after measuring, e.g. 40s.
+    #[arg(long)]
+    hold: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -289,6 +292,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 async fn bench(b: BenchCli) -> anyhow::Result<()> {
     let deadline = humantime::parse_duration(&b.deadline)
         .with_context(|| format!("--deadline {:?} is not a duration", b.deadline))?;
+    let hold = match &b.hold {
+        Some(h) => humantime::parse_duration(h).with_context(|| format!("--hold {h:?} is not a duration"))?,
+        None => Duration::ZERO,
+    };
     let headers = b
         .headers
         .iter()
@@ -336,6 +343,7 @@ async fn bench(b: BenchCli) -> anyhow::Result<()> {
         source_addresses: b.source_addresses,
         progress: !b.quiet,
         deadline,
+        hold,
     })
     .await?;
     println!("{}", serde_json::to_string_pretty(&report)?);

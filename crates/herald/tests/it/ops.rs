@@ -96,8 +96,8 @@ async fn metrics_are_prometheus_text_and_move_with_publish_and_delivery() {
         "{text}"
     );
     assert!(
-        sample(&text, "herald_publish_to_write_seconds_count") - latency_before >= 4.0,
-        "each live write observes its latency:\n{text}"
+        sample(&text, "herald_publish_to_write_seconds_count") - latency_before >= 2.0,
+        "live writes observe their latency (the first of every 8 per connection):\n{text}"
     );
 
     drop(sse);
