@@ -62,6 +62,11 @@ pub struct Limits {
     pub queue_len: usize,
     /// Largest page of a history read.
     pub max_history_page: usize,
+    /// Messages waiting in one hub shard's inbox before the overflow is not queued
+    /// but left to history: the channels' local subscribers are marked behind and
+    /// catch up from history (nothing lost), and memory and latency stay bounded
+    /// when publishes come faster than the fan-out.
+    pub hub_backlog: usize,
 }
 
 impl Default for Limits {
@@ -73,6 +78,7 @@ impl Default for Limits {
             max_connections_per_app: 100_000,
             queue_len: 1024,
             max_history_page: 1000,
+            hub_backlog: 4096,
         }
     }
 }

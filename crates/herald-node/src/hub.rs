@@ -12,9 +12,9 @@
 //! up from history (see session.rs), so a slow reader costs itself, not others.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -299,27 +299,51 @@ type Listeners = HashMap<ChannelKey, Vec<(u64, Arc<Queue>)>>;
 struct Shard {
     listeners: Arc<Mutex<Listeners>>,
     tx: mpsc::UnboundedSender<(ChannelKey, Item)>,
+    /// What waits in the inbox, and the channels whose messages were not queued
+    /// because it was full (their listeners catch up from history).
+    backlog: Arc<Backlog>,
+}
+
+#[derive(Default)]
+struct Backlog {
+    queued: AtomicUsize,
+    overflowed: Mutex<HashSet<ChannelKey>>,
 }
 
 /// The hub. See the module doc.
 pub struct Hub {
     shards: Vec<Shard>,
+    max_backlog: usize,
+    overflows: prometheus_client::metrics::counter::Counter,
 }
 
 impl Hub {
-    /// A hub with its shard tasks running on the current tokio runtime.
-    pub fn new() -> Arc<Self> {
+    /// A hub with its shard tasks running on the current tokio runtime; at most
+    /// `max_backlog` messages wait in a shard's inbox (see `Limits::hub_backlog`).
+    pub fn new(max_backlog: usize, overflows: prometheus_client::metrics::counter::Counter) -> Arc<Self> {
         let shards = (0..SHARDS)
             .map(|_| {
                 let listeners: Arc<Mutex<Listeners>> = Arc::default();
                 let (tx, mut rx) = mpsc::unbounded_channel::<(ChannelKey, Item)>();
-                let l = listeners.clone();
+                let backlog: Arc<Backlog> = Arc::default();
+                let (l, b) = (listeners.clone(), backlog.clone());
                 tokio::spawn(async move {
                     let mut batch = Vec::with_capacity(BATCH);
                     let mut groups: Vec<(ChannelKey, Vec<Item>)> = Vec::new();
                     while rx.recv_many(&mut batch, BATCH).await > 0 {
+                        b.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+                        // Empty raw items only wake this task (see `dispatch`).
+                        batch.retain(|(_, item)| !matches!(item, Item::Raw(b) if b.is_empty()));
                         group(&mut batch, &mut groups);
+                        let overflowed = std::mem::take(&mut *b.overflowed.lock());
                         let l = l.lock();
+                        for key in overflowed {
+                            // Messages of these channels were left out: every local
+                            // listener catches up from history.
+                            for (_, q) in l.get(&key).into_iter().flatten() {
+                                q.mark_lagged();
+                            }
+                        }
                         for (key, items) in groups.drain(..) {
                             if let Some(queues) = l.get(&key) {
                                 for (_, q) in queues {
@@ -329,10 +353,18 @@ impl Hub {
                         }
                     }
                 });
-                Shard { listeners, tx }
+                Shard {
+                    listeners,
+                    tx,
+                    backlog,
+                }
             })
             .collect();
-        Arc::new(Self { shards })
+        Arc::new(Self {
+            shards,
+            max_backlog: max_backlog.max(1),
+            overflows,
+        })
     }
 
     fn shard(&self, key: &ChannelKey) -> &Shard {
@@ -396,7 +428,27 @@ impl Hub {
     }
 
     fn dispatch(&self, key: ChannelKey, item: Item) {
-        let _ = self.shard(&key).tx.send((key, item));
+        let shard = self.shard(&key);
+        if shard.backlog.queued.fetch_add(1, Ordering::AcqRel) >= self.max_backlog {
+            // Publishes outrun the fan-out: leave this one to history, and wake the
+            // shard so that it marks the channel's listeners behind.
+            shard.backlog.queued.fetch_sub(1, Ordering::AcqRel);
+            self.overflows.inc();
+            let first = {
+                let mut o = shard.backlog.overflowed.lock();
+                let first = o.is_empty();
+                o.insert(key.clone());
+                first
+            };
+            tracing::debug!(channel = %key.channel, "hub backlog full: subscribers catch up from history");
+            if first {
+                // An empty control item only to wake the shard task.
+                shard.backlog.queued.fetch_add(1, Ordering::AcqRel);
+                let _ = shard.tx.send((key, Item::Raw(Bytes::new())));
+            }
+            return;
+        }
+        let _ = shard.tx.send((key, item));
     }
 }
 

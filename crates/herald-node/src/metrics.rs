@@ -20,6 +20,7 @@ pub struct Metrics {
     latency: Histogram,
     direct: Counter,
     handed_back: Counter,
+    hub_overflows: Counter,
     /// Handles of the per-transport series, resolved once (no label lookup or
     /// allocation on the delivery path).
     per_transport: [TransportSeries; 3],
@@ -54,6 +55,12 @@ impl Metrics {
         let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let direct = Counter::default();
         let handed_back = Counter::default();
+        let hub_overflows = Counter::default();
+        registry.register(
+            "herald_hub_overflows",
+            "Messages not queued in a full hub shard inbox (their subscribers caught up from history)",
+            hub_overflows.clone(),
+        );
         registry.register(
             "herald_direct_writes",
             "Writes the hub made straight to a sleeping connection's socket",
@@ -122,6 +129,7 @@ impl Metrics {
             latency,
             direct,
             handed_back,
+            hub_overflows,
         }
     }
 
@@ -158,6 +166,11 @@ impl Metrics {
 
     pub(crate) fn latency(&self, seconds: f64) {
         self.latency.observe(seconds);
+    }
+
+    /// The counter the hub increments when its inbox overflows.
+    pub(crate) fn hub_overflow_counter(&self) -> Counter {
+        self.hub_overflows.clone()
     }
 
     pub(crate) fn direct_write(&self) {

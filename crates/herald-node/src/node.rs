@@ -101,7 +101,8 @@ impl Node {
         presence: Arc<dyn Presence>,
         store: Arc<dyn Store>,
     ) -> Self {
-        let hub = Hub::new();
+        let metrics = Metrics::new();
+        let hub = Hub::new(config.limits.hub_backlog, metrics.hub_overflow_counter());
         broker.set_handler(Arc::new(HubHandler(hub.clone())));
         let node = Node {
             inner: Arc::new(Inner {
@@ -110,7 +111,7 @@ impl Node {
                 presence,
                 store,
                 hub,
-                metrics: Metrics::new(),
+                metrics,
                 usage: Usage::default(),
                 apps: Mutex::new(HashMap::new()),
                 usage_flush: tokio::sync::Mutex::new(()),

@@ -80,6 +80,7 @@ struct FileLimits {
     max_connections_per_app: Option<usize>,
     queue_len: Option<usize>,
     max_history_page: Option<usize>,
+    hub_backlog: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,6 +253,7 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
         max_connections_per_app: l.max_connections_per_app.unwrap_or(dl.max_connections_per_app),
         queue_len: l.queue_len.unwrap_or(dl.queue_len),
         max_history_page: l.max_history_page.unwrap_or(dl.max_history_page),
+        hub_backlog: l.hub_backlog.unwrap_or(dl.hub_backlog),
     };
     for (name, v) in [
         ("limits.max_message_size", limits.max_message_size),
@@ -263,6 +265,7 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
         ("limits.max_connections_per_app", limits.max_connections_per_app),
         ("limits.queue_len", limits.queue_len),
         ("limits.max_history_page", limits.max_history_page),
+        ("limits.hub_backlog", limits.hub_backlog),
     ] {
         if v == 0 {
             bail!("{name} must be at least 1");

@@ -471,3 +471,60 @@ async fn a_slow_reader_beyond_history_gets_a_reset_never_a_silent_gap() {
     assert_eq!(offsets(&sse.messages(1).await), vec![201]);
     assert_eq!(offsets(&ws.messages(1).await), vec![201]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_faster_than_the_fan_out_overflow_the_hub_into_history_never_into_loss() {
+    // One message may wait per hub shard: concurrent publishers overflow it, and the
+    // subscribers of the overflowed channel catch up from history instead.
+    let server = TestServer::start_with(|c| c.node.limits.hub_backlog = 1).await;
+    let app = server.create_app("acme").await;
+    let tok = user_token(&app, "alice");
+    let mut sse = Sse::connect(&server.events_url(&app, &["hot"], &tok), None).await;
+    sse.first_id().await;
+    let mut ws = Ws::connect(&server.ws_url(&app, &tok)).await.unwrap();
+    ws.subscribe_ok("hot", None).await;
+
+    let per_task = 50u64;
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let (url, key, http) = (
+            server.app_url(&app, "/publish"),
+            app.key.clone(),
+            server.http.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_task {
+                let res = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({"channel": "hot", "data": {"t": t, "i": i}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = 8 * per_task;
+    let want: Vec<u64> = (1..=total).collect();
+    assert_eq!(
+        offsets(&sse.messages(total as usize).await),
+        want,
+        "SSE: every message once, in order"
+    );
+    assert_eq!(
+        offsets(&ws.messages(total as usize).await),
+        want,
+        "WebSocket: the same"
+    );
+    assert!(
+        server.metric("herald_hub_overflows_total", "").await >= 1.0,
+        "the hub's inbox overflowed (else this test proves nothing)"
+    );
+    server.publish(&app, "hot", json!("after")).await;
+    assert_eq!(offsets(&sse.messages(1).await), vec![total + 1], "nothing twice");
+    assert_eq!(offsets(&ws.messages(1).await), vec![total + 1], "nothing twice");
+}
