@@ -53,10 +53,19 @@ codes! {
     InvalidParameter = ("invalid_parameter", 400, 4400),
     /// A required field or parameter is missing.
     MissingParameter = ("missing_parameter", 400, 4400),
+    /// An email address is not of the form `name@domain.tld` or is too long.
+    InvalidEmail = ("invalid_email", 400, 4400),
+    /// A password is too short or too long.
+    InvalidPassword = ("invalid_password", 400, 4400),
+    /// A person's name or a course title is empty or too long.
+    InvalidName = ("invalid_name", 400, 4400),
     /// A WebSocket frame could not be understood.
     BadFrame = ("bad_frame", 400, 4400),
-    /// No credentials were given.
+    /// No credentials were given (for the classroom: no valid session cookie).
     Unauthorized = ("unauthorized", 401, 4001),
+    /// Sign-in refused: no account with that email, or a wrong password (one
+    /// answer for both, so it does not tell which emails have accounts).
+    BadCredentials = ("bad_credentials", 401, 4001),
     /// The app key is wrong.
     InvalidKey = ("invalid_key", 401, 4001),
     /// The token is malformed, badly signed, or not yet valid.
@@ -65,14 +74,25 @@ codes! {
     TokenExpired = ("token_expired", 401, 4002),
     /// The credentials are valid but do not allow this.
     Forbidden = ("forbidden", 403, 4003),
+    /// A state-changing classroom request without the `x-csrf-token` header that
+    /// matches the session's `herald_csrf` cookie.
+    CsrfFailed = ("csrf_failed", 403, 4003),
     /// The app does not exist.
     AppNotFound = ("app_not_found", 404, 4004),
+    /// No course with that id or join code.
+    CourseNotFound = ("course_not_found", 404, 4004),
+    /// The user is not a member of the course.
+    MemberNotFound = ("member_not_found", 404, 4004),
     /// No such route.
     NotFound = ("not_found", 404, 4004),
     /// The route exists, but not with this method.
     MethodNotAllowed = ("method_not_allowed", 405, 4405),
     /// An app of that name exists already.
     AppExists = ("app_exists", 409, 4409),
+    /// An account with that email exists already.
+    EmailTaken = ("email_taken", 409, 4409),
+    /// The change would leave a course without a trainer.
+    LastTrainer = ("last_trainer", 409, 4409),
     /// An idempotency key was reused with a different request.
     IdempotencyConflict = ("idempotency_conflict", 409, 4409),
     /// The message data is over the size limit.

@@ -12,7 +12,7 @@ pub mod error;
 mod listener;
 pub mod longpoll;
 pub mod ops;
-mod request;
+pub mod request;
 pub mod sse;
 mod subscribe;
 pub mod ws;

@@ -15,6 +15,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod classroom;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::store::{Store, StoreError, UsageDelta};

@@ -28,6 +28,8 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
 
+mod classroom;
+
 use crate::credentials::{self, AppRecord, NewCredentials};
 use crate::store::{AppSummary, DailyUsage, Store, StoreError, UsageDelta};
 
@@ -374,6 +376,14 @@ fn usage_row(row: &PgRow) -> Result<DailyUsage, sqlx::Error> {
         bytes_out: count("bytes_out")?,
         peak_connections: count("peak_connections")?,
     })
+}
+
+/// Now, in Unix milliseconds, from this node's clock (the classroom's rows; see
+/// `ClassroomStore`), 0 if the clock is before 1970.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn to_i64(v: u64) -> i64 {

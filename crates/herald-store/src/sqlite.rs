@@ -17,6 +17,8 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
+mod classroom;
+
 use crate::credentials::{self, AppRecord, NewCredentials};
 use crate::store::{AppSummary, DailyUsage, Store, StoreError, UsageDelta};
 

@@ -14,6 +14,22 @@ async fn conformance_in_memory() {
 }
 
 #[tokio::test]
+async fn classroom_conformance_in_memory() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    conformance::classroom::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn classroom_conformance_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("herald.db")).await.unwrap();
+    conformance::classroom::run_all(&store).await;
+    // Twice on the same database: the suite's emails never collide.
+    conformance::classroom::run_all(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
 async fn conformance_file() {
     let dir = tempfile::tempdir().unwrap();
     // The parent directories do not exist yet: `open` creates them.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use herald_classroom::ClassroomOptions;
 use herald_node::{Limits, NamespaceOptions, NodeConfig};
 use herald_server::ServerOptions;
 use serde::Deserialize;
@@ -30,6 +31,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// The HTTP face's options.
     pub server: ServerOptions,
+    /// The live classroom's options.
+    pub classroom: ClassroomOptions,
 }
 
 impl Config {
@@ -43,6 +46,7 @@ impl Config {
             demo_app: true,
             node: NodeConfig::default(),
             server: ServerOptions::default(),
+            classroom: ClassroomOptions::default(),
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct FileConfig {
     defaults: FileNamespace,
     #[serde(default)]
     namespaces: HashMap<String, FileNamespace>,
+    #[serde(default)]
+    classroom: FileClassroom,
     idempotency_window: Option<String>,
     cors_origins: Option<Vec<String>>,
     presence_ttl: Option<String>,
@@ -94,6 +100,12 @@ struct FileTransport {
     shutdown_deadline: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileClassroom {
+    secure_cookies: Option<bool>,
+}
+
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileNamespace {
@@ -119,6 +131,8 @@ pub struct Overrides {
     pub database: Option<String>,
     /// `--admin-key` / `HERALD_ADMIN_KEY`.
     pub admin_key: Option<String>,
+    /// `--classroom-secure-cookies` / `HERALD_CLASSROOM_SECURE_COOKIES`.
+    pub classroom_secure_cookies: Option<bool>,
 }
 
 fn duration(field: &str, raw: &Option<String>, default: Duration) -> anyhow::Result<Duration> {
@@ -339,6 +353,13 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
     if server.ws_ping.is_zero() || server.ws_idle_timeout <= server.ws_ping {
         bail!("transport.ws_idle_timeout must be longer than transport.ws_ping, and ws_ping above zero");
     }
+    let classroom = ClassroomOptions {
+        secure_cookies: over
+            .classroom_secure_cookies
+            .or(file.classroom.secure_cookies)
+            .unwrap_or(false),
+        ..ClassroomOptions::default()
+    };
     Ok(Config {
         listen,
         data_dir,
@@ -347,6 +368,7 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
         demo_app: file.demo_app.unwrap_or(true),
         node,
         server,
+        classroom,
     })
 }
 
@@ -426,6 +448,29 @@ mod tests {
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("postgres://h/a@b"), "postgres://h/a@b");
         assert_eq!(redact_url("sqlite"), "sqlite");
+    }
+
+    #[test]
+    fn classroom_secure_cookies_file_then_flag() {
+        assert!(
+            !build(FileConfig::default(), Overrides::default())
+                .unwrap()
+                .classroom
+                .secure_cookies
+        );
+        let file = || toml::from_str::<FileConfig>("[classroom]\nsecure_cookies = true").unwrap();
+        assert!(
+            build(file(), Overrides::default())
+                .unwrap()
+                .classroom
+                .secure_cookies
+        );
+        let over = Overrides {
+            classroom_secure_cookies: Some(false),
+            ..Default::default()
+        };
+        assert!(!build(file(), over).unwrap().classroom.secure_cookies);
+        assert!(toml::from_str::<FileConfig>("[classroom]\nsecure = true").is_err());
     }
 
     #[test]

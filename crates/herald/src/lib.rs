@@ -16,7 +16,7 @@ use herald_node::Node;
 use herald_server::AppState;
 use herald_store::postgres::PgStore;
 use herald_store::sqlite::SqliteStore;
-use herald_store::{NewCredentials, Store};
+use herald_store::{ClassroomStore, NewCredentials, Store};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -28,13 +28,22 @@ pub use config::Config;
 /// # Errors
 /// The database cannot be opened, reached or migrated.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_stores(config).await?.0)
+}
+
+/// Like [`open_store`], and the same database as the classroom's store (both
+/// engines implement both traits, on one connection pool).
+///
+/// # Errors
+/// The database cannot be opened, reached or migrated.
+pub async fn open_stores(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn ClassroomStore>)> {
     if config::is_postgres(&config.database) {
         // The store's own message names host, port and database; the URL (and
         // its password) stays out of it.
         let store = PgStore::connect(&config.database)
             .await
             .context("cannot open the PostgreSQL database (--database / HERALD_DATABASE)")?;
-        return Ok(Arc::new(store));
+        return Ok((Arc::new(store.clone()), Arc::new(store)));
     }
     let path = match config.database.strip_prefix("sqlite:") {
         Some(p) if !p.is_empty() => std::path::PathBuf::from(p.trim_start_matches("//")),
@@ -43,7 +52,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let store = SqliteStore::open(&path)
         .await
         .with_context(|| format!("cannot open the database {}", path.display()))?;
-    Ok(Arc::new(store))
+    Ok((Arc::new(store.clone()), Arc::new(store)))
 }
 
 /// The file that holds the generated admin key.
@@ -103,7 +112,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let admin_key = ensure_admin_key(&config)?;
     config.node.admin_key = Some(admin_key.clone());
-    let store = open_store(&config).await?;
+    let (store, classroom_store) = open_stores(&config).await?;
     let demo = if config.demo_app && store.app("demo").await?.is_none() {
         match store.create_app("demo").await {
             Ok(c) => Some(c),
@@ -134,7 +143,9 @@ pub async fn run(
         node: node.clone(),
         options: Arc::new(config.server.clone()),
     };
-    let router = herald_server::router(state.clone(), web::routes(node.clone(), config.demo_app));
+    let classroom = herald_classroom::ClassroomState::new(classroom_store, config.classroom.clone());
+    let extra = web::routes(node.clone(), config.demo_app).merge(herald_classroom::routes(classroom));
+    let router = herald_server::router(state.clone(), extra);
     let started = Started {
         addr: listener.local_addr()?,
         demo,

@@ -36,6 +36,16 @@ struct Common {
     /// The admin key (default: generated into DATA_DIR/admin.key).
     #[arg(long, global = true, env = "HERALD_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// Mark the classroom's cookies Secure (HTTPS only): on behind TLS. Default false.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_CLASSROOM_SECURE_COOKIES",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    classroom_secure_cookies: Option<bool>,
 }
 
 #[derive(Subcommand)]
@@ -243,6 +253,7 @@ fn load(common: &Common, listen: Option<String>, broker: Option<String>) -> anyh
             broker,
             database: common.database.clone(),
             admin_key: common.admin_key.clone(),
+            classroom_secure_cookies: common.classroom_secure_cookies,
         },
     )
 }

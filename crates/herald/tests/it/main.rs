@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod bench_smoke;
+mod classroom;
 mod cli;
 mod cluster;
 mod idempotency;

@@ -1,0 +1,128 @@
+//! The live classroom: accounts, courses and enrolment (this slice), and later
+//! live sessions, questions, polls and slides, with their HTTP API under
+//! `/classroom/api/`.
+//!
+//! One module per noun: [`accounts`] (sign-up, sign-in, sign-out, who am I),
+//! [`auth`] (the session cookie and the CSRF check every state-changing request
+//! passes), [`courses`] (courses, join codes, the roster and roles). Rows live in
+//! a [`ClassroomStore`]; errors are herald-server's [`ApiError`], so a refusal here
+//! looks like a refusal anywhere else in Herald.
+//!
+//! The model later slices follow (docs/classroom.md, "Design"): every change is a
+//! row in the store plus an append to the session's channel; every screen loads a
+//! snapshot carrying a cursor, then subscribes from that cursor.
+
+pub mod accounts;
+pub mod auth;
+pub mod courses;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::{get, post};
+use axum::Router;
+use herald_protocol::ErrorCode;
+use herald_server::error::ApiError;
+use herald_store::{ClassroomError, ClassroomStore};
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+/// The largest request body the classroom API reads.
+pub const MAX_BODY: usize = 16 * 1024;
+/// How many password hashes are computed at once (each takes ~19 MiB and tens
+/// of milliseconds of CPU); further sign-ins wait their turn.
+pub const MAX_CONCURRENT_HASHES: usize = 8;
+
+/// The classroom's settings.
+#[derive(Debug, Clone)]
+pub struct ClassroomOptions {
+    /// Mark the cookies `Secure` (sent over HTTPS only). On behind TLS.
+    pub secure_cookies: bool,
+    /// How long a sign-in lasts.
+    pub session_ttl: Duration,
+}
+
+impl Default for ClassroomOptions {
+    fn default() -> Self {
+        Self {
+            secure_cookies: false,
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// What every classroom handler gets. Cheap to clone.
+#[derive(Clone)]
+pub struct ClassroomState {
+    /// The classroom's rows.
+    pub store: Arc<dyn ClassroomStore>,
+    /// The settings.
+    pub options: Arc<ClassroomOptions>,
+    /// Bounds the password hashes computed at once ([`MAX_CONCURRENT_HASHES`]).
+    hashing: Arc<Semaphore>,
+}
+
+impl ClassroomState {
+    /// A state over `store` with `options`.
+    pub fn new(store: Arc<dyn ClassroomStore>, options: ClassroomOptions) -> Self {
+        Self {
+            store,
+            options: Arc::new(options),
+            hashing: Arc::new(Semaphore::new(MAX_CONCURRENT_HASHES)),
+        }
+    }
+}
+
+/// The classroom API, to merge into Herald's router.
+pub fn routes(state: ClassroomState) -> Router {
+    Router::new()
+        .route("/classroom/api/auth/signup", post(accounts::signup))
+        .route("/classroom/api/auth/signin", post(accounts::signin))
+        .route("/classroom/api/auth/signout", post(accounts::signout))
+        .route("/classroom/api/auth/me", get(accounts::me))
+        .route("/classroom/api/courses", get(courses::list).post(courses::create))
+        .route("/classroom/api/courses/join", post(courses::join))
+        .route(
+            "/classroom/api/courses/{id}",
+            get(courses::show).patch(courses::update),
+        )
+        .route("/classroom/api/courses/{id}/roster", get(courses::roster))
+        .route(
+            "/classroom/api/courses/{id}/roster/{user_id}",
+            post(courses::set_role),
+        )
+        .route("/classroom/api/courses/{id}/code", post(courses::rotate_code))
+        .with_state(state)
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes.
+async fn json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    herald_server::request::json_body(body, MAX_BODY).await
+}
+
+/// The answer for a store failure the handler did not expect.
+fn store_error(e: ClassroomError) -> ApiError {
+    match e {
+        ClassroomError::EmailTaken => ApiError::new(
+            ErrorCode::EmailTaken,
+            "an account with that email exists already; sign in instead",
+        ),
+        ClassroomError::CourseNotFound => ApiError::new(ErrorCode::CourseNotFound, "there is no such course"),
+        ClassroomError::NotMember => ApiError::new(
+            ErrorCode::MemberNotFound,
+            "that user is not a member of this course",
+        ),
+        ClassroomError::LastTrainer => ApiError::new(
+            ErrorCode::LastTrainer,
+            "a course must keep at least one trainer; make someone else trainer first",
+        ),
+        ClassroomError::Unavailable(detail) => {
+            tracing::warn!(%detail, "classroom store unavailable");
+            ApiError::new(
+                ErrorCode::StoreUnavailable,
+                "the database is unavailable; retry shortly",
+            )
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The `ClassroomStore` trait: the live classroom's rows that must last
+//! (accounts, web sessions, courses, enrolments).
+//!
+//! Contract (every engine, checked by [`crate::conformance::classroom`]):
+//! - every method is atomic: on `Err` nothing was written;
+//! - emails are compared and stored lower-cased: `create_user` lower-cases the
+//!   email it is given, `user_by_email` finds it whatever the case asked;
+//! - ids (users, courses) and join codes are random strings the store makes; a
+//!   course's join code is unique among all courses (a collision is retried);
+//! - `create_course` enrols the owner as [`Role::Trainer`] in the same transaction;
+//! - `enrol` is idempotent: enrolling a member again keeps the role they have;
+//! - `set_role` never leaves a course without a trainer: demoting the last one
+//!   fails with [`ClassroomError::LastTrainer`], also under concurrent calls;
+//! - web sessions are stored by the SHA-256 of their token (the caller hashes);
+//!   the store hands back expired ones too: the caller compares `expires_at`
+//!   with its clock and deletes them. Creating a session deletes the user's
+//!   expired ones, so they do not pile up;
+//! - times (`created_at`) are the node's clock, Unix milliseconds.
+//!
+//! Validation of what users type (email shape, name length, password strength)
+//! is the HTTP layer's; the store only refuses what would break its rules.
+
+use async_trait::async_trait;
+use rand::Rng;
+use serde::Serialize;
+
+/// Why a classroom store operation failed. On any error nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ClassroomError {
+    /// An account with that email exists already.
+    #[error("an account with that email exists already")]
+    EmailTaken,
+    /// No course with that id (or join code).
+    #[error("no such course")]
+    CourseNotFound,
+    /// The user is not enrolled in the course.
+    #[error("the user is not a member of the course")]
+    NotMember,
+    /// The change would leave the course without a trainer.
+    #[error("a course must keep at least one trainer")]
+    LastTrainer,
+    /// The database could not be reached or answered with an error.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<crate::StoreError> for ClassroomError {
+    fn from(e: crate::StoreError) -> Self {
+        match e {
+            crate::StoreError::Unavailable(detail) => ClassroomError::Unavailable(detail),
+            other => ClassroomError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// A member's role in a course, from most to least powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Runs the course: manages members, the join code and the settings.
+    Trainer,
+    /// Helps run live sessions; sees the join code; cannot manage members.
+    CoTrainer,
+    /// Takes part.
+    Student,
+    /// Watches, does not take part.
+    Observer,
+}
+
+impl Role {
+    /// Every role, most powerful first.
+    pub const ALL: [Role; 4] = [Role::Trainer, Role::CoTrainer, Role::Student, Role::Observer];
+
+    /// The snake_case name, as stored and as sent over the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Trainer => "trainer",
+            Role::CoTrainer => "co_trainer",
+            Role::Student => "student",
+            Role::Observer => "observer",
+        }
+    }
+
+    /// The role of a snake_case name, or `None`.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Trainers and co-trainers: the people who teach.
+    pub fn is_staff(self) -> bool {
+        matches!(self, Role::Trainer | Role::CoTrainer)
+    }
+}
+
+/// An account, without its password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    /// Random id (`u_` + 32 hex digits).
+    pub id: String,
+    /// Lower-cased email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// An account with its password hash, for signing in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserLogin {
+    /// The account.
+    pub user: User,
+    /// The PHC string of the password hash (argon2).
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for UserLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserLogin")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `create_user` needs.
+#[derive(Debug, Clone, Copy)]
+pub struct NewUser<'a> {
+    /// Email (lower-cased by the store).
+    pub email: &'a str,
+    /// Display name.
+    pub name: &'a str,
+    /// The PHC string of the password hash.
+    pub password_hash: &'a str,
+}
+
+/// A signed-in browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSession {
+    /// SHA-256 (hex) of the session cookie's token.
+    pub id: String,
+    /// The signed-in user.
+    pub user_id: String,
+    /// SHA-256 (hex) of the CSRF token.
+    pub csrf_hash: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Expiry time, Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// A course.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Course {
+    /// Random id (`c_` + 32 hex digits).
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// The user who created it.
+    pub owner_id: String,
+    /// The code students type to join ([`JOIN_CODE_LEN`] characters of [`JOIN_CODE_ALPHABET`]).
+    pub join_code: String,
+    /// Whether guests without an account may join its live sessions.
+    pub guests_allowed: bool,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A course with the role a given user has in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CourseWithRole {
+    /// The course.
+    pub course: Course,
+    /// The user's role.
+    pub role: Role,
+}
+
+/// One line of a course's roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    /// The user's id.
+    pub user_id: String,
+    /// The user's email.
+    pub email: String,
+    /// The user's name.
+    pub name: String,
+    /// The role in the course.
+    pub role: Role,
+    /// When the user was enrolled, Unix milliseconds.
+    pub enrolled_at: i64,
+}
+
+/// What `enrol` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enrolment {
+    /// The role in force: the one asked for if the user was new, else the one kept.
+    pub role: Role,
+    /// True when the user was not a member before.
+    pub created: bool,
+}
+
+/// Changes to a course's settings; `None` keeps a value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CourseUpdate<'a> {
+    /// New title.
+    pub title: Option<&'a str>,
+    /// New guest setting.
+    pub guests_allowed: Option<bool>,
+}
+
+/// Join codes use these characters: capitals and digits without the ones people
+/// confuse (0/O, 1/I/L).
+pub const JOIN_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+/// Characters of a join code (31^8, about 8.5e11 codes).
+pub const JOIN_CODE_LEN: usize = 8;
+/// How many fresh codes (or ids) an engine tries before giving up.
+pub(crate) const MAX_ATTEMPTS: usize = 8;
+
+/// A fresh join code.
+pub fn generate_join_code() -> String {
+    let mut rng = rand::thread_rng();
+    (0..JOIN_CODE_LEN)
+        .map(|_| char::from(JOIN_CODE_ALPHABET[rng.gen_range(0..JOIN_CODE_ALPHABET.len())]))
+        .collect()
+}
+
+/// A fresh id: `prefix` + 32 hex digits (128 random bits).
+pub fn generate_id(prefix: &str) -> String {
+    let bytes: [u8; 16] = rand::random();
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// Sorts a roster: trainers first (by role), then by name (case-insensitive), then id.
+pub(crate) fn sort_roster(members: &mut [Member]) {
+    members.sort_by(|a, b| {
+        (a.role, a.name.to_lowercase(), &a.user_id).cmp(&(b.role, b.name.to_lowercase(), &b.user_id))
+    });
+}
+
+/// Durable classroom rows. Shared by every node of a cluster.
+#[async_trait]
+pub trait ClassroomStore: Send + Sync + 'static {
+    /// Creates an account (email lower-cased).
+    ///
+    /// # Errors
+    /// [`ClassroomError::EmailTaken`]; [`ClassroomError::Unavailable`].
+    async fn create_user(&self, new: NewUser<'_>) -> Result<User, ClassroomError>;
+
+    /// The account with that email (any case) and its password hash, or `None`.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserLogin>, ClassroomError>;
+
+    /// The account with that id, or `None`.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn user(&self, id: &str) -> Result<Option<User>, ClassroomError>;
+
+    /// Stores a web session, and deletes the user's expired ones.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`] (also when the user does not exist).
+    async fn create_web_session(&self, session: &WebSession) -> Result<(), ClassroomError>;
+
+    /// The web session with that id (hash of the token) and its user, expired or
+    /// not, or `None`.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn web_session(&self, id: &str) -> Result<Option<(WebSession, User)>, ClassroomError>;
+
+    /// Deletes a web session (nothing if there is none).
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn delete_web_session(&self, id: &str) -> Result<(), ClassroomError>;
+
+    /// Creates a course with a fresh id and unique join code, with `owner_id` as
+    /// its first trainer.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`] (also when the owner does not exist).
+    async fn create_course(&self, title: &str, owner_id: &str) -> Result<Course, ClassroomError>;
+
+    /// The courses `user_id` is enrolled in, with the role, newest first.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn courses_of_user(&self, user_id: &str) -> Result<Vec<CourseWithRole>, ClassroomError>;
+
+    /// The course with that id, or `None`.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn course(&self, id: &str) -> Result<Option<Course>, ClassroomError>;
+
+    /// The course with that join code (exact match), or `None`.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn course_by_join_code(&self, code: &str) -> Result<Option<Course>, ClassroomError>;
+
+    /// Changes a course's title and guest setting; returns the course as it is now.
+    ///
+    /// # Errors
+    /// [`ClassroomError::CourseNotFound`]; [`ClassroomError::Unavailable`].
+    async fn update_course(&self, id: &str, update: CourseUpdate<'_>) -> Result<Course, ClassroomError>;
+
+    /// Gives the course a fresh join code (the old one stops working); returns it.
+    ///
+    /// # Errors
+    /// [`ClassroomError::CourseNotFound`]; [`ClassroomError::Unavailable`].
+    async fn rotate_join_code(&self, course_id: &str) -> Result<String, ClassroomError>;
+
+    /// Enrols `user_id` with `role`, or keeps the role of a member already there.
+    ///
+    /// # Errors
+    /// [`ClassroomError::CourseNotFound`]; [`ClassroomError::Unavailable`] (also
+    /// when the user does not exist).
+    async fn enrol(&self, course_id: &str, user_id: &str, role: Role) -> Result<Enrolment, ClassroomError>;
+
+    /// The role of `user_id` in the course, or `None` when not a member.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn role(&self, course_id: &str, user_id: &str) -> Result<Option<Role>, ClassroomError>;
+
+    /// The course's members: trainers first (by role), then by name.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn roster(&self, course_id: &str) -> Result<Vec<Member>, ClassroomError>;
+
+    /// Changes a member's role.
+    ///
+    /// # Errors
+    /// [`ClassroomError::NotMember`]; [`ClassroomError::LastTrainer`] when it would
+    /// demote the course's only trainer; [`ClassroomError::Unavailable`].
+    async fn set_role(&self, course_id: &str, user_id: &str, role: Role) -> Result<(), ClassroomError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Role::parse("admin"), None);
+        assert!(Role::Trainer < Role::Student);
+    }
+
+    #[test]
+    fn join_codes_use_the_alphabet() {
+        let c = generate_join_code();
+        assert_eq!(c.len(), JOIN_CODE_LEN);
+        assert!(c.bytes().all(|b| JOIN_CODE_ALPHABET.contains(&b)));
+        assert_ne!(generate_id("u_"), generate_id("u_"));
+    }
+}

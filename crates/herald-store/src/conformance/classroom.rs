@@ -1,0 +1,389 @@
+//! The behaviour every [`ClassroomStore`] engine must have, as a test suite.
+//!
+//! Like the [`Store`](crate::Store) suite: each function checks one behaviour and
+//! panics when the engine gets it wrong; [`run_all`] runs them all. Emails carry a
+//! random suffix, so the suite runs against a shared database, more than once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::classroom::{
+    ClassroomError, ClassroomStore, CourseUpdate, NewUser, Role, User, WebSession, JOIN_CODE_ALPHABET,
+    JOIN_CODE_LEN,
+};
+
+/// Runs every check of the suite, one after the other.
+pub async fn run_all(store: &dyn ClassroomStore) {
+    users(store).await;
+    email_taken_any_case(store).await;
+    web_sessions(store).await;
+    expired_sessions_are_purged(store).await;
+    courses_and_join_codes(store).await;
+    enrol_is_idempotent(store).await;
+    enrol_unknown_course(store).await;
+    roster_and_roles(store).await;
+    last_trainer_stays(store).await;
+    last_trainer_under_concurrency(store).await;
+    update_course(store).await;
+    rotate_join_code(store).await;
+}
+
+/// A created user is found by id and by email in any case, with its hash.
+pub async fn users(store: &dyn ClassroomStore) {
+    let email = format!("Ada.{}@Example.org", suffix());
+    let user = store
+        .create_user(NewUser {
+            email: &email,
+            name: "Ada Lovelace",
+            password_hash: "$argon2id$fake",
+        })
+        .await
+        .expect("create_user");
+    assert_eq!(user.email, email.to_lowercase(), "emails are stored lower-cased");
+    assert_eq!(user.name, "Ada Lovelace");
+    assert!(
+        user.id.starts_with("u_") && user.id.len() > 16,
+        "id {:?}",
+        user.id
+    );
+    assert!((user.created_at - now_ms()).abs() < 60_000);
+
+    let login = store
+        .user_by_email(&email.to_uppercase())
+        .await
+        .expect("user_by_email")
+        .expect("found in any case");
+    assert_eq!(login.user, user);
+    assert_eq!(login.password_hash, "$argon2id$fake");
+    assert!(!format!("{login:?}").contains("argon2id"), "Debug hides the hash");
+    assert_eq!(store.user(&user.id).await.expect("user"), Some(user));
+    assert_eq!(store.user("u_missing").await.expect("user"), None);
+    assert!(store
+        .user_by_email(&format!("nobody.{}@example.org", suffix()))
+        .await
+        .expect("user_by_email")
+        .is_none());
+}
+
+/// A second account with the same email, in another case, is `EmailTaken`.
+pub async fn email_taken_any_case(store: &dyn ClassroomStore) {
+    let email = format!("dup.{}@example.org", suffix());
+    let first = new_user(store, &email, "First").await;
+    let again = store
+        .create_user(NewUser {
+            email: &email.to_uppercase(),
+            name: "Second",
+            password_hash: "h",
+        })
+        .await;
+    assert!(matches!(again, Err(ClassroomError::EmailTaken)), "{again:?}");
+    let login = store.user_by_email(&email).await.unwrap().unwrap();
+    assert_eq!(login.user, first, "the first account is untouched");
+}
+
+/// Web sessions are stored, found with their user, and deleted.
+pub async fn web_sessions(store: &dyn ClassroomStore) {
+    let user = new_user(store, &format!("s.{}@example.org", suffix()), "S").await;
+    let now = now_ms();
+    let session = WebSession {
+        id: format!("{:064x}", rand::random::<u128>()),
+        user_id: user.id.clone(),
+        csrf_hash: "c".repeat(64),
+        created_at: now,
+        expires_at: now + 3_600_000,
+    };
+    store
+        .create_web_session(&session)
+        .await
+        .expect("create_web_session");
+    let (found, owner) = store
+        .web_session(&session.id)
+        .await
+        .expect("web_session")
+        .expect("session exists");
+    assert_eq!(found, session);
+    assert_eq!(owner, user);
+    store.delete_web_session(&session.id).await.expect("delete");
+    assert!(store.web_session(&session.id).await.unwrap().is_none());
+    // Deleting again is not an error.
+    store.delete_web_session(&session.id).await.expect("delete twice");
+    assert!(store.web_session("nope").await.unwrap().is_none());
+}
+
+/// An expired session is still handed back (the caller decides), and is deleted
+/// when the user signs in again.
+pub async fn expired_sessions_are_purged(store: &dyn ClassroomStore) {
+    let user = new_user(store, &format!("x.{}@example.org", suffix()), "X").await;
+    let now = now_ms();
+    let old = WebSession {
+        id: format!("old{:061x}", rand::random::<u128>()),
+        user_id: user.id.clone(),
+        csrf_hash: "a".into(),
+        created_at: now - 10_000,
+        expires_at: now - 1,
+    };
+    store.create_web_session(&old).await.unwrap();
+    let (found, _) = store
+        .web_session(&old.id)
+        .await
+        .unwrap()
+        .expect("expired, still there");
+    assert!(found.expires_at < now_ms());
+    let fresh = WebSession {
+        id: format!("new{:061x}", rand::random::<u128>()),
+        expires_at: now + 60_000,
+        ..old.clone()
+    };
+    store.create_web_session(&fresh).await.unwrap();
+    assert!(store.web_session(&old.id).await.unwrap().is_none(), "purged");
+    assert!(store.web_session(&fresh.id).await.unwrap().is_some());
+}
+
+/// A course gets an id and a well-formed join code, its creator is its trainer,
+/// and it is found by id, by code, and in its creator's list.
+pub async fn courses_and_join_codes(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("t.{}@example.org", suffix()), "T").await;
+    let a = store
+        .create_course("Algebra", &owner.id)
+        .await
+        .expect("create_course");
+    let b = store
+        .create_course("Biology", &owner.id)
+        .await
+        .expect("create_course");
+    assert!(a.id.starts_with("c_"));
+    assert_ne!(a.id, b.id);
+    assert_ne!(a.join_code, b.join_code);
+    for code in [&a.join_code, &b.join_code] {
+        assert_eq!(code.len(), JOIN_CODE_LEN);
+        assert!(code.bytes().all(|c| JOIN_CODE_ALPHABET.contains(&c)), "{code}");
+    }
+    assert_eq!(
+        (a.title.as_str(), a.owner_id.as_str(), a.guests_allowed),
+        ("Algebra", owner.id.as_str(), false)
+    );
+    assert_eq!(store.course(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        store.course_by_join_code(&a.join_code).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(store.course("c_missing").await.unwrap(), None);
+    assert_eq!(store.course_by_join_code("NOPE2345").await.unwrap(), None);
+    assert_eq!(store.role(&a.id, &owner.id).await.unwrap(), Some(Role::Trainer));
+
+    let mine = store.courses_of_user(&owner.id).await.unwrap();
+    let ids: Vec<_> = mine.iter().map(|c| c.course.id.as_str()).collect();
+    assert_eq!(mine.len(), 2);
+    assert!(ids.contains(&a.id.as_str()) && ids.contains(&b.id.as_str()));
+    assert!(mine.iter().all(|c| c.role == Role::Trainer));
+    let other = new_user(store, &format!("o.{}@example.org", suffix()), "O").await;
+    assert!(store.courses_of_user(&other.id).await.unwrap().is_empty());
+}
+
+/// Enrolling twice keeps the first role; enrolling the trainer as a student
+/// does not demote them.
+pub async fn enrol_is_idempotent(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("t.{}@example.org", suffix()), "T").await;
+    let student = new_user(store, &format!("st.{}@example.org", suffix()), "St").await;
+    let course = store.create_course("C", &owner.id).await.unwrap();
+    let first = store.enrol(&course.id, &student.id, Role::Student).await.unwrap();
+    assert_eq!((first.role, first.created), (Role::Student, true));
+    let again = store
+        .enrol(&course.id, &student.id, Role::Observer)
+        .await
+        .unwrap();
+    assert_eq!((again.role, again.created), (Role::Student, false));
+    let owner_again = store.enrol(&course.id, &owner.id, Role::Student).await.unwrap();
+    assert_eq!((owner_again.role, owner_again.created), (Role::Trainer, false));
+    assert_eq!(
+        store.role(&course.id, &student.id).await.unwrap(),
+        Some(Role::Student)
+    );
+    let theirs = store.courses_of_user(&student.id).await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(
+        (theirs[0].course.id.as_str(), theirs[0].role),
+        (course.id.as_str(), Role::Student)
+    );
+}
+
+/// Enrolling in a course that does not exist is `CourseNotFound`.
+pub async fn enrol_unknown_course(store: &dyn ClassroomStore) {
+    let user = new_user(store, &format!("u.{}@example.org", suffix()), "U").await;
+    let r = store.enrol("c_missing", &user.id, Role::Student).await;
+    assert!(matches!(r, Err(ClassroomError::CourseNotFound)), "{r:?}");
+    assert_eq!(store.role("c_missing", &user.id).await.unwrap(), None);
+}
+
+/// The roster lists every member with their role, trainers first; roles change.
+pub async fn roster_and_roles(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("t.{}@example.org", suffix()), "Zed").await;
+    let bea = new_user(store, &format!("b.{}@example.org", suffix()), "bea").await;
+    let al = new_user(store, &format!("a.{}@example.org", suffix()), "Al").await;
+    let course = store.create_course("C", &owner.id).await.unwrap();
+    store.enrol(&course.id, &bea.id, Role::Student).await.unwrap();
+    store.enrol(&course.id, &al.id, Role::Student).await.unwrap();
+    let roster = store.roster(&course.id).await.unwrap();
+    let lines: Vec<_> = roster.iter().map(|m| (m.name.as_str(), m.role)).collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("Zed", Role::Trainer),
+            ("Al", Role::Student),
+            ("bea", Role::Student)
+        ]
+    );
+    assert_eq!(roster[1].email, al.email);
+    assert_eq!(roster[1].user_id, al.id);
+
+    store
+        .set_role(&course.id, &bea.id, Role::CoTrainer)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.role(&course.id, &bea.id).await.unwrap(),
+        Some(Role::CoTrainer)
+    );
+    let lines: Vec<_> = store
+        .roster(&course.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.role)
+        .collect();
+    assert_eq!(lines, vec![Role::Trainer, Role::CoTrainer, Role::Student]);
+
+    let stranger = new_user(store, &format!("n.{}@example.org", suffix()), "N").await;
+    let r = store.set_role(&course.id, &stranger.id, Role::Student).await;
+    assert!(matches!(r, Err(ClassroomError::NotMember)), "{r:?}");
+    assert_eq!(store.role(&course.id, &stranger.id).await.unwrap(), None);
+}
+
+/// The only trainer cannot be demoted; with a second trainer, one can.
+pub async fn last_trainer_stays(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("t.{}@example.org", suffix()), "T").await;
+    let other = new_user(store, &format!("t2.{}@example.org", suffix()), "T2").await;
+    let course = store.create_course("C", &owner.id).await.unwrap();
+    let r = store.set_role(&course.id, &owner.id, Role::Student).await;
+    assert!(matches!(r, Err(ClassroomError::LastTrainer)), "{r:?}");
+    assert_eq!(
+        store.role(&course.id, &owner.id).await.unwrap(),
+        Some(Role::Trainer)
+    );
+    // Trainer to trainer is not a demotion.
+    store
+        .set_role(&course.id, &owner.id, Role::Trainer)
+        .await
+        .unwrap();
+
+    store.enrol(&course.id, &other.id, Role::Trainer).await.unwrap();
+    store
+        .set_role(&course.id, &owner.id, Role::Observer)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.role(&course.id, &owner.id).await.unwrap(),
+        Some(Role::Observer)
+    );
+    let r = store.set_role(&course.id, &other.id, Role::Student).await;
+    assert!(matches!(r, Err(ClassroomError::LastTrainer)), "{r:?}");
+}
+
+/// Two trainers demoting each other at once: one succeeds, one trainer remains.
+pub async fn last_trainer_under_concurrency(store: &dyn ClassroomStore) {
+    let a = new_user(store, &format!("ca.{}@example.org", suffix()), "A").await;
+    let b = new_user(store, &format!("cb.{}@example.org", suffix()), "B").await;
+    let course = store.create_course("C", &a.id).await.unwrap();
+    store.enrol(&course.id, &b.id, Role::Trainer).await.unwrap();
+    let (ra, rb) = tokio::join!(
+        store.set_role(&course.id, &a.id, Role::Student),
+        store.set_role(&course.id, &b.id, Role::Student),
+    );
+    let ok = [&ra, &rb].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 1, "exactly one demotion succeeds: {ra:?} {rb:?}");
+    for r in [ra, rb] {
+        assert!(matches!(r, Ok(()) | Err(ClassroomError::LastTrainer)), "{r:?}");
+    }
+    let trainers = store
+        .roster(&course.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.role == Role::Trainer)
+        .count();
+    assert_eq!(trainers, 1);
+}
+
+/// `update_course` changes what it is given and keeps the rest.
+pub async fn update_course(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("t.{}@example.org", suffix()), "T").await;
+    let course = store.create_course("Old", &owner.id).await.unwrap();
+    let c = store
+        .update_course(
+            &course.id,
+            CourseUpdate {
+                guests_allowed: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((c.title.as_str(), c.guests_allowed), ("Old", true));
+    let c = store
+        .update_course(
+            &course.id,
+            CourseUpdate {
+                title: Some("New"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((c.title.as_str(), c.guests_allowed), ("New", true));
+    assert_eq!(store.course(&course.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(c.join_code, course.join_code);
+    let r = store.update_course("c_missing", CourseUpdate::default()).await;
+    assert!(matches!(r, Err(ClassroomError::CourseNotFound)), "{r:?}");
+}
+
+/// A rotated join code replaces the old one, which stops finding the course.
+pub async fn rotate_join_code(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("t.{}@example.org", suffix()), "T").await;
+    let course = store.create_course("C", &owner.id).await.unwrap();
+    let code = store.rotate_join_code(&course.id).await.unwrap();
+    assert_ne!(code, course.join_code);
+    assert_eq!(code.len(), JOIN_CODE_LEN);
+    assert!(store
+        .course_by_join_code(&course.join_code)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.course_by_join_code(&code).await.unwrap().map(|c| c.id),
+        Some(course.id.clone())
+    );
+    let r = store.rotate_join_code("c_missing").await;
+    assert!(matches!(r, Err(ClassroomError::CourseNotFound)), "{r:?}");
+}
+
+async fn new_user(store: &dyn ClassroomStore, email: &str, name: &str) -> User {
+    store
+        .create_user(NewUser {
+            email,
+            name,
+            password_hash: "$argon2id$test",
+        })
+        .await
+        .expect("create_user")
+}
+
+fn suffix() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

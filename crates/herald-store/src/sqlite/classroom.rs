@@ -1,0 +1,391 @@
+//! [`ClassroomStore`] on SQLite. Writes that read before they write (enrol, role
+//! changes) run in `BEGIN IMMEDIATE` transactions, so they see no concurrent
+//! change between the read and the write.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::{is_unique_violation, now_ms, SqliteStore};
+use crate::classroom::{
+    generate_id, generate_join_code, sort_roster, ClassroomError, ClassroomStore, Course, CourseUpdate,
+    CourseWithRole, Enrolment, Member, NewUser, Role, User, UserLogin, WebSession, MAX_ATTEMPTS,
+};
+
+const COURSE_COLUMNS: &str = "c.id, c.title, c.owner_id, c.join_code, c.guests_allowed, c.created_at";
+
+fn user_row(row: &SqliteRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn course_row(row: &SqliteRow) -> Result<Course, sqlx::Error> {
+    Ok(Course {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        owner_id: row.try_get("owner_id")?,
+        join_code: row.try_get("join_code")?,
+        guests_allowed: row.try_get("guests_allowed")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn role_of(raw: &str) -> Result<Role, ClassroomError> {
+    Role::parse(raw).ok_or_else(|| ClassroomError::Unavailable(format!("unknown role {raw:?} in the store")))
+}
+
+fn fail(e: sqlx::Error) -> ClassroomError {
+    ClassroomError::Unavailable(e.to_string())
+}
+
+#[async_trait]
+impl ClassroomStore for SqliteStore {
+    async fn create_user(&self, new: NewUser<'_>) -> Result<User, ClassroomError> {
+        let user = User {
+            id: generate_id("u_"),
+            email: new.email.to_lowercase(),
+            name: new.name.to_owned(),
+            created_at: now_ms(),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO class_users (id, email, name, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(new.password_hash)
+        .bind(user.created_at)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(user),
+            // Ids are 128 random bits: the unique key that can clash is the email.
+            Err(e) if is_unique_violation(&e) => Err(ClassroomError::EmailTaken),
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserLogin>, ClassroomError> {
+        let row = sqlx::query(
+            "SELECT id, email, name, created_at, password_hash FROM class_users WHERE email = ?1",
+        )
+        .bind(email.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(fail)?;
+        row.map(|r| {
+            Ok(UserLogin {
+                user: user_row(&r)?,
+                password_hash: r.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+        .map_err(fail)
+    }
+
+    async fn user(&self, id: &str) -> Result<Option<User>, ClassroomError> {
+        let row = sqlx::query("SELECT id, email, name, created_at FROM class_users WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(fail)?;
+        row.as_ref().map(user_row).transpose().map_err(fail)
+    }
+
+    async fn create_web_session(&self, s: &WebSession) -> Result<(), ClassroomError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM class_web_sessions WHERE user_id = ?1 AND expires_at <= ?2")
+            .bind(&s.user_id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        sqlx::query(
+            "INSERT INTO class_web_sessions (id, user_id, csrf_hash, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&s.id)
+        .bind(&s.user_id)
+        .bind(&s.csrf_hash)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)
+    }
+
+    async fn web_session(&self, id: &str) -> Result<Option<(WebSession, User)>, ClassroomError> {
+        let row = sqlx::query(
+            "SELECT s.id AS session_id, s.csrf_hash, s.created_at AS session_created_at, s.expires_at, \
+                    u.id, u.email, u.name, u.created_at \
+             FROM class_web_sessions s JOIN class_users u ON u.id = s.user_id \
+             WHERE s.id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(fail)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let user = user_row(&row).map_err(fail)?;
+        let session = WebSession {
+            id: row.try_get("session_id").map_err(fail)?,
+            user_id: user.id.clone(),
+            csrf_hash: row.try_get("csrf_hash").map_err(fail)?,
+            created_at: row.try_get("session_created_at").map_err(fail)?,
+            expires_at: row.try_get("expires_at").map_err(fail)?,
+        };
+        Ok(Some((session, user)))
+    }
+
+    async fn delete_web_session(&self, id: &str) -> Result<(), ClassroomError> {
+        sqlx::query("DELETE FROM class_web_sessions WHERE id = ?1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+        Ok(())
+    }
+
+    async fn create_course(&self, title: &str, owner_id: &str) -> Result<Course, ClassroomError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let course = Course {
+                id: generate_id("c_"),
+                title: title.to_owned(),
+                owner_id: owner_id.to_owned(),
+                join_code: generate_join_code(),
+                guests_allowed: false,
+                created_at: now_ms(),
+            };
+            let mut tx = self.begin_write().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO class_courses (id, title, owner_id, join_code, guests_allowed, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(&course.id)
+            .bind(&course.title)
+            .bind(&course.owner_id)
+            .bind(&course.join_code)
+            .bind(course.guests_allowed)
+            .bind(course.created_at)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                // A join code (or id) taken: drop the transaction, draw again.
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(fail(e)),
+            }
+            sqlx::query(
+                "INSERT INTO class_enrolments (course_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(&course.id)
+            .bind(owner_id)
+            .bind(Role::Trainer.as_str())
+            .bind(course.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+            return Ok(course);
+        }
+        Err(ClassroomError::Unavailable(
+            "no free join code after several attempts".to_owned(),
+        ))
+    }
+
+    async fn courses_of_user(&self, user_id: &str) -> Result<Vec<CourseWithRole>, ClassroomError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COURSE_COLUMNS}, e.role FROM class_enrolments e \
+             JOIN class_courses c ON c.id = e.course_id \
+             WHERE e.user_id = ?1 ORDER BY c.created_at DESC, c.id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        rows.iter()
+            .map(|r| {
+                let role: String = r.try_get("role").map_err(fail)?;
+                Ok(CourseWithRole {
+                    course: course_row(r).map_err(fail)?,
+                    role: role_of(&role)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn course(&self, id: &str) -> Result<Option<Course>, ClassroomError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COURSE_COLUMNS} FROM class_courses c WHERE c.id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(fail)?;
+        row.as_ref().map(course_row).transpose().map_err(fail)
+    }
+
+    async fn course_by_join_code(&self, code: &str) -> Result<Option<Course>, ClassroomError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COURSE_COLUMNS} FROM class_courses c WHERE c.join_code = ?1"
+        ))
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(fail)?;
+        row.as_ref().map(course_row).transpose().map_err(fail)
+    }
+
+    async fn update_course(&self, id: &str, update: CourseUpdate<'_>) -> Result<Course, ClassroomError> {
+        let row = sqlx::query(
+            "UPDATE class_courses SET title = COALESCE(?2, title), \
+               guests_allowed = COALESCE(?3, guests_allowed) \
+             WHERE id = ?1 \
+             RETURNING id, title, owner_id, join_code, guests_allowed, created_at",
+        )
+        .bind(id)
+        .bind(update.title)
+        .bind(update.guests_allowed)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(fail)?;
+        match row {
+            Some(r) => course_row(&r).map_err(fail),
+            None => Err(ClassroomError::CourseNotFound),
+        }
+    }
+
+    async fn rotate_join_code(&self, course_id: &str) -> Result<String, ClassroomError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let code = generate_join_code();
+            let updated = sqlx::query("UPDATE class_courses SET join_code = ?2 WHERE id = ?1")
+                .bind(course_id)
+                .bind(&code)
+                .execute(&self.pool)
+                .await;
+            match updated {
+                Ok(r) if r.rows_affected() == 0 => return Err(ClassroomError::CourseNotFound),
+                Ok(_) => return Ok(code),
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        Err(ClassroomError::Unavailable(
+            "no free join code after several attempts".to_owned(),
+        ))
+    }
+
+    async fn enrol(&self, course_id: &str, user_id: &str, role: Role) -> Result<Enrolment, ClassroomError> {
+        let mut tx = self.begin_write().await?;
+        let exists = sqlx::query("SELECT 1 FROM class_courses WHERE id = ?1")
+            .bind(course_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?
+            .is_some();
+        if !exists {
+            return Err(ClassroomError::CourseNotFound);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO class_enrolments (course_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (course_id, user_id) DO NOTHING",
+        )
+        .bind(course_id)
+        .bind(user_id)
+        .bind(role.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let current: String =
+            sqlx::query_scalar("SELECT role FROM class_enrolments WHERE course_id = ?1 AND user_id = ?2")
+                .bind(course_id)
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(Enrolment {
+            role: role_of(&current)?,
+            created: inserted.rows_affected() == 1,
+        })
+    }
+
+    async fn role(&self, course_id: &str, user_id: &str) -> Result<Option<Role>, ClassroomError> {
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM class_enrolments WHERE course_id = ?1 AND user_id = ?2")
+                .bind(course_id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(fail)?;
+        role.as_deref().map(role_of).transpose()
+    }
+
+    async fn roster(&self, course_id: &str) -> Result<Vec<Member>, ClassroomError> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.email, u.name, e.role, e.created_at FROM class_enrolments e \
+             JOIN class_users u ON u.id = e.user_id WHERE e.course_id = ?1",
+        )
+        .bind(course_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        let mut members = rows
+            .iter()
+            .map(|r| {
+                let role: String = r.try_get("role").map_err(fail)?;
+                Ok(Member {
+                    user_id: r.try_get("id").map_err(fail)?,
+                    email: r.try_get("email").map_err(fail)?,
+                    name: r.try_get("name").map_err(fail)?,
+                    role: role_of(&role)?,
+                    enrolled_at: r.try_get("created_at").map_err(fail)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ClassroomError>>()?;
+        sort_roster(&mut members);
+        Ok(members)
+    }
+
+    async fn set_role(&self, course_id: &str, user_id: &str, role: Role) -> Result<(), ClassroomError> {
+        let mut tx = self.begin_write().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT role FROM class_enrolments WHERE course_id = ?1 AND user_id = ?2")
+                .bind(course_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+        let Some(current) = current else {
+            return Err(ClassroomError::NotMember);
+        };
+        if role_of(&current)? == Role::Trainer && role != Role::Trainer {
+            let trainers: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM class_enrolments WHERE course_id = ?1 AND role = 'trainer'",
+            )
+            .bind(course_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
+            if trainers <= 1 {
+                return Err(ClassroomError::LastTrainer);
+            }
+        }
+        sqlx::query("UPDATE class_enrolments SET role = ?3 WHERE course_id = ?1 AND user_id = ?2")
+            .bind(course_id)
+            .bind(user_id)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)
+    }
+}
