@@ -1,6 +1,7 @@
-//! What the binary serves besides the API: the landing page, the browser SDK
-//! (`/sdk/herald.js`), and the demo page with its token endpoint. Plain files, no
-//! build step, embedded at compile time.
+//! What the binary serves besides the API: the classroom's pages at `/`, the
+//! developers' page (`/developers`), the browser SDK (`/sdk/herald.js`), and the
+//! demo page with its token endpoint. Plain files, no build step, embedded at
+//! compile time.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue};
@@ -11,7 +12,11 @@ use herald_node::{Claims, Node};
 use herald_protocol::ErrorCode;
 use herald_server::error::ApiError;
 
-const INDEX: &str = include_str!("../../../web/index.html");
+const DEVELOPERS: &str = include_str!("../../../web/developers.html");
+const CLASS_HTML: &str = include_str!("../../../web/classroom/index.html");
+const CLASS_APP: &str = include_str!("../../../web/classroom/app.js");
+const CLASS_API: &str = include_str!("../../../web/classroom/api.js");
+const CLASS_CSS: &str = include_str!("../../../web/classroom/style.css");
 const SDK: &str = include_str!("../../../web/sdk/herald.js");
 const DEMO_HTML: &str = include_str!("../../../web/demo/index.html");
 const DEMO_JS: &str = include_str!("../../../web/demo/demo.js");
@@ -31,10 +36,28 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 
 /// The static routes; the demo ones only when `demo` is on.
 pub fn routes(node: Node, demo: bool) -> Router {
-    let mut r = Router::new().route("/", get(|| async { Html(INDEX) })).route(
-        "/sdk/herald.js",
-        get(|| async { asset(SDK, "text/javascript; charset=utf-8") }),
-    );
+    let mut r = Router::new()
+        .route(
+            "/",
+            get(|| async { asset(CLASS_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/classroom/app.js",
+            get(|| async { asset(CLASS_APP, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/classroom/api.js",
+            get(|| async { asset(CLASS_API, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/classroom/style.css",
+            get(|| async { asset(CLASS_CSS, "text/css; charset=utf-8") }),
+        )
+        .route("/developers", get(|| async { Html(DEVELOPERS) }))
+        .route(
+            "/sdk/herald.js",
+            get(|| async { asset(SDK, "text/javascript; charset=utf-8") }),
+        );
     if demo {
         r = r
             .route(
