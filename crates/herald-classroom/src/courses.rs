@@ -268,7 +268,11 @@ pub async fn rotate_code(
 
 /// The course and the caller's role in it: `404 course_not_found` for an unknown
 /// course, `403 forbidden` for a non-member.
-async fn membership(state: &ClassroomState, id: &str, who: &SignedIn) -> Result<(Course, Role), ApiError> {
+pub(crate) async fn membership(
+    state: &ClassroomState,
+    id: &str,
+    who: &SignedIn,
+) -> Result<(Course, Role), ApiError> {
     let course = state
         .store
         .course(id)
@@ -307,7 +311,7 @@ async fn trainer(
 }
 
 /// A trimmed title of 1 to [`MAX_TITLE_CHARS`] characters.
-fn valid_title(raw: &str) -> Result<&str, ApiError> {
+pub(crate) fn valid_title(raw: &str) -> Result<&str, ApiError> {
     let title = raw.trim();
     let count = title.chars().count();
     if count == 0 || count > MAX_TITLE_CHARS || title.chars().any(char::is_control) {

@@ -1,12 +1,14 @@
-//! The live classroom: accounts, courses and enrolment (this slice), and later
-//! live sessions, questions, polls and slides, with their HTTP API under
-//! `/classroom/api/`.
+//! The live classroom: accounts, courses and enrolment, live sessions with
+//! raised hands (and later questions, polls and slides), with their HTTP API
+//! under `/classroom/api/`.
 //!
 //! One module per noun: [`accounts`] (sign-up, sign-in, sign-out, who am I),
 //! [`auth`] (the session cookie and the CSRF check every state-changing request
-//! passes), [`courses`] (courses, join codes, the roster and roles). Rows live in
-//! a [`ClassroomStore`]; errors are herald-server's [`ApiError`], so a refusal here
-//! looks like a refusal anywhere else in Herald.
+//! passes), [`courses`] (courses, join codes, the roster and roles),
+//! [`sessions`] (live sessions over HTTP) and [`live`] (the per-session
+//! sequencer that publishes their events and saves their documents). Rows live
+//! in a [`ClassroomStore`]; errors are herald-server's [`ApiError`], so a refusal
+//! here looks like a refusal anywhere else in Herald.
 //!
 //! The model later slices follow (docs/classroom.md, "Design"): every change is a
 //! row in the store plus an append to the session's channel; every screen loads a
@@ -15,13 +17,16 @@
 pub mod accounts;
 pub mod auth;
 pub mod courses;
+pub mod live;
+pub mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
+use herald_node::{Node, NodeError};
 use herald_protocol::ErrorCode;
 use herald_server::error::ApiError;
 use herald_store::{ClassroomError, ClassroomStore};
@@ -59,18 +64,29 @@ pub struct ClassroomState {
     pub store: Arc<dyn ClassroomStore>,
     /// The settings.
     pub options: Arc<ClassroomOptions>,
+    /// The sequencer of live sessions.
+    pub live: Arc<live::Live>,
     /// Bounds the password hashes computed at once ([`MAX_CONCURRENT_HASHES`]).
     hashing: Arc<Semaphore>,
 }
 
 impl ClassroomState {
-    /// A state over `store` with `options`.
-    pub fn new(store: Arc<dyn ClassroomStore>, options: ClassroomOptions) -> Self {
-        Self {
+    /// A state over `store` with `options`, publishing live sessions' events
+    /// with `node` in the app [`live::APP`] (which must exist).
+    ///
+    /// # Errors
+    /// Only if [`live::APP`] were not a valid app name.
+    pub fn new(
+        store: Arc<dyn ClassroomStore>,
+        options: ClassroomOptions,
+        node: Node,
+    ) -> Result<Self, NodeError> {
+        Ok(Self {
+            live: Arc::new(live::Live::new(node, store.clone())?),
             store,
             options: Arc::new(options),
             hashing: Arc::new(Semaphore::new(MAX_CONCURRENT_HASHES)),
-        }
+        })
     }
 }
 
@@ -93,6 +109,32 @@ pub fn routes(state: ClassroomState) -> Router {
             post(courses::set_role),
         )
         .route("/classroom/api/courses/{id}/code", post(courses::rotate_code))
+        .route(
+            "/classroom/api/courses/{id}/sessions",
+            get(sessions::list).post(sessions::create),
+        )
+        .route("/classroom/api/sessions/{sid}", get(sessions::show))
+        .route("/classroom/api/sessions/{sid}/start", post(sessions::start))
+        .route("/classroom/api/sessions/{sid}/pause", post(sessions::pause))
+        .route("/classroom/api/sessions/{sid}/resume", post(sessions::resume))
+        .route("/classroom/api/sessions/{sid}/end", post(sessions::end))
+        .route(
+            "/classroom/api/sessions/{sid}/hand",
+            post(sessions::raise_hand).delete(sessions::lower_own_hand),
+        )
+        .route(
+            "/classroom/api/sessions/{sid}/hands",
+            delete(sessions::lower_all_hands),
+        )
+        .route(
+            "/classroom/api/sessions/{sid}/hands/{user_id}",
+            delete(sessions::lower_hand),
+        )
+        .route(
+            "/classroom/api/sessions/{sid}/roster/{user_id}",
+            post(sessions::set_role),
+        )
+        .route("/classroom/api/sessions/{sid}/token", get(sessions::token))
         .with_state(state)
 }
 
@@ -117,6 +159,7 @@ fn store_error(e: ClassroomError) -> ApiError {
             ErrorCode::LastTrainer,
             "a course must keep at least one trainer; make someone else trainer first",
         ),
+        ClassroomError::SessionNotFound => live::not_found(),
         ClassroomError::Unavailable(detail) => {
             tracing::warn!(%detail, "classroom store unavailable");
             ApiError::new(

@@ -83,6 +83,8 @@ codes! {
     CourseNotFound = ("course_not_found", 404, 4004),
     /// The user is not a member of the course.
     MemberNotFound = ("member_not_found", 404, 4004),
+    /// No live session with that id.
+    SessionNotFound = ("session_not_found", 404, 4004),
     /// No such route.
     NotFound = ("not_found", 404, 4004),
     /// The route exists, but not with this method.
@@ -93,6 +95,9 @@ codes! {
     EmailTaken = ("email_taken", 409, 4409),
     /// The change would leave a course without a trainer.
     LastTrainer = ("last_trainer", 409, 4409),
+    /// The live session is not in a state that allows this (e.g. raising a
+    /// hand while it is paused, starting it twice, changing it once ended).
+    InvalidState = ("invalid_state", 409, 4409),
     /// An idempotency key was reused with a different request.
     IdempotencyConflict = ("idempotency_conflict", 409, 4409),
     /// The message data is over the size limit.

@@ -15,7 +15,10 @@
 //!   the store hands back expired ones too: the caller compares `expires_at`
 //!   with its clock and deletes them. Creating a session deletes the user's
 //!   expired ones, so they do not pile up;
-//! - times (`created_at`) are the node's clock, Unix milliseconds.
+//! - times (`created_at`) are the node's clock, Unix milliseconds;
+//! - a live session's `doc` (its state document, JSON) and `cursor` are opaque
+//!   text to the store: the classroom's sequencer writes them together with the
+//!   state in one statement, so a reader always gets a matching pair.
 //!
 //! Validation of what users type (email shape, name length, password strength)
 //! is the HTTP layer's; the store only refuses what would break its rules.
@@ -39,6 +42,9 @@ pub enum ClassroomError {
     /// The change would leave the course without a trainer.
     #[error("a course must keep at least one trainer")]
     LastTrainer,
+    /// No live session with that id.
+    #[error("no such live session")]
+    SessionNotFound,
     /// The database could not be reached or answered with an error.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
@@ -207,6 +213,73 @@ pub struct CourseUpdate<'a> {
     pub guests_allowed: Option<bool>,
 }
 
+/// The life of a live session: `scheduled` -> `live` <-> `paused` -> `ended`
+/// (`ended` is final; a scheduled session may be ended without starting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveState {
+    /// Created, not started yet.
+    #[default]
+    Scheduled,
+    /// Running: hands may be raised.
+    Live,
+    /// Interrupted for a while; resumes to `live`.
+    Paused,
+    /// Over, for good.
+    Ended,
+}
+
+impl LiveState {
+    /// Every state, in the order of a session's life.
+    pub const ALL: [LiveState; 4] = [
+        LiveState::Scheduled,
+        LiveState::Live,
+        LiveState::Paused,
+        LiveState::Ended,
+    ];
+
+    /// The snake_case name, as stored and as sent over the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveState::Scheduled => "scheduled",
+            LiveState::Live => "live",
+            LiveState::Paused => "paused",
+            LiveState::Ended => "ended",
+        }
+    }
+
+    /// The state of a snake_case name, or `None`.
+    pub fn parse(s: &str) -> Option<LiveState> {
+        LiveState::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A live session of a course: its row, with the state document and the cursor
+/// the document is valid at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LiveSession {
+    /// Random id (`s_` + 32 hex digits): also the channel name's suffix.
+    pub id: String,
+    /// The course.
+    pub course_id: String,
+    /// Title.
+    pub title: String,
+    /// Where it is in its life.
+    pub state: LiveState,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// When it first went live, Unix milliseconds.
+    pub started_at: Option<i64>,
+    /// When it ended, Unix milliseconds.
+    pub ended_at: Option<i64>,
+    /// The state document, JSON (the classroom's business).
+    pub doc: String,
+    /// The Herald cursor of the session's channel `doc` is valid at (`""`: none yet).
+    pub cursor: String,
+    /// Last save, Unix milliseconds.
+    pub updated_at: i64,
+}
+
 /// Join codes use these characters: capitals and digits without the ones people
 /// confuse (0/O, 1/I/L).
 pub const JOIN_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -338,6 +411,38 @@ pub trait ClassroomStore: Send + Sync + 'static {
     /// [`ClassroomError::NotMember`]; [`ClassroomError::LastTrainer`] when it would
     /// demote the course's only trainer; [`ClassroomError::Unavailable`].
     async fn set_role(&self, course_id: &str, user_id: &str, role: Role) -> Result<(), ClassroomError>;
+
+    /// Creates a live session of a course, `scheduled`, with a fresh id, the
+    /// given state document and no cursor yet.
+    ///
+    /// # Errors
+    /// [`ClassroomError::CourseNotFound`]; [`ClassroomError::Unavailable`].
+    async fn create_live_session(
+        &self,
+        course_id: &str,
+        title: &str,
+        doc: &str,
+    ) -> Result<LiveSession, ClassroomError>;
+
+    /// The live session with that id, or `None`.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn live_session(&self, id: &str) -> Result<Option<LiveSession>, ClassroomError>;
+
+    /// The course's live sessions, newest first.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn live_sessions_of_course(&self, course_id: &str) -> Result<Vec<LiveSession>, ClassroomError>;
+
+    /// Writes a session's `state`, `started_at`, `ended_at`, `doc`, `cursor` and
+    /// `updated_at` (all at once; the id, course, title and creation time are
+    /// kept).
+    ///
+    /// # Errors
+    /// [`ClassroomError::SessionNotFound`]; [`ClassroomError::Unavailable`].
+    async fn save_live_session(&self, session: &LiveSession) -> Result<(), ClassroomError>;
 }
 
 #[cfg(test)]
@@ -351,6 +456,10 @@ mod tests {
         }
         assert_eq!(Role::parse("admin"), None);
         assert!(Role::Trainer < Role::Student);
+        for s in LiveState::ALL {
+            assert_eq!(LiveState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(LiveState::parse("running"), None);
     }
 
     #[test]

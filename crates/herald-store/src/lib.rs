@@ -15,6 +15,6 @@ pub mod postgres;
 pub mod sqlite;
 mod store;
 
-pub use classroom::{ClassroomError, ClassroomStore, Role};
+pub use classroom::{ClassroomError, ClassroomStore, LiveSession, LiveState, Role};
 pub use credentials::{AppRecord, NewCredentials};
 pub use store::{AppSummary, DailyUsage, Store, StoreError, UsageDelta};

@@ -122,6 +122,13 @@ pub async fn run(
     } else {
         None
     };
+    ensure_app(&*store, herald_classroom::live::APP).await?;
+    // The live sessions' channels, unless the configuration says otherwise.
+    config
+        .node
+        .namespaces
+        .entry(herald_classroom::live::NAMESPACE.to_owned())
+        .or_insert_with(herald_classroom::live::namespace_options);
     let node = if config.broker == "memory" {
         let broker = Arc::new(MemoryBroker::new());
         let node = Node::new(config.node.clone(), broker.clone(), broker.clone(), store);
@@ -143,7 +150,8 @@ pub async fn run(
         node: node.clone(),
         options: Arc::new(config.server.clone()),
     };
-    let classroom = herald_classroom::ClassroomState::new(classroom_store, config.classroom.clone());
+    let classroom =
+        herald_classroom::ClassroomState::new(classroom_store, config.classroom.clone(), node.clone())?;
     let extra = web::routes(node.clone(), config.demo_app).merge(herald_classroom::routes(classroom));
     let router = herald_server::router(state.clone(), extra);
     let started = Started {
@@ -155,6 +163,22 @@ pub async fn run(
     tracing::info!(addr = %started.addr, "herald listening");
     herald_server::serve(listener, router, state, shutdown).await?;
     Ok(())
+}
+
+/// Creates the internal app `name` unless it exists (another node may create it
+/// at the same moment: that is fine too).
+async fn ensure_app(store: &dyn Store, name: &str) -> anyhow::Result<()> {
+    if store.app(name).await?.is_some() {
+        return Ok(());
+    }
+    match store.create_app(name).await {
+        Ok(_) => {
+            tracing::info!(app = name, "internal app created");
+            Ok(())
+        }
+        Err(herald_store::StoreError::AppExists(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// How long the memory broker remembers a quiet channel's epoch and offset.

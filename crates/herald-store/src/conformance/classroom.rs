@@ -9,8 +9,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::classroom::{
-    ClassroomError, ClassroomStore, CourseUpdate, NewUser, Role, User, WebSession, JOIN_CODE_ALPHABET,
-    JOIN_CODE_LEN,
+    ClassroomError, ClassroomStore, CourseUpdate, LiveState, NewUser, Role, User, WebSession,
+    JOIN_CODE_ALPHABET, JOIN_CODE_LEN,
 };
 
 /// Runs every check of the suite, one after the other.
@@ -27,6 +27,8 @@ pub async fn run_all(store: &dyn ClassroomStore) {
     last_trainer_under_concurrency(store).await;
     update_course(store).await;
     rotate_join_code(store).await;
+    live_sessions(store).await;
+    live_sessions_newest_first(store).await;
 }
 
 /// A created user is found by id and by email in any case, with its hash.
@@ -365,6 +367,113 @@ pub async fn rotate_join_code(store: &dyn ClassroomStore) {
     );
     let r = store.rotate_join_code("c_missing").await;
     assert!(matches!(r, Err(ClassroomError::CourseNotFound)), "{r:?}");
+}
+
+/// A live session is created `scheduled` with its document and no cursor, found
+/// by id, and saved (state, times, document and cursor together); an unknown
+/// course or session is refused.
+pub async fn live_sessions(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("l.{}@example.org", suffix()), "L").await;
+    let course = store.create_course("Live", &owner.id).await.unwrap();
+    let doc = r#"{"state":"scheduled","hands":[]}"#;
+    let s = store
+        .create_live_session(&course.id, "Week 1", doc)
+        .await
+        .expect("create_live_session");
+    assert!(s.id.starts_with("s_") && s.id.len() > 16, "id {:?}", s.id);
+    assert!(
+        s.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "the id is usable in a channel name: {:?}",
+        s.id
+    );
+    assert_eq!(
+        (s.course_id.as_str(), s.title.as_str()),
+        (course.id.as_str(), "Week 1")
+    );
+    assert_eq!(s.state, LiveState::Scheduled);
+    assert_eq!((s.started_at, s.ended_at), (None, None));
+    assert_eq!((s.doc.as_str(), s.cursor.as_str()), (doc, ""));
+    assert!((s.created_at - now_ms()).abs() < 60_000);
+    assert_eq!(s.updated_at, s.created_at);
+    assert_eq!(store.live_session(&s.id).await.unwrap(), Some(s.clone()));
+    assert_eq!(store.live_session("s_missing").await.unwrap(), None);
+
+    let mut saved = s.clone();
+    saved.state = LiveState::Live;
+    saved.started_at = Some(s.created_at + 5);
+    saved.doc = r#"{"state":"live","hands":[{"user_id":"u_1"}]}"#.to_owned();
+    saved.cursor = "Y2xhc3M6c18xfEV8Mw".to_owned();
+    saved.updated_at = s.created_at + 6;
+    // What save must keep, even when the caller's copy says otherwise.
+    saved.title = "ignored".to_owned();
+    store.save_live_session(&saved).await.expect("save_live_session");
+    let got = store.live_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(got.state, LiveState::Live);
+    assert_eq!((got.started_at, got.ended_at), (saved.started_at, None));
+    assert_eq!(
+        (got.doc.as_str(), got.cursor.as_str()),
+        (saved.doc.as_str(), saved.cursor.as_str())
+    );
+    assert_eq!(got.updated_at, saved.updated_at);
+    assert_eq!((got.title.as_str(), got.created_at), ("Week 1", s.created_at));
+
+    saved.state = LiveState::Ended;
+    saved.ended_at = Some(s.created_at + 9);
+    store.save_live_session(&saved).await.unwrap();
+    let got = store.live_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.state, got.ended_at),
+        (LiveState::Ended, Some(s.created_at + 9))
+    );
+
+    let r = store.create_live_session("c_missing", "X", "{}").await;
+    assert!(matches!(r, Err(ClassroomError::CourseNotFound)), "{r:?}");
+    let mut ghost = saved.clone();
+    ghost.id = "s_missing".to_owned();
+    let r = store.save_live_session(&ghost).await;
+    assert!(matches!(r, Err(ClassroomError::SessionNotFound)), "{r:?}");
+}
+
+/// A course's live sessions are listed newest first, and only that course's.
+pub async fn live_sessions_newest_first(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("n.{}@example.org", suffix()), "N").await;
+    let course = store.create_course("A", &owner.id).await.unwrap();
+    let other = store.create_course("B", &owner.id).await.unwrap();
+    assert!(store
+        .live_sessions_of_course(&course.id)
+        .await
+        .unwrap()
+        .is_empty());
+    let mut ids = Vec::new();
+    for title in ["one", "two", "three"] {
+        ids.push(
+            store
+                .create_live_session(&course.id, title, "{}")
+                .await
+                .unwrap()
+                .id,
+        );
+        // Distinct creation times, so that the order is by time.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    store
+        .create_live_session(&other.id, "elsewhere", "{}")
+        .await
+        .unwrap();
+    let listed: Vec<String> = store
+        .live_sessions_of_course(&course.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    ids.reverse();
+    assert_eq!(listed, ids);
+    assert!(store
+        .live_sessions_of_course("c_missing")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn new_user(store: &dyn ClassroomStore, email: &str, name: &str) -> User {

@@ -10,7 +10,8 @@ use sqlx::Row;
 use super::{is_unique_violation, now_ms, PgStore};
 use crate::classroom::{
     generate_id, generate_join_code, sort_roster, ClassroomError, ClassroomStore, Course, CourseUpdate,
-    CourseWithRole, Enrolment, Member, NewUser, Role, User, UserLogin, WebSession, MAX_ATTEMPTS,
+    CourseWithRole, Enrolment, LiveSession, LiveState, Member, NewUser, Role, User, UserLogin, WebSession,
+    MAX_ATTEMPTS,
 };
 
 const COURSE_COLUMNS: &str = "c.id, c.title, c.owner_id, c.join_code, c.guests_allowed, c.created_at";
@@ -32,6 +33,27 @@ fn course_row(row: &PgRow) -> Result<Course, sqlx::Error> {
         join_code: row.try_get("join_code")?,
         guests_allowed: row.try_get("guests_allowed")?,
         created_at: row.try_get("created_at")?,
+    })
+}
+
+const LIVE_COLUMNS: &str =
+    "id, course_id, title, state, created_at, started_at, ended_at, doc, cursor, updated_at";
+
+fn live_row(row: &PgRow) -> Result<LiveSession, ClassroomError> {
+    let state: String = row.try_get("state").map_err(fail)?;
+    Ok(LiveSession {
+        id: row.try_get("id").map_err(fail)?,
+        course_id: row.try_get("course_id").map_err(fail)?,
+        title: row.try_get("title").map_err(fail)?,
+        state: LiveState::parse(&state).ok_or_else(|| {
+            ClassroomError::Unavailable(format!("unknown session state {state:?} in the store"))
+        })?,
+        created_at: row.try_get("created_at").map_err(fail)?,
+        started_at: row.try_get("started_at").map_err(fail)?,
+        ended_at: row.try_get("ended_at").map_err(fail)?,
+        doc: row.try_get("doc").map_err(fail)?,
+        cursor: row.try_get("cursor").map_err(fail)?,
+        updated_at: row.try_get("updated_at").map_err(fail)?,
     })
 }
 
@@ -394,5 +416,91 @@ impl ClassroomStore for PgStore {
             .await
             .map_err(fail)?;
         tx.commit().await.map_err(fail)
+    }
+
+    async fn create_live_session(
+        &self,
+        course_id: &str,
+        title: &str,
+        doc: &str,
+    ) -> Result<LiveSession, ClassroomError> {
+        let now = now_ms();
+        let session = LiveSession {
+            id: generate_id("s_"),
+            course_id: course_id.to_owned(),
+            title: title.to_owned(),
+            state: LiveState::Scheduled,
+            created_at: now,
+            started_at: None,
+            ended_at: None,
+            doc: doc.to_owned(),
+            cursor: String::new(),
+            updated_at: now,
+        };
+        // The course is checked in the insert itself: no row, no session.
+        let inserted = sqlx::query(
+            "INSERT INTO class_live_sessions \
+               (id, course_id, title, state, created_at, started_at, ended_at, doc, cursor, updated_at) \
+             SELECT $1, c.id, $3, $4, $5, NULL, NULL, $6, $7, $5 \
+             FROM class_courses c WHERE c.id = $2",
+        )
+        .bind(&session.id)
+        .bind(&session.course_id)
+        .bind(&session.title)
+        .bind(session.state.as_str())
+        .bind(session.created_at)
+        .bind(&session.doc)
+        .bind(&session.cursor)
+        .execute(&self.pool)
+        .await
+        .map_err(fail)?;
+        if inserted.rows_affected() == 0 {
+            return Err(ClassroomError::CourseNotFound);
+        }
+        Ok(session)
+    }
+
+    async fn live_session(&self, id: &str) -> Result<Option<LiveSession>, ClassroomError> {
+        let row = sqlx::query(&format!(
+            "SELECT {LIVE_COLUMNS} FROM class_live_sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(fail)?;
+        row.as_ref().map(live_row).transpose()
+    }
+
+    async fn live_sessions_of_course(&self, course_id: &str) -> Result<Vec<LiveSession>, ClassroomError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {LIVE_COLUMNS} FROM class_live_sessions WHERE course_id = $1 \
+             ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(course_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        rows.iter().map(live_row).collect()
+    }
+
+    async fn save_live_session(&self, s: &LiveSession) -> Result<(), ClassroomError> {
+        let updated = sqlx::query(
+            "UPDATE class_live_sessions SET state = $2, started_at = $3, ended_at = $4, \
+               doc = $5, cursor = $6, updated_at = $7 WHERE id = $1",
+        )
+        .bind(&s.id)
+        .bind(s.state.as_str())
+        .bind(s.started_at)
+        .bind(s.ended_at)
+        .bind(&s.doc)
+        .bind(&s.cursor)
+        .bind(s.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(fail)?;
+        if updated.rows_affected() == 0 {
+            return Err(ClassroomError::SessionNotFound);
+        }
+        Ok(())
     }
 }

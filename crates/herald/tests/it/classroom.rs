@@ -6,14 +6,14 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 /// One person's browser: keeps cookies, and sends the CSRF token it was given.
-struct Browser {
-    base: String,
-    http: reqwest::Client,
-    csrf: Option<String>,
+pub(crate) struct Browser {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) csrf: Option<String>,
 }
 
 impl Browser {
-    fn new(server: &TestServer) -> Self {
+    pub(crate) fn new(server: &TestServer) -> Self {
         Self {
             base: format!("{}/classroom/api", server.url),
             http: reqwest::Client::builder().cookie_store(true).build().unwrap(),
@@ -21,19 +21,19 @@ impl Browser {
         }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+    pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         let text = res.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
     /// A state-changing request with this browser's CSRF token.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -44,12 +44,12 @@ impl Browser {
         self.send(req).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(reqwest::Method::POST, path, body).await
     }
 
     /// Signs up; on success keeps the CSRF token.
-    async fn signup(&mut self, email: &str, name: &str, password: &str) -> (u16, Value) {
+    pub(crate) async fn signup(&mut self, email: &str, name: &str, password: &str) -> (u16, Value) {
         let (status, v) = self
             .post(
                 "/auth/signup",
@@ -62,7 +62,7 @@ impl Browser {
         (status, v)
     }
 
-    async fn signin(&mut self, email: &str, password: &str) -> (u16, Value) {
+    pub(crate) async fn signin(&mut self, email: &str, password: &str) -> (u16, Value) {
         let (status, v) = self
             .post("/auth/signin", json!({ "email": email, "password": password }))
             .await;
@@ -73,7 +73,7 @@ impl Browser {
     }
 
     /// A new account with a unique email; returns its user id.
-    async fn new_account(&mut self, name: &str) -> String {
+    pub(crate) async fn new_account(&mut self, name: &str) -> String {
         let unique = herald_store::credentials::generate_secret("");
         let email = format!("{}.{}@example.org", name.to_lowercase(), &unique[..12]);
         let (status, v) = self.signup(&email, name, "correct horse battery").await;
@@ -82,7 +82,7 @@ impl Browser {
     }
 }
 
-fn code(v: &Value) -> &str {
+pub(crate) fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
 

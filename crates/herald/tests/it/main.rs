@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod bench_smoke;
 mod classroom;
+mod classroom_live;
 mod cli;
 mod cluster;
 mod idempotency;

@@ -1,0 +1,415 @@
+//! The sequencer of live sessions: every change to a session, one at a time.
+//!
+//! Each live session has a **state document** ([`Doc`]: its state, the hand
+//! queue, the roles changed during it; later the questions, polls, slide) and
+//! a Herald channel, `class:{session_id}` in the internal app [`APP`]. A change
+//! runs under the session's own async mutex ([`Live::lock`]):
+//!
+//! 1. the handler validates it against the current document and builds the
+//!    next one;
+//! 2. [`Locked::commit`] publishes ONE event to the channel with
+//!    [`Node::publish`], whose data is the new value of what changed (clients
+//!    replace, never fold), takes the offset and epoch the publish answered and
+//!    makes the channel's cursor from them exactly as herald-node does
+//!    ([`Position::encode`]);
+//! 3. it saves document + cursor + state in one store write, then the lock is
+//!    released.
+//!
+//! A snapshot ([`Locked::anchored`]) is read under the same lock, so the
+//! document and its cursor always match: a client that subscribes from that
+//! cursor gets exactly the changes after the document, none twice.
+//!
+//! **The cursor's epoch.** When the channel's history was lost (a restart of
+//! the in-memory broker, Redis flushed, a quiet channel evicted), the stored
+//! cursor names an epoch the channel no longer has. The document in the store
+//! is still the truth, so a snapshot re-anchors it at the channel's current
+//! position (a history read of no messages) and saves that: the next change is
+//! the first message after it. A client still holding the old cursor gets a
+//! `reset` and reloads the snapshot.
+//!
+//! **Cluster.** The mutex is per node. With several nodes behind a load
+//! balancer, two nodes can change one session at once, and each caches its own
+//! copy of the document. Until a session's writes are sequenced by a store lock
+//! (`pg_advisory_xact_lock` on the session id, re-reading the row under it),
+//! run the classroom's live sessions on one node.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use herald_node::{Claims, NamespaceOptions, Node, NodeError, PublishInput};
+use herald_protocol::{AppName, ChannelName, Cursor, ErrorCode, EventName, Position};
+use herald_server::error::ApiError;
+use herald_store::{ClassroomStore, LiveSession, LiveState, Role};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OwnedMutexGuard;
+
+use crate::store_error;
+
+/// The internal Herald app of the classroom's channels, created at startup.
+pub const APP: &str = "classroom";
+/// The namespace of live sessions' channels: `class:{session_id}`.
+pub const NAMESPACE: &str = "class";
+/// How long a client token minted for a live session is valid.
+pub const TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Sessions whose sequencer slot (and cached document) is kept while unused.
+const MAX_IDLE_SLOTS: usize = 1024;
+
+/// The options of the [`NAMESPACE`] namespace, unless the configuration names
+/// it: presence with join/leave events, no client publishing (only the
+/// classroom publishes), history of 10 000 events kept for 24 hours.
+pub fn namespace_options() -> NamespaceOptions {
+    NamespaceOptions {
+        history_size: 10_000,
+        history_ttl: Duration::from_secs(24 * 3600),
+        presence: true,
+        join_leave: true,
+        client_publish: false,
+        anonymous_subscribe: false,
+    }
+}
+
+/// The channel of a live session.
+///
+/// # Errors
+/// `session_not_found` for an id no session can have (ids are `s_` + hex).
+pub fn channel_of(session_id: &str) -> Result<ChannelName, ApiError> {
+    let well_formed = session_id.len() <= 64
+        && session_id.starts_with("s_")
+        && session_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !well_formed {
+        return Err(not_found());
+    }
+    ChannelName::parse(&format!("{NAMESPACE}:{session_id}")).map_err(|_| not_found())
+}
+
+/// A raised hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hand {
+    /// Who raised it.
+    pub user_id: String,
+    /// Their name when they raised it.
+    pub name: String,
+    /// When, Unix milliseconds.
+    pub raised_at: i64,
+}
+
+/// A live session's state document: what a screen loads, and what the
+/// session's events replace piece by piece. Every field has a default, so that
+/// later slices can add fields (questions, polls, slides) and old documents
+/// still load.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Doc {
+    /// Where the session is in its life.
+    #[serde(default)]
+    pub state: LiveState,
+    /// When it first went live, Unix milliseconds.
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    /// When it ended, Unix milliseconds.
+    #[serde(default)]
+    pub ended_at: Option<i64>,
+    /// The raised hands, oldest first.
+    #[serde(default)]
+    pub hands: Vec<Hand>,
+    /// Roles changed during the session (user id -> role); anyone else has the
+    /// role of the course's roster.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Role>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<LiveSession>>>;
+
+/// The sequencer: one async mutex per live session, holding its row (with the
+/// document) once loaded. Cheap to share behind an `Arc`.
+pub struct Live {
+    node: Node,
+    app: AppName,
+    store: Arc<dyn ClassroomStore>,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl Live {
+    /// A sequencer publishing with `node` in the app [`APP`].
+    ///
+    /// # Errors
+    /// `invalid_app_name` if [`APP`] were not a valid app name (it is).
+    pub fn new(node: Node, store: Arc<dyn ClassroomStore>) -> Result<Self, NodeError> {
+        let app =
+            AppName::parse(APP).map_err(|e| NodeError::new(ErrorCode::InvalidAppName, e.to_string()))?;
+        Ok(Self {
+            node,
+            app,
+            store,
+            slots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The node (for presence).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Takes the session's lock and loads its row on first use.
+    ///
+    /// # Errors
+    /// `session_not_found`, `store_unavailable`, `internal` (a document that is
+    /// not JSON).
+    pub async fn lock(&self, session_id: &str) -> Result<Locked<'_>, ApiError> {
+        let channel = channel_of(session_id)?;
+        let slot = {
+            let mut slots = self.slots.lock();
+            if slots.len() >= MAX_IDLE_SLOTS && !slots.contains_key(session_id) {
+                // Only the map holds an idle slot: dropping it drops its cached row.
+                slots.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            slots.entry(session_id.to_owned()).or_default().clone()
+        };
+        let mut guard = slot.lock_owned().await;
+        let row = match guard.as_ref() {
+            Some(row) => row.clone(),
+            None => {
+                let row = self
+                    .store
+                    .live_session(session_id)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(not_found)?;
+                *guard = Some(row.clone());
+                row
+            }
+        };
+        let doc = parse_doc(&row)?;
+        Ok(Locked {
+            live: self,
+            channel,
+            guard,
+            row,
+            doc,
+        })
+    }
+
+    /// A client token for `user_id` on the session's channel only, with
+    /// `{name, role}` as presence info, valid for [`TOKEN_TTL`].
+    ///
+    /// # Errors
+    /// `app_not_found` (the classroom app was deleted), `store_unavailable`,
+    /// `internal`.
+    pub async fn token(
+        &self,
+        channel: &ChannelName,
+        user_id: &str,
+        name: &str,
+        role: Role,
+    ) -> Result<String, ApiError> {
+        let (_, record) = self.node.app(APP).await?;
+        let secret = record.token_secrets.first().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Internal,
+                "the classroom app has no token secret; rotate its credentials",
+            )
+        })?;
+        let now = now_ms() / 1000;
+        let claims = Claims {
+            sub: Some(user_id.to_owned()),
+            exp: now + TOKEN_TTL.as_secs() as i64,
+            nbf: None,
+            iat: Some(now),
+            app: Some(APP.to_owned()),
+            channels: vec![channel.as_str().to_owned()],
+            publish: Vec::new(),
+            info: Some(serde_json::json!({ "name": name, "role": role })),
+        };
+        Ok(herald_node::sign_token(secret, &claims)?)
+    }
+}
+
+/// A live session under its lock: read the document, commit a change. The lock
+/// is released when this is dropped.
+pub struct Locked<'a> {
+    live: &'a Live,
+    channel: ChannelName,
+    guard: OwnedMutexGuard<Option<LiveSession>>,
+    row: LiveSession,
+    doc: Doc,
+}
+
+impl Locked<'_> {
+    /// The session's row as last saved (its `doc` is [`Locked::doc`] as JSON).
+    pub fn session(&self) -> &LiveSession {
+        &self.row
+    }
+
+    /// The current document.
+    pub fn doc(&self) -> &Doc {
+        &self.doc
+    }
+
+    /// The cursor of the session's channel the document is valid at.
+    pub fn cursor(&self) -> &str {
+        &self.session().cursor
+    }
+
+    /// The session's channel.
+    pub fn channel(&self) -> &ChannelName {
+        &self.channel
+    }
+
+    /// Makes sure the cursor names the channel's current epoch at or below its
+    /// newest offset; if not (the channel's history was lost), moves it to the
+    /// channel's current position and saves it. Call before handing out a
+    /// snapshot.
+    ///
+    /// # Errors
+    /// `broker_unavailable`, `store_unavailable`.
+    pub async fn anchored(&mut self) -> Result<(), ApiError> {
+        let read = self
+            .live
+            .node
+            .history(&self.live.app, &self.channel, Some(u64::MAX), 0)
+            .await?;
+        let valid = Cursor::parse(self.cursor())
+            .ok()
+            .and_then(|c| c.get(&self.channel).cloned())
+            .is_some_and(|p| *p.epoch == *read.epoch && p.offset <= read.top);
+        if valid {
+            return Ok(());
+        }
+        let mut row = self.session().clone();
+        row.cursor = Position {
+            channel: self.channel.clone(),
+            epoch: read.epoch.to_string(),
+            offset: read.top,
+        }
+        .encode();
+        row.updated_at = now_ms();
+        self.live
+            .store
+            .save_live_session(&row)
+            .await
+            .map_err(store_error)?;
+        tracing::info!(session = %row.id, "live session re-anchored on its channel's current position");
+        *self.guard = Some(row.clone());
+        self.row = row;
+        Ok(())
+    }
+
+    /// Applies `next` as the new document: publishes `event` with `data` (the
+    /// new value of what changed) to the session's channel, then saves the
+    /// document with the cursor after that event.
+    ///
+    /// # Errors
+    /// Those of [`Node::publish`] (then nothing changed), `store_unavailable`
+    /// (the event is out and the node keeps the new document, saved with the
+    /// next change).
+    pub async fn commit(&mut self, next: Doc, event: &str, data: serde_json::Value) -> Result<(), ApiError> {
+        let event = EventName::parse(event)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("bad classroom event name: {e}")))?;
+        let doc_json = serde_json::to_string(&next)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot encode the document: {e}")))?;
+        let published = self
+            .live
+            .node
+            .publish(
+                &self.live.app,
+                PublishInput {
+                    channels: vec![self.channel.clone()],
+                    event,
+                    data: Arc::from(data.to_string()),
+                    idempotency_key: None,
+                },
+            )
+            .await?;
+        let at = published
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the publish answered no position"))?;
+        let mut row = self.session().clone();
+        row.state = next.state;
+        row.started_at = next.started_at;
+        row.ended_at = next.ended_at;
+        row.doc = doc_json;
+        row.cursor = Position {
+            channel: self.channel.clone(),
+            epoch: at.epoch.to_string(),
+            offset: at.offset,
+        }
+        .encode();
+        row.updated_at = now_ms();
+        // In memory first: it is what the channel says now, saved or not.
+        *self.guard = Some(row.clone());
+        self.row = row;
+        self.doc = next;
+        self.live
+            .store
+            .save_live_session(&self.row)
+            .await
+            .map_err(store_error)
+    }
+}
+
+fn parse_doc(row: &LiveSession) -> Result<Doc, ApiError> {
+    let mut doc: Doc = serde_json::from_str(&row.doc).map_err(|e| {
+        tracing::error!(session = %row.id, error = %e, "a live session's document is not valid");
+        ApiError::new(
+            ErrorCode::Internal,
+            "this session's stored state cannot be read; the server log has details",
+        )
+    })?;
+    // The row's columns are written with the document; they win if they differ.
+    doc.state = row.state;
+    doc.started_at = row.started_at;
+    doc.ended_at = row.ended_at;
+    Ok(doc)
+}
+
+/// `404 session_not_found`.
+pub fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::SessionNotFound, "there is no such live session")
+}
+
+/// Now, Unix milliseconds (0 before 1970).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn channels_of_session_ids() {
+        let c = channel_of("s_0123abcd").unwrap();
+        assert_eq!(c.as_str(), "class:s_0123abcd");
+        assert_eq!(c.namespace(), NAMESPACE);
+        assert!(c.allowed_users().is_none());
+        for bad in [
+            "",
+            "x",
+            "s_a#b",
+            "s_a:b",
+            "s_a*",
+            "c_123",
+            &format!("s_{}", "a".repeat(80)),
+        ] {
+            assert!(channel_of(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn documents_load_with_defaults() {
+        let doc: Doc = serde_json::from_str("{}").unwrap();
+        assert_eq!(doc, Doc::default());
+        let doc: Doc = serde_json::from_str(r#"{"state":"live","later":1}"#).unwrap();
+        assert_eq!(doc.state, LiveState::Live);
+        let json = serde_json::to_value(Doc::default()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"state":"scheduled","started_at":null,"ended_at":null,"hands":[],"roles":{}})
+        );
+    }
+}

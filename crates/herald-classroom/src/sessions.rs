@@ -1,0 +1,433 @@
+//! Live sessions over HTTP: create and list them, load a snapshot, change the
+//! state, raise and lower hands, promote during a session, get a client token.
+//!
+//! | who | may |
+//! |---|---|
+//! | trainer | everything below, plus promote (change roles) during a session |
+//! | co_trainer | create sessions; start, pause, resume, end them; lower anyone's hand, or all |
+//! | student | raise and lower their own hand |
+//! | observer | watch: snapshot and token only |
+//!
+//! Every member may list the course's sessions, load a session's snapshot and
+//! get a token for its channel. Every change goes through the sequencer
+//! ([`crate::live`]): one event on `class:{session_id}`, document and cursor
+//! saved together.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use herald_protocol::ErrorCode;
+use herald_server::error::ApiError;
+use herald_store::{LiveSession, LiveState, Role};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::auth::SignedIn;
+use crate::courses::{membership, valid_title};
+use crate::live::{self, channel_of, Doc, Hand, Locked};
+use crate::{json, store_error, ClassroomState};
+
+/// A live session as the API shows it (without its document: see `snapshot`).
+#[derive(Debug, Serialize)]
+pub struct SessionView<'a> {
+    /// Id.
+    pub id: &'a str,
+    /// The course.
+    pub course_id: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// `scheduled`, `live`, `paused` or `ended`.
+    pub state: LiveState,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// When it first went live.
+    pub started_at: Option<i64>,
+    /// When it ended.
+    pub ended_at: Option<i64>,
+    /// Its Herald channel (in the app `classroom`).
+    pub channel: String,
+}
+
+impl<'a> From<&'a LiveSession> for SessionView<'a> {
+    fn from(s: &'a LiveSession) -> Self {
+        Self {
+            id: &s.id,
+            course_id: &s.course_id,
+            title: &s.title,
+            state: s.state,
+            created_at: s.created_at,
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            channel: format!("{}:{}", live::NAMESPACE, s.id),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSession {
+    title: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetRole {
+    role: String,
+}
+
+/// `POST /classroom/api/courses/{id}/sessions {title}` -> `201 {session}`
+/// (trainers and co-trainers).
+pub async fn create(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path(course_id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (_, role) = membership(&state, &course_id, &who).await?;
+    staff(role, "create live sessions")?;
+    let req: NewSession = json(body).await?;
+    let title = valid_title(&req.title)?;
+    let doc = serde_json::to_string(&Doc::default())
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot encode the document: {e}")))?;
+    let session = state
+        .store
+        .create_live_session(&course_id, title, &doc)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(course = %course_id, session = %session.id, by = %who.user.id, "live session created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "session": SessionView::from(&session) })),
+    )
+        .into_response())
+}
+
+/// `GET /classroom/api/courses/{id}/sessions` -> `{sessions:[session]}`, newest
+/// first (members).
+pub async fn list(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path(course_id): Path<String>,
+) -> Result<Response, ApiError> {
+    membership(&state, &course_id, &who).await?;
+    let sessions = state
+        .store
+        .live_sessions_of_course(&course_id)
+        .await
+        .map_err(store_error)?;
+    let views: Vec<_> = sessions.iter().map(SessionView::from).collect();
+    Ok(Json(json!({ "sessions": views })).into_response())
+}
+
+/// `GET /classroom/api/sessions/{sid}` -> `{session, snapshot, cursor, role}`
+/// (members): the document and the cursor it is valid at, read together.
+pub async fn show(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path(sid): Path<String>,
+) -> Result<Response, ApiError> {
+    let role = session_role(&state, &sid, &who).await?;
+    let mut locked = state.live.lock(&sid).await?;
+    locked.anchored().await?;
+    let mut answer = snapshot(&locked);
+    answer["role"] = json!(role);
+    Ok(Json(answer).into_response())
+}
+
+/// `POST /classroom/api/sessions/{sid}/start`: `scheduled` -> `live` (staff).
+pub async fn start(
+    state: State<ClassroomState>,
+    who: SignedIn,
+    sid: Path<String>,
+) -> Result<Response, ApiError> {
+    transition(state, who, sid, Transition::Start).await
+}
+
+/// `POST /classroom/api/sessions/{sid}/pause`: `live` -> `paused` (staff).
+pub async fn pause(
+    state: State<ClassroomState>,
+    who: SignedIn,
+    sid: Path<String>,
+) -> Result<Response, ApiError> {
+    transition(state, who, sid, Transition::Pause).await
+}
+
+/// `POST /classroom/api/sessions/{sid}/resume`: `paused` -> `live` (staff).
+pub async fn resume(
+    state: State<ClassroomState>,
+    who: SignedIn,
+    sid: Path<String>,
+) -> Result<Response, ApiError> {
+    transition(state, who, sid, Transition::Resume).await
+}
+
+/// `POST /classroom/api/sessions/{sid}/end`: any state but `ended` -> `ended`,
+/// for good (staff).
+pub async fn end(
+    state: State<ClassroomState>,
+    who: SignedIn,
+    sid: Path<String>,
+) -> Result<Response, ApiError> {
+    transition(state, who, sid, Transition::End).await
+}
+
+#[derive(Clone, Copy)]
+enum Transition {
+    Start,
+    Pause,
+    Resume,
+    End,
+}
+
+async fn transition(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path(sid): Path<String>,
+    t: Transition,
+) -> Result<Response, ApiError> {
+    let role = session_role(&state, &sid, &who).await?;
+    staff(role, "start, pause, resume or end a live session")?;
+    let mut locked = state.live.lock(&sid).await?;
+    let mut next = locked.doc().clone();
+    let now = live::now_ms();
+    let (verb, allowed) = match t {
+        Transition::Start => ("started", next.state == LiveState::Scheduled),
+        Transition::Pause => ("paused", next.state == LiveState::Live),
+        Transition::Resume => ("resumed", next.state == LiveState::Paused),
+        Transition::End => ("ended", next.state != LiveState::Ended),
+    };
+    if !allowed {
+        return Err(invalid_state(next.state, &format!("it cannot be {verb} now")));
+    }
+    next.state = match t {
+        Transition::Start | Transition::Resume => LiveState::Live,
+        Transition::Pause => LiveState::Paused,
+        Transition::End => LiveState::Ended,
+    };
+    if matches!(t, Transition::Start) {
+        next.started_at = Some(now);
+    }
+    if matches!(t, Transition::End) {
+        next.ended_at = Some(now);
+    }
+    let data = json!({ "state": next.state, "started_at": next.started_at, "ended_at": next.ended_at });
+    locked.commit(next, "session.state", data).await?;
+    tracing::info!(session = %sid, state = locked.doc().state.as_str(), by = %who.user.id, "live session state");
+    Ok(Json(snapshot(&locked)).into_response())
+}
+
+/// `POST /classroom/api/sessions/{sid}/hand`: raise your hand (students, while
+/// live; raising it again changes nothing).
+pub async fn raise_hand(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path(sid): Path<String>,
+) -> Result<Response, ApiError> {
+    let role = session_role(&state, &sid, &who).await?;
+    if role != Role::Student {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only students raise hands in a live session",
+        ));
+    }
+    let mut locked = live_session(&state, &sid).await?;
+    if locked.doc().hands.iter().any(|h| h.user_id == who.user.id) {
+        return Ok(Json(snapshot(&locked)).into_response());
+    }
+    let mut next = locked.doc().clone();
+    next.hands.push(Hand {
+        user_id: who.user.id.clone(),
+        name: who.user.name.clone(),
+        raised_at: live::now_ms(),
+    });
+    commit_hands(&mut locked, next).await
+}
+
+/// `DELETE /classroom/api/sessions/{sid}/hand`: lower your own hand (members,
+/// while live; lowering a hand that is down changes nothing).
+pub async fn lower_own_hand(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path(sid): Path<String>,
+) -> Result<Response, ApiError> {
+    session_role(&state, &sid, &who).await?;
+    lower(&state, &sid, Some(&who.user.id)).await
+}
+
+/// `DELETE /classroom/api/sessions/{sid}/hands/{user_id}`: lower someone's hand
+/// (staff, while live).
+pub async fn lower_hand(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path((sid, user_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let role = session_role(&state, &sid, &who).await?;
+    staff(role, "lower other people's hands")?;
+    lower(&state, &sid, Some(&user_id)).await
+}
+
+/// `DELETE /classroom/api/sessions/{sid}/hands`: lower every hand (staff, while
+/// live).
+pub async fn lower_all_hands(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path(sid): Path<String>,
+) -> Result<Response, ApiError> {
+    let role = session_role(&state, &sid, &who).await?;
+    staff(role, "lower every hand")?;
+    lower(&state, &sid, None).await
+}
+
+/// Lowers `user_id`'s hand, or all of them; publishes `hands` when the queue
+/// changed.
+async fn lower(state: &ClassroomState, sid: &str, user_id: Option<&str>) -> Result<Response, ApiError> {
+    let mut locked = live_session(state, sid).await?;
+    let mut next = locked.doc().clone();
+    next.hands.retain(|h| user_id.is_some_and(|u| u != h.user_id));
+    if next.hands.len() == locked.doc().hands.len() {
+        return Ok(Json(snapshot(&locked)).into_response());
+    }
+    commit_hands(&mut locked, next).await
+}
+
+async fn commit_hands(locked: &mut Locked<'_>, next: Doc) -> Result<Response, ApiError> {
+    let data = json!({ "hands": next.hands });
+    locked.commit(next, "hands", data).await?;
+    Ok(Json(snapshot(locked)).into_response())
+}
+
+/// `POST /classroom/api/sessions/{sid}/roster/{user_id} {role}`: changes a
+/// member's role in the course during the session (trainers; not once ended).
+pub async fn set_role(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path((sid, user_id)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let role = session_role(&state, &sid, &who).await?;
+    if role != Role::Trainer {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the course's trainers may change roles",
+        ));
+    }
+    let req: SetRole = json(body).await?;
+    let new_role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            "role must be one of trainer, co_trainer, student, observer",
+        )
+    })?;
+    let mut locked = state.live.lock(&sid).await?;
+    if locked.doc().state == LiveState::Ended {
+        return Err(invalid_state(
+            LiveState::Ended,
+            "change roles in the course instead",
+        ));
+    }
+    let course_id = locked.session().course_id.clone();
+    // The row that must last first, under the session's lock: the course role.
+    state
+        .store
+        .set_role(&course_id, &user_id, new_role)
+        .await
+        .map_err(store_error)?;
+    let mut next = locked.doc().clone();
+    next.roles.insert(user_id.clone(), new_role);
+    let data = json!({ "roles": next.roles });
+    locked.commit(next, "roster.role", data).await?;
+    tracing::info!(session = %sid, user = %user_id, role = new_role.as_str(), by = %who.user.id, "role changed in a live session");
+    Ok(Json(snapshot(&locked)).into_response())
+}
+
+/// `GET /classroom/api/sessions/{sid}/token` -> `{app, token, channel, cursor}`
+/// (members): a client token for the session's channel only.
+pub async fn token(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path(sid): Path<String>,
+) -> Result<Response, ApiError> {
+    let role = session_role(&state, &sid, &who).await?;
+    let channel = channel_of(&sid)?;
+    let token = state
+        .live
+        .token(&channel, &who.user.id, &who.user.name, role)
+        .await?;
+    let mut locked = state.live.lock(&sid).await?;
+    locked.anchored().await?;
+    Ok(Json(json!({
+        "app": live::APP,
+        "token": token,
+        "channel": channel.as_str(),
+        "cursor": locked.cursor(),
+        "expires_in": live::TOKEN_TTL.as_secs(),
+    }))
+    .into_response())
+}
+
+/// `{session, snapshot, cursor}` of a locked session.
+fn snapshot(locked: &Locked<'_>) -> serde_json::Value {
+    json!({
+        "session": SessionView::from(locked.session()),
+        "snapshot": locked.doc(),
+        "cursor": locked.cursor(),
+    })
+}
+
+/// The caller's role in the session's course: `404 session_not_found`, `403
+/// forbidden` for a non-member.
+async fn session_role(state: &ClassroomState, sid: &str, who: &SignedIn) -> Result<Role, ApiError> {
+    channel_of(sid)?;
+    let session = state
+        .store
+        .live_session(sid)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(live::not_found)?;
+    state
+        .store
+        .role(&session.course_id, &who.user.id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Forbidden,
+                "you are not a member of this session's course; join it with its code",
+            )
+        })
+}
+
+/// The session under its lock, refused with `409 invalid_state` unless live.
+async fn live_session<'a>(state: &'a ClassroomState, sid: &str) -> Result<Locked<'a>, ApiError> {
+    let locked = state.live.lock(sid).await?;
+    let now = locked.doc().state;
+    if now != LiveState::Live {
+        return Err(invalid_state(
+            now,
+            "hands are raised and lowered only while it is live",
+        ));
+    }
+    Ok(locked)
+}
+
+fn staff(role: Role, what: &str) -> Result<(), ApiError> {
+    if role.is_staff() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("only the course's trainers and co-trainers may {what}"),
+        ))
+    }
+}
+
+fn invalid_state(now: LiveState, why: &str) -> ApiError {
+    let message = if now == LiveState::Ended {
+        format!("the session has ended and cannot be changed; {why}")
+    } else {
+        format!("the session is {}; {why}", now.as_str())
+    };
+    ApiError::new(ErrorCode::InvalidState, message)
+}

@@ -1,0 +1,19 @@
+-- The live classroom's live sessions (SQLite). A session's state document (`doc`,
+-- JSON) is what its screens load; `cursor` is the Herald cursor of the session's
+-- channel the document is valid at (empty before the first event). Times are
+-- Unix milliseconds.
+
+CREATE TABLE class_live_sessions (
+    id         TEXT   PRIMARY KEY NOT NULL,
+    course_id  TEXT   NOT NULL REFERENCES class_courses(id) ON DELETE CASCADE,
+    title      TEXT   NOT NULL,
+    state      TEXT   NOT NULL CHECK (state IN ('scheduled', 'live', 'paused', 'ended')),
+    created_at BIGINT NOT NULL,
+    started_at BIGINT,
+    ended_at   BIGINT,
+    doc        TEXT   NOT NULL,
+    cursor     TEXT   NOT NULL DEFAULT '',
+    updated_at BIGINT NOT NULL
+);
+
+CREATE INDEX class_live_sessions_course ON class_live_sessions (course_id, created_at);

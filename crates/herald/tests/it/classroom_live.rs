@@ -1,0 +1,676 @@
+//! Live sessions over real HTTP and SSE: the snapshot + cursor model, state
+//! transitions, raised hands, promotion, refusals, a restart, presence.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::classroom::{code, Browser};
+use crate::support::*;
+
+/// A course with a trainer and a student in it, on `server`.
+struct Class {
+    trainer: Browser,
+    trainer_id: String,
+    student: Browser,
+    student_id: String,
+    course_id: String,
+    join_code: String,
+}
+
+impl Class {
+    async fn new(server: &TestServer) -> Class {
+        let mut trainer = Browser::new(server);
+        let trainer_id = trainer.new_account("Tess").await;
+        let (status, v) = trainer.post("/courses", json!({ "title": "Physics" })).await;
+        assert_eq!(status, 201, "{v}");
+        let course_id = v["course"]["id"].as_str().unwrap().to_owned();
+        let join_code = v["course"]["join_code"].as_str().unwrap().to_owned();
+        let mut student = Browser::new(server);
+        let student_id = student.new_account("Sam").await;
+        join(&student, &join_code).await;
+        Class {
+            trainer,
+            trainer_id,
+            student,
+            student_id,
+            course_id,
+            join_code,
+        }
+    }
+
+    /// Creates a session as the trainer; returns its id.
+    async fn session(&self, title: &str) -> String {
+        let (status, v) = self
+            .trainer
+            .post(
+                &format!("/courses/{}/sessions", self.course_id),
+                json!({ "title": title }),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        assert_eq!(v["session"]["state"], "scheduled");
+        v["session"]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Another member of the course, as a student.
+    async fn another_student(&self, server: &TestServer, name: &str) -> (Browser, String) {
+        let mut b = Browser::new(server);
+        let id = b.new_account(name).await;
+        join(&b, &self.join_code).await;
+        (b, id)
+    }
+}
+
+async fn join(b: &Browser, join_code: &str) {
+    let (status, v) = b.post("/courses/join", json!({ "code": join_code })).await;
+    assert_eq!(status, 200, "{v}");
+}
+
+impl Browser {
+    async fn act(&self, sid: &str, action: &str) -> (u16, Value) {
+        self.post(&format!("/sessions/{sid}/{action}"), json!({})).await
+    }
+
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(Method::DELETE, path, json!({})).await
+    }
+
+    /// `GET sessions/{sid}`, asserted 200.
+    async fn snapshot(&self, sid: &str) -> Value {
+        let (status, v) = self.get(&format!("/sessions/{sid}")).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    /// `GET sessions/{sid}/token`, asserted 200.
+    async fn live_token(&self, sid: &str) -> Value {
+        let (status, v) = self.get(&format!("/sessions/{sid}/token")).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+}
+
+/// An SSE stream on the session's channel with a token from `token`, from `cursor`.
+async fn subscribe(server: &TestServer, token: &Value, cursor: Option<&str>) -> Sse {
+    let mut url = format!(
+        "{}/v1/apps/classroom/events?channel={}&token={}",
+        server.url,
+        enc(token["channel"].as_str().unwrap()),
+        token["token"].as_str().unwrap()
+    );
+    if let Some(c) = cursor {
+        url.push_str(&format!("&cursor={}", enc(c)));
+    }
+    let sse = Sse::connect(&url, None).await;
+    assert_eq!(sse.status, 200, "SSE on the session's channel");
+    sse
+}
+
+/// The next event that is not a presence event.
+async fn next_change(sse: &mut Sse) -> SseEvent {
+    loop {
+        let ev = sse.next_event().await;
+        if ev.event != "presence" {
+            return ev;
+        }
+    }
+}
+
+/// The offset a single-channel cursor names (decoded for the test only: clients
+/// treat cursors as opaque).
+fn cursor_offset(cursor: &str) -> u64 {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    raw.rsplit('|').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_late_joiner_loads_the_snapshot_and_gets_the_next_change_only() {
+    let server = TestServer::start().await;
+    let class = Class::new(&server).await;
+    let sid = class.session("Week 1").await;
+
+    let (status, v) = class
+        .student
+        .get(&format!("/courses/{}/sessions", class.course_id))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["sessions"][0]["id"], sid.as_str());
+    assert_eq!(v["sessions"][0]["channel"], format!("class:{sid}"));
+
+    let (status, v) = class.trainer.act(&sid, "start").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["snapshot"]["state"], "live");
+    assert!(v["snapshot"]["started_at"].as_i64().unwrap() > 0);
+
+    let (status, v) = class
+        .student
+        .post(&format!("/sessions/{sid}/hand"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let hands = v["snapshot"]["hands"].clone();
+    assert_eq!(hands.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(hands[0]["user_id"], class.student_id.as_str());
+    assert_eq!(hands[0]["name"], "Sam");
+    // Raising again changes nothing (no new event: the cursor stays).
+    let (status, again) = class
+        .student
+        .post(&format!("/sessions/{sid}/hand"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["snapshot"]["hands"], hands);
+    assert_eq!(again["cursor"], v["cursor"]);
+
+    // A second student raises later: the queue is ordered by time of raise.
+    let (other, other_id) = class.another_student(&server, "Olga").await;
+    let (status, _) = other.post(&format!("/sessions/{sid}/hand"), json!({})).await;
+    assert_eq!(status, 200);
+
+    // The late joiner: one round trip gives state, hands and the cursor.
+    let (late, _) = class.another_student(&server, "Lea").await;
+    let snap = late.snapshot(&sid).await;
+    assert_eq!(snap["role"], "student");
+    assert_eq!(snap["session"]["id"], sid.as_str());
+    assert_eq!(snap["snapshot"]["state"], "live");
+    let queue: Vec<&str> = snap["snapshot"]["hands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(queue, [class.student_id.as_str(), other_id.as_str()]);
+    let cursor = snap["cursor"].as_str().unwrap().to_owned();
+    // start, two raises: three events on the channel.
+    assert_eq!(cursor_offset(&cursor), 3);
+
+    let token = late.live_token(&sid).await;
+    assert_eq!(token["app"], "classroom");
+    assert_eq!(token["channel"], format!("class:{sid}"));
+    let mut sse = subscribe(&server, &token, Some(&cursor)).await;
+
+    // The trainer lowers the first hand: the late joiner gets exactly that.
+    let (status, v) = class
+        .trainer
+        .delete(&format!("/sessions/{sid}/hands/{}", class.student_id))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let ev = next_change(&mut sse).await;
+    assert_eq!(ev.event, "hands", "{ev:?}");
+    let env = ev.json();
+    assert_eq!(env["offset"], 4, "the next change, nothing before it: {env}");
+    let left: Vec<&str> = env["data"]["hands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, [other_id.as_str()], "the whole new queue: {env}");
+    assert_eq!(
+        ev.id.as_deref(),
+        v["cursor"].as_str(),
+        "the event's cursor is the new snapshot's"
+    );
+    sse.assert_quiet_but_presence(Duration::from_millis(300)).await;
+
+    // Olga lowers her own hand; then the trainer lowers all (nothing left: no event).
+    let (status, _) = other.delete(&format!("/sessions/{sid}/hand")).await;
+    assert_eq!(status, 200);
+    let ev = next_change(&mut sse).await;
+    assert_eq!(
+        (ev.event.as_str(), ev.json()["data"].clone()),
+        ("hands", json!({ "hands": [] }))
+    );
+    let (status, v) = class.trainer.delete(&format!("/sessions/{sid}/hands")).await;
+    assert_eq!(status, 200, "{v}");
+    sse.assert_quiet_but_presence(Duration::from_millis(300)).await;
+
+    // Lower all with hands up: one event with the empty queue.
+    for b in [&class.student, &other] {
+        assert_eq!(b.post(&format!("/sessions/{sid}/hand"), json!({})).await.0, 200);
+    }
+    assert_eq!(
+        next_change(&mut sse).await.json()["data"]["hands"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        next_change(&mut sse).await.json()["data"]["hands"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (status, _) = class.trainer.delete(&format!("/sessions/{sid}/hands")).await;
+    assert_eq!(status, 200);
+    let ev = next_change(&mut sse).await;
+    assert_eq!(ev.json()["data"], json!({ "hands": [] }));
+}
+
+#[tokio::test]
+async fn states_move_forward_and_refuse_what_does_not_fit() {
+    let server = TestServer::start().await;
+    let class = Class::new(&server).await;
+    let sid = class.session("Week 2").await;
+    let token = class.student.live_token(&sid).await;
+    let snap = class.student.snapshot(&sid).await;
+    assert_eq!(snap["snapshot"]["state"], "scheduled");
+    let mut sse = subscribe(&server, &token, snap["cursor"].as_str()).await;
+
+    for action in ["pause", "resume"] {
+        assert_refused(&class.trainer.act(&sid, action).await, 409, "invalid_state");
+    }
+    assert_refused(
+        &class
+            .student
+            .post(&format!("/sessions/{sid}/hand"), json!({}))
+            .await,
+        409,
+        "invalid_state",
+    );
+    let expect_state = |ev: SseEvent, state: &str| {
+        assert_eq!(ev.event, "session.state", "{ev:?}");
+        assert_eq!(ev.json()["data"]["state"], state, "{ev:?}");
+    };
+
+    assert_eq!(class.trainer.act(&sid, "start").await.0, 200);
+    expect_state(next_change(&mut sse).await, "live");
+    assert_refused(&class.trainer.act(&sid, "start").await, 409, "invalid_state");
+    assert_refused(&class.trainer.act(&sid, "resume").await, 409, "invalid_state");
+
+    assert_eq!(class.trainer.act(&sid, "pause").await.0, 200);
+    expect_state(next_change(&mut sse).await, "paused");
+    assert_refused(
+        &class
+            .student
+            .post(&format!("/sessions/{sid}/hand"), json!({}))
+            .await,
+        409,
+        "invalid_state",
+    );
+    assert_refused(&class.trainer.act(&sid, "pause").await, 409, "invalid_state");
+
+    assert_eq!(class.trainer.act(&sid, "resume").await.0, 200);
+    expect_state(next_change(&mut sse).await, "live");
+
+    let (status, v) = class.trainer.act(&sid, "end").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["session"]["state"], "ended");
+    assert!(v["snapshot"]["ended_at"].as_i64().unwrap() >= v["snapshot"]["started_at"].as_i64().unwrap());
+    let ev = next_change(&mut sse).await;
+    expect_state(ev.clone(), "ended");
+    assert!(ev.json()["data"]["ended_at"].as_i64().is_some());
+
+    // Ended is final.
+    for action in ["start", "pause", "resume", "end"] {
+        assert_refused(&class.trainer.act(&sid, action).await, 409, "invalid_state");
+    }
+    assert_refused(
+        &class
+            .student
+            .post(&format!("/sessions/{sid}/hand"), json!({}))
+            .await,
+        409,
+        "invalid_state",
+    );
+    assert_refused(
+        &class
+            .trainer
+            .post(
+                &format!("/sessions/{sid}/roster/{}", class.student_id),
+                json!({ "role": "observer" }),
+            )
+            .await,
+        409,
+        "invalid_state",
+    );
+    sse.assert_quiet_but_presence(Duration::from_millis(300)).await;
+    // Still readable.
+    assert_eq!(class.student.snapshot(&sid).await["snapshot"]["state"], "ended");
+
+    // A scheduled session may be ended without starting.
+    let other = class.session("Cancelled").await;
+    assert_eq!(class.trainer.act(&other, "end").await.0, 200);
+    let (_, list) = class
+        .trainer
+        .get(&format!("/courses/{}/sessions", class.course_id))
+        .await;
+    let states: Vec<(&str, &str)> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["title"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [("Cancelled", "ended"), ("Week 2", "ended")],
+        "newest first"
+    );
+}
+
+#[tokio::test]
+async fn forged_and_foreign_requests_are_refused() {
+    let server = TestServer::start().await;
+    let class = Class::new(&server).await;
+    let sid = class.session("Week 3").await;
+    assert_eq!(class.trainer.act(&sid, "start").await.0, 200);
+    let (olga, olga_id) = class.another_student(&server, "Olga").await;
+    assert_eq!(
+        olga.post(&format!("/sessions/{sid}/hand"), json!({})).await.0,
+        200
+    );
+    let before = class.trainer.snapshot(&sid).await;
+
+    // A student forging staff actions.
+    let s = &class.student;
+    assert_refused(
+        &s.post(
+            &format!("/courses/{}/sessions", class.course_id),
+            json!({ "title": "Mine" }),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    for action in ["start", "pause", "resume", "end"] {
+        assert_refused(&s.act(&sid, action).await, 403, "forbidden");
+    }
+    assert_refused(
+        &s.delete(&format!("/sessions/{sid}/hands/{olga_id}")).await,
+        403,
+        "forbidden",
+    );
+    assert_refused(
+        &s.delete(&format!("/sessions/{sid}/hands")).await,
+        403,
+        "forbidden",
+    );
+    assert_refused(
+        &s.post(
+            &format!("/sessions/{sid}/roster/{}", class.student_id),
+            json!({ "role": "trainer" }),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    // Lowering your own hand does not lower anyone else's.
+    assert_eq!(s.delete(&format!("/sessions/{sid}/hand")).await.0, 200);
+    // Without the CSRF header, nothing happens either.
+    let mut no_csrf = Browser::new(&server);
+    no_csrf.http = s.http.clone();
+    assert_refused(&no_csrf.act(&sid, "end").await, 403, "csrf_failed");
+    // Trainers do not raise hands.
+    assert_refused(
+        &class
+            .trainer
+            .post(&format!("/sessions/{sid}/hand"), json!({}))
+            .await,
+        403,
+        "forbidden",
+    );
+    assert_eq!(
+        class.trainer.snapshot(&sid).await["snapshot"],
+        before["snapshot"],
+        "nothing changed"
+    );
+    assert_eq!(class.trainer.snapshot(&sid).await["cursor"], before["cursor"]);
+
+    // Someone who is not in the course.
+    let mut stranger = Browser::new(&server);
+    stranger.new_account("Stan").await;
+    assert_refused(&stranger.get(&format!("/sessions/{sid}")).await, 403, "forbidden");
+    assert_refused(
+        &stranger.get(&format!("/sessions/{sid}/token")).await,
+        403,
+        "forbidden",
+    );
+    assert_refused(
+        &stranger.post(&format!("/sessions/{sid}/hand"), json!({})).await,
+        403,
+        "forbidden",
+    );
+    assert_refused(
+        &stranger
+            .get(&format!("/courses/{}/sessions", class.course_id))
+            .await,
+        403,
+        "forbidden",
+    );
+    // Not signed in at all.
+    let anonymous = Browser::new(&server);
+    assert_refused(
+        &anonymous.get(&format!("/sessions/{sid}")).await,
+        401,
+        "unauthorized",
+    );
+    // Unknown sessions, and ids no session can have.
+    for bad in ["s_0000", "nope", "s_a%23b"] {
+        assert_refused(
+            &class.trainer.get(&format!("/sessions/{bad}")).await,
+            404,
+            "session_not_found",
+        );
+        assert_refused(&class.trainer.act(bad, "start").await, 404, "session_not_found");
+    }
+    // Bad input.
+    assert_refused(
+        &class
+            .trainer
+            .post(
+                &format!("/courses/{}/sessions", class.course_id),
+                json!({ "title": " " }),
+            )
+            .await,
+        400,
+        "invalid_name",
+    );
+    assert_refused(
+        &class
+            .trainer
+            .post(
+                &format!("/sessions/{sid}/roster/{olga_id}"),
+                json!({ "role": "boss" }),
+            )
+            .await,
+        400,
+        "invalid_parameter",
+    );
+    assert_refused(
+        &class
+            .trainer
+            .post(
+                &format!("/sessions/{sid}/roster/u_nobody"),
+                json!({ "role": "student" }),
+            )
+            .await,
+        404,
+        "member_not_found",
+    );
+    assert_refused(
+        &class
+            .trainer
+            .post(
+                &format!("/sessions/{sid}/roster/{}", class.trainer_id),
+                json!({ "role": "student" }),
+            )
+            .await,
+        409,
+        "last_trainer",
+    );
+
+    // The token is for this channel only, and cannot publish.
+    let token = class.student.live_token(&sid).await;
+    let other_channel = format!(
+        "{}/v1/apps/classroom/events?channel=class:s_other&token={}",
+        server.url,
+        token["token"].as_str().unwrap()
+    );
+    assert_eq!(Sse::connect(&other_channel, None).await.status, 403);
+    let (status, v) = server
+        .call(
+            Method::POST,
+            "/v1/apps/classroom/publish",
+            token["token"].as_str(),
+            Some(json!({ "channel": token["channel"], "event": "hands", "data": {"hands": []} }).to_string()),
+        )
+        .await;
+    assert!(
+        status == 403 || status == 401,
+        "a client token cannot publish: {status} {v}"
+    );
+
+    // Promotion during the session: the course role changes, the channel says so,
+    // and the new co-trainer may run the session.
+    let snap = olga.snapshot(&sid).await;
+    let mut sse = subscribe(&server, &olga.live_token(&sid).await, snap["cursor"].as_str()).await;
+    let (status, v) = class
+        .trainer
+        .post(
+            &format!("/sessions/{sid}/roster/{olga_id}"),
+            json!({ "role": "co_trainer" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["snapshot"]["roles"][&olga_id], "co_trainer");
+    let ev = next_change(&mut sse).await;
+    assert_eq!(ev.event, "roster.role");
+    assert_eq!(
+        ev.json()["data"],
+        json!({ "roles": { olga_id.clone(): "co_trainer" } })
+    );
+    let (_, roster) = olga.get(&format!("/courses/{}/roster", class.course_id)).await;
+    let role = roster["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == olga_id.as_str())
+        .map(|m| m["role"].clone());
+    assert_eq!(role, Some(json!("co_trainer")));
+    assert_eq!(olga.snapshot(&sid).await["role"], "co_trainer");
+    let (status, v) = olga.delete(&format!("/sessions/{sid}/hands")).await;
+    assert_eq!(status, 200, "the new co-trainer lowers hands: {v}");
+    assert_eq!(olga.act(&sid, "pause").await.0, 200);
+    assert_eq!(code(&olga.act(&sid, "pause").await.1), "invalid_state");
+}
+
+#[tokio::test]
+async fn after_a_restart_the_snapshot_is_the_same_and_its_cursor_works() {
+    let server = TestServer::start().await;
+    let mut class = Class::new(&server).await;
+    let sid = class.session("Week 4").await;
+    assert_eq!(class.trainer.act(&sid, "start").await.0, 200);
+    assert_eq!(
+        class
+            .student
+            .post(&format!("/sessions/{sid}/hand"), json!({}))
+            .await
+            .0,
+        200
+    );
+    let before = class.student.snapshot(&sid).await;
+
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    // Same browsers (cookies), new address.
+    for b in [&mut class.trainer, &mut class.student] {
+        b.base = format!("{}/classroom/api", server.url);
+    }
+    let after = class.student.snapshot(&sid).await;
+    assert_eq!(
+        after["snapshot"], before["snapshot"],
+        "the document outlives the process"
+    );
+    assert_eq!(after["session"], before["session"]);
+    let cursor = after["cursor"].as_str().unwrap().to_owned();
+
+    // The in-memory broker lost the channel: the old cursor is a reset, the new
+    // snapshot's cursor carries on.
+    let token = class.student.live_token(&sid).await;
+    let mut old = subscribe(&server, &token, before["cursor"].as_str()).await;
+    let ev = next_change(&mut old).await;
+    assert_eq!(ev.event, "reset", "{ev:?}");
+    drop(old);
+
+    let mut sse = subscribe(&server, &token, Some(&cursor)).await;
+    let (status, _) = class
+        .trainer
+        .delete(&format!("/sessions/{sid}/hands/{}", class.student_id))
+        .await;
+    assert_eq!(status, 200);
+    let ev = next_change(&mut sse).await;
+    assert_eq!(ev.event, "hands", "{ev:?}");
+    assert_eq!(ev.json()["data"], json!({ "hands": [] }));
+    assert_eq!(ev.json()["offset"], cursor_offset(&cursor) + 1);
+
+    // The saved cursor is the one of that change.
+    let latest = class.student.snapshot(&sid).await;
+    assert_eq!(latest["cursor"].as_str(), ev.id.as_deref());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn presence_on_the_session_channel_lists_names_and_roles() {
+    let server = TestServer::start().await;
+    let class = Class::new(&server).await;
+    let sid = class.session("Week 5").await;
+    assert_eq!(class.trainer.act(&sid, "start").await.0, 200);
+
+    let trainer_token = class.trainer.live_token(&sid).await;
+    let mut trainer_sse = subscribe(&server, &trainer_token, None).await;
+    let student_token = class.student.live_token(&sid).await;
+    let _student_sse = subscribe(&server, &student_token, None).await;
+
+    // The trainer's screen sees the student join, with name and role.
+    let join = loop {
+        let ev = trainer_sse.next_event().await;
+        if ev.event == "presence" && ev.json()["user"] == class.student_id.as_str() {
+            break ev.json();
+        }
+    };
+    assert_eq!(join["action"], "join");
+    assert_eq!(join["info"], json!({ "name": "Sam", "role": "student" }));
+
+    // The presence API lists both.
+    let path = format!(
+        "/v1/apps/classroom/channels/{}/presence",
+        enc(&format!("class:{sid}"))
+    );
+    let members = eventually("both are present", WAIT, || async {
+        let (status, v) = server.get_within(&path, Some(&server.admin_key)).await;
+        assert_eq!(status, 200, "{v}");
+        let m = v["members"].as_array().unwrap().clone();
+        (m.len() == 2).then_some(m)
+    })
+    .await;
+    let find = |id: &str| members.iter().find(|m| m["user"] == id).unwrap()["info"].clone();
+    assert_eq!(
+        find(&class.student_id),
+        json!({ "name": "Sam", "role": "student" })
+    );
+    assert_eq!(
+        find(&class.trainer_id),
+        json!({ "name": "Tess", "role": "trainer" })
+    );
+}
+
+impl Sse {
+    /// Asserts that nothing but presence events arrives within `d`.
+    async fn assert_quiet_but_presence(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_within(left).await {
+                Err(()) => return,
+                Ok(Some(ev)) if ev.event == "presence" => continue,
+                Ok(other) => panic!("expected nothing, got {other:?}"),
+            }
+        }
+    }
+}
