@@ -4,6 +4,7 @@
 // back button work.
 
 import { api, ApiError } from './api.js';
+import { leaveSession, sessionsApi, sessionView } from './session.js';
 
 const app = document.getElementById('app');
 const status = document.getElementById('status');
@@ -184,9 +185,32 @@ async function courseView(id) {
             } catch (err) { e.target.checked = !e.target.checked; say(err.message, 'error'); }
           },
         }), ' Let guests join live sessions by name')) : null),
+    await sessionsSection(id, staff),
     h('section', { 'aria-labelledby': 'roster-title', class: 'card' },
       h('h2', { id: 'roster-title', text: `Roster (${members.length})` }), roster),
   );
+}
+
+const SESSION_STATE = { scheduled: 'not started', live: 'live now', paused: 'paused', ended: 'ended' };
+
+async function sessionsSection(courseId, staff) {
+  let sessions = [];
+  try {
+    ({ sessions } = await sessionsApi.list(courseId));
+  } catch (err) {
+    say(err.message, 'error');
+  }
+  return h('section', { 'aria-labelledby': 'sessions-title', class: 'card' },
+    h('h2', { id: 'sessions-title', text: 'Live sessions' }),
+    h('ul', { 'aria-label': 'Sessions', class: 'courses' },
+      sessions.length === 0 ? h('li', { class: 'empty', text: staff ? 'No session yet: create one below.' : 'No session yet.' }) : null,
+      sessions.map((x) => h('li', {},
+        h('a', { href: `#/session/${encodeURIComponent(x.id)}`, text: x.title }),
+        ' ', h('span', { class: 'role', text: SESSION_STATE[x.state] || x.state })))),
+    staff ? form('new-session', 'Create session', [field('session-title-input', 'Session title', { required: true, maxlength: 120 })], async (d) => {
+      const { session } = await sessionsApi.create(courseId, d.get('session-title-input'));
+      location.hash = `#/session/${encodeURIComponent(session.id)}`;
+    }) : null);
 }
 
 function roleSelect(courseId, m) {
@@ -206,6 +230,7 @@ function roleSelect(courseId, m) {
 
 async function route() {
   const hash = location.hash || '#/';
+  leaveSession();
   try {
     if (!me) {
       try {
@@ -218,6 +243,8 @@ async function route() {
     if (!me) return signInView();
     const join = hash.match(/^#\/join\/(.+)$/);
     if (join) return await joinWith(decodeURIComponent(join[1]));
+    const session = hash.match(/^#\/session\/(.+)$/);
+    if (session) return await sessionView(app, decodeURIComponent(session[1]), { h, say, me: () => me, reload: route });
     const course = hash.match(/^#\/course\/(.+)$/);
     if (course) return await courseView(decodeURIComponent(course[1]));
     return await coursesView();

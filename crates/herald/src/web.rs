@@ -16,6 +16,7 @@ const DEVELOPERS: &str = include_str!("../../../web/developers.html");
 const CLASS_HTML: &str = include_str!("../../../web/classroom/index.html");
 const CLASS_APP: &str = include_str!("../../../web/classroom/app.js");
 const CLASS_API: &str = include_str!("../../../web/classroom/api.js");
+const CLASS_SESSION: &str = include_str!("../../../web/classroom/session.js");
 const CLASS_CSS: &str = include_str!("../../../web/classroom/style.css");
 const SDK: &str = include_str!("../../../web/sdk/herald.js");
 const DEMO_HTML: &str = include_str!("../../../web/demo/index.html");
@@ -44,6 +45,10 @@ pub fn routes(node: Node, demo: bool) -> Router {
         .route(
             "/classroom/app.js",
             get(|| async { asset(CLASS_APP, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/classroom/session.js",
+            get(|| async { asset(CLASS_SESSION, "text/javascript; charset=utf-8") }),
         )
         .route(
             "/classroom/api.js",

@@ -1,0 +1,83 @@
+// A live session as a trainer and two students hold it in separate browsers: the
+// trainer starts it, a student raises a hand and the trainer sees it at once, a
+// student who reloads or joins late lands on the same state, the trainer lowers
+// the hand and ends the session, and every screen follows.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { launch, startHerald } from './harness.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startHerald();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.cleanup();
+});
+
+async function signUp(page, name, email, next = '/') {
+  await page.goto(`${server.url}${next}`);
+  await page.getByLabel('Your name', { exact: true }).fill(name);
+  await page.getByLabel('Email address', { exact: true }).fill(email);
+  await page.getByLabel('Choose a password', { exact: true }).fill('correct horse battery');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByText(`Signed in as ${name}`).waitFor({ timeout: 10000 });
+}
+
+const hands = (page) => page.getByRole('list', { name: 'Raised hands' });
+
+test('a live session: start, raise a hand, late joiner, lower, end', async () => {
+  const ctx = [await browser.newContext(), await browser.newContext(), await browser.newContext()];
+  const [trainer, sam, lea] = await Promise.all(ctx.map((c) => c.newPage()));
+
+  await signUp(trainer, 'Tina Trainer', 'tina.live@example.org');
+  await trainer.getByLabel('Course title', { exact: true }).fill('Physics');
+  await trainer.getByRole('button', { name: 'Create course' }).click();
+  await trainer.getByRole('heading', { name: 'Physics' }).waitFor({ timeout: 10000 });
+  const link = await trainer.locator('#join-link').getAttribute('href');
+  await trainer.getByLabel('Session title', { exact: true }).fill('Week 1');
+  await trainer.getByRole('button', { name: 'Create session' }).click();
+  await trainer.getByRole('heading', { name: 'Week 1' }).waitFor({ timeout: 10000 });
+  await trainer.getByRole('button', { name: 'Start the session' }).click();
+  await trainer.locator('#session-state').filter({ hasText: 'Live' }).waitFor({ timeout: 10000 });
+  const sessionUrl = trainer.url().replace(/^https?:\/\/[^/]+/, '');
+
+  // Sam joins the course by its link, opens the session and raises a hand.
+  await signUp(sam, 'Sam Student', 'sam.live@example.org', link.replace(/^https?:\/\/[^/]+/, ''));
+  await sam.getByRole('heading', { name: 'Physics' }).waitFor({ timeout: 10000 });
+  await sam.getByRole('link', { name: 'Week 1' }).click();
+  await sam.locator('#session-state').filter({ hasText: 'Live' }).waitFor({ timeout: 10000 });
+  await sam.locator('#connection').filter({ hasText: 'Live updates on.' }).waitFor({ timeout: 15000 });
+  await sam.getByRole('button', { name: 'Raise my hand' }).click();
+  await hands(trainer).getByText('Sam Student').waitFor({ timeout: 10000 });
+  await sam.getByRole('button', { name: 'Lower my hand' }).waitFor({ timeout: 10000 });
+
+  // Lea joins late and sees the same state: live, Sam's hand up.
+  await signUp(lea, 'Lea Late', 'lea.live@example.org', link.replace(/^https?:\/\/[^/]+/, ''));
+  await lea.getByRole('heading', { name: 'Physics' }).waitFor({ timeout: 10000 });
+  await lea.goto(`${server.url}${sessionUrl}`);
+  await lea.locator('#session-state').filter({ hasText: 'Live' }).waitFor({ timeout: 10000 });
+  await hands(lea).getByText('Sam Student').waitFor({ timeout: 10000 });
+  await lea.locator('#connection').filter({ hasText: 'Live updates on.' }).waitFor({ timeout: 15000 });
+  assert.equal(await lea.getByRole('button', { name: /Lower .*hand/ }).count(), 0, 'students cannot lower others');
+
+  // The trainer lowers Sam's hand: every screen follows; Sam reloads and agrees.
+  await trainer.getByRole('button', { name: "Lower Sam Student's hand" }).click();
+  await hands(lea).getByText('No hand raised.').waitFor({ timeout: 10000 });
+  await hands(sam).getByText('No hand raised.').waitFor({ timeout: 10000 });
+  await sam.reload();
+  await hands(sam).getByText('No hand raised.').waitFor({ timeout: 10000 });
+  await sam.getByRole('button', { name: 'Raise my hand' }).waitFor({ timeout: 10000 });
+
+  // The trainer ends it; the students see it ended and can no longer raise a hand.
+  await trainer.getByRole('button', { name: 'End the session' }).click();
+  for (const p of [sam, lea]) {
+    await p.locator('#session-state').filter({ hasText: 'Ended' }).waitFor({ timeout: 10000 });
+    assert.equal(await p.getByRole('button', { name: 'Raise my hand' }).count(), 0);
+  }
+  for (const c of ctx) await c.close();
+});
