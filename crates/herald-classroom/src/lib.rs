@@ -5,7 +5,7 @@
 //! One module per noun: [`accounts`] (sign-up, sign-in, sign-out, who am I),
 //! [`auth`] (the session cookie and the CSRF check every state-changing request
 //! passes), [`courses`] (courses, join codes, the roster and roles),
-//! [`sessions`] (live sessions over HTTP) and [`live`] (the per-session
+//! [`sessions`] (live sessions over HTTP), [`questions`] (Q&A) and [`live`] (the per-session
 //! sequencer that publishes their events and saves their documents). Rows live
 //! in a [`ClassroomStore`]; errors are herald-server's [`ApiError`], so a refusal
 //! here looks like a refusal anywhere else in Herald.
@@ -18,13 +18,14 @@ pub mod accounts;
 pub mod auth;
 pub mod courses;
 pub mod live;
+pub mod questions;
 pub mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use herald_node::{Node, NodeError};
 use herald_protocol::ErrorCode;
@@ -135,6 +136,32 @@ pub fn routes(state: ClassroomState) -> Router {
             post(sessions::set_role),
         )
         .route("/classroom/api/sessions/{sid}/token", get(sessions::token))
+        .route("/classroom/api/sessions/{sid}/qa", patch(questions::settings))
+        .route("/classroom/api/sessions/{sid}/questions", post(questions::ask))
+        .route(
+            "/classroom/api/sessions/{sid}/questions.csv",
+            get(questions::export_csv),
+        )
+        .route(
+            "/classroom/api/sessions/{sid}/questions.md",
+            get(questions::export_md),
+        )
+        .route(
+            "/classroom/api/sessions/{sid}/questions/{qid}",
+            patch(questions::edit).delete(questions::withdraw),
+        )
+        .route(
+            "/classroom/api/sessions/{sid}/questions/{qid}/vote",
+            post(questions::vote).delete(questions::unvote),
+        )
+        .route(
+            "/classroom/api/sessions/{sid}/questions/{qid}/state",
+            post(questions::set_state),
+        )
+        .route(
+            "/classroom/api/sessions/{sid}/questions/{qid}/answer",
+            post(questions::answer),
+        )
         .with_state(state)
 }
 

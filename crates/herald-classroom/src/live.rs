@@ -1,7 +1,7 @@
 //! The sequencer of live sessions: every change to a session, one at a time.
 //!
 //! Each live session has a **state document** ([`Doc`]: its state, the hand
-//! queue, the roles changed during it; later the questions, polls, slide) and
+//! queue, the roles changed during it; the questions; later polls, slides) and
 //! a Herald channel, `class:{session_id}` in the internal app [`APP`]. A change
 //! runs under the session's own async mutex ([`Live::lock`]):
 //!
@@ -33,7 +33,7 @@
 //! (`pg_advisory_xact_lock` on the session id, re-reading the row under it),
 //! run the classroom's live sessions on one node.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,6 +55,10 @@ pub const NAMESPACE: &str = "class";
 pub const TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// Sessions whose sequencer slot (and cached document) is kept while unused.
 const MAX_IDLE_SLOTS: usize = 1024;
+/// The window of the per-user rate limits ([`Live::within_rate`]).
+const RATE_WINDOW_MS: i64 = 60_000;
+/// Users x kinds tracked before idle entries are dropped.
+const MAX_RATE_ENTRIES: usize = 10_000;
 
 /// The options of the [`NAMESPACE`] namespace, unless the configuration names
 /// it: presence with join/leave events, no client publishing (only the
@@ -117,6 +121,132 @@ pub struct Doc {
     /// role of the course's roster.
     #[serde(default)]
     pub roles: BTreeMap<String, Role>,
+    /// The Q&A settings.
+    #[serde(default)]
+    pub qa: QaSettings,
+    /// Every question, oldest first, with everything about it (pending text,
+    /// authors, private answers, voters): never sent as is; see
+    /// [`crate::questions`] for the views.
+    #[serde(default)]
+    pub questions: Vec<Question>,
+    /// Bumped on every change to a pending question (asked, edited, withdrawn,
+    /// held back, published): a staff screen reloads its snapshot when the
+    /// value in an event differs from its own.
+    #[serde(default)]
+    pub held_back_rev: u64,
+}
+
+/// The session's Q&A settings, which staff toggle during the session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QaSettings {
+    /// Students may ask without their name.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// New questions wait (`pending`) until staff publish them.
+    #[serde(default)]
+    pub moderation: bool,
+}
+
+/// Where a question is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionState {
+    /// Held back for moderation: staff (and the author) only.
+    Pending,
+    /// Visible to all.
+    Published,
+    /// Marked by staff.
+    Starred,
+    /// Being answered now (at most one per session).
+    Answering,
+    /// Answered (publicly, privately or live).
+    Answered,
+    /// Set aside by staff.
+    Dismissed,
+}
+
+impl QuestionState {
+    /// Every state.
+    pub const ALL: [QuestionState; 6] = [
+        QuestionState::Pending,
+        QuestionState::Published,
+        QuestionState::Starred,
+        QuestionState::Answering,
+        QuestionState::Answered,
+        QuestionState::Dismissed,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuestionState::Pending => "pending",
+            QuestionState::Published => "published",
+            QuestionState::Starred => "starred",
+            QuestionState::Answering => "answering",
+            QuestionState::Answered => "answered",
+            QuestionState::Dismissed => "dismissed",
+        }
+    }
+
+    /// The state of a snake_case name, or `None`.
+    pub fn parse(s: &str) -> Option<QuestionState> {
+        QuestionState::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+}
+
+/// How a question was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerMode {
+    /// A text everyone sees.
+    Public,
+    /// A text only the asker sees.
+    Private,
+    /// Answered aloud, no text.
+    Live,
+}
+
+impl AnswerMode {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerMode::Public => "public",
+            AnswerMode::Private => "private",
+            AnswerMode::Live => "live",
+        }
+    }
+}
+
+/// A question as the document keeps it (everything; screens get views).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    /// Id (`q_` + 32 hex digits).
+    pub id: String,
+    /// Who asked (kept for anonymous questions too: the author may edit them).
+    pub author_id: String,
+    /// The author's name when asking.
+    pub author_name: String,
+    /// Shown without the author's name, to everyone.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// The question, trimmed.
+    pub text: String,
+    /// Its state.
+    pub state: QuestionState,
+    /// How it was answered.
+    #[serde(default)]
+    pub answer_mode: Option<AnswerMode>,
+    /// The answer's text (public or private answers).
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// Who upvoted it, in order.
+    #[serde(default)]
+    pub voters: Vec<String>,
+    /// When it was asked, Unix milliseconds.
+    pub created_at: i64,
+    /// Last change, Unix milliseconds.
+    #[serde(default)]
+    pub updated_at: i64,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<LiveSession>>>;
@@ -128,6 +258,7 @@ pub struct Live {
     app: AppName,
     store: Arc<dyn ClassroomStore>,
     slots: Mutex<HashMap<String, Slot>>,
+    recent: Mutex<HashMap<(String, &'static str), VecDeque<i64>>>,
 }
 
 impl Live {
@@ -143,7 +274,27 @@ impl Live {
             app,
             store,
             slots: Mutex::new(HashMap::new()),
+            recent: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Counts one `kind` action of `user_id` (per node) and answers whether
+    /// it is within `max` per minute; a refused attempt is not counted.
+    pub fn within_rate(&self, user_id: &str, kind: &'static str, max: usize) -> bool {
+        let now = now_ms();
+        let mut recent = self.recent.lock();
+        if recent.len() >= MAX_RATE_ENTRIES {
+            recent.retain(|_, times| times.back().is_some_and(|t| now - t < RATE_WINDOW_MS));
+        }
+        let times = recent.entry((user_id.to_owned(), kind)).or_default();
+        while times.front().is_some_and(|t| now - t >= RATE_WINDOW_MS) {
+            times.pop_front();
+        }
+        if times.len() >= max {
+            return false;
+        }
+        times.push_back(now);
+        true
     }
 
     /// The node (for presence).
@@ -190,15 +341,16 @@ impl Live {
         })
     }
 
-    /// A client token for `user_id` on the session's channel only, with
-    /// `{name, role}` as presence info, valid for [`TOKEN_TTL`].
+    /// A client token for `user_id` on `channels` only (the session's channel
+    /// and the user's personal one), with `{name, role}` as presence info, valid
+    /// for [`TOKEN_TTL`].
     ///
     /// # Errors
     /// `app_not_found` (the classroom app was deleted), `store_unavailable`,
     /// `internal`.
     pub async fn token(
         &self,
-        channel: &ChannelName,
+        channels: &[&ChannelName],
         user_id: &str,
         name: &str,
         role: Role,
@@ -217,7 +369,7 @@ impl Live {
             nbf: None,
             iat: Some(now),
             app: Some(APP.to_owned()),
-            channels: vec![channel.as_str().to_owned()],
+            channels: channels.iter().map(|c| c.as_str().to_owned()).collect(),
             publish: Vec::new(),
             info: Some(serde_json::json!({ "name": name, "role": role })),
         };
@@ -293,6 +445,59 @@ impl Locked<'_> {
         *self.guard = Some(row.clone());
         self.row = row;
         Ok(())
+    }
+
+    /// The cursor of `channel`'s current position (its epoch and newest
+    /// offset): subscribing from it gets every later message. Read under the
+    /// lock, it matches the document for what the sequencer publishes there.
+    ///
+    /// # Errors
+    /// `broker_unavailable`.
+    pub async fn position_of(&self, channel: &ChannelName) -> Result<String, ApiError> {
+        let read = self
+            .live
+            .node
+            .history(&self.live.app, channel, Some(u64::MAX), 0)
+            .await?;
+        Ok(Position {
+            channel: channel.clone(),
+            epoch: read.epoch.to_string(),
+            offset: read.top,
+        }
+        .encode())
+    }
+
+    /// Publishes `event` with `data` on another channel of the session (a
+    /// user's personal channel), under the session's lock, after a commit.
+    ///
+    /// # Errors
+    /// Those of [`Node::publish`].
+    pub async fn notify(
+        &self,
+        channel: &ChannelName,
+        event: &str,
+        data: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let event = EventName::parse(event)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("bad classroom event name: {e}")))?;
+        self.live
+            .node
+            .publish(
+                &self.live.app,
+                PublishInput {
+                    channels: vec![channel.clone()],
+                    event,
+                    data: Arc::from(data.to_string()),
+                    idempotency_key: None,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The store, for rows written under the lock.
+    pub fn store(&self) -> &dyn ClassroomStore {
+        self.live.store.as_ref()
     }
 
     /// Applies `next` as the new document: publishes `event` with `data` (the
@@ -409,7 +614,8 @@ mod tests {
         let json = serde_json::to_value(Doc::default()).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"state":"scheduled","started_at":null,"ended_at":null,"hands":[],"roles":{}})
+            serde_json::json!({"state":"scheduled","started_at":null,"ended_at":null,"hands":[],"roles":{},
+                "qa":{"anonymous":false,"moderation":false},"questions":[],"held_back_rev":0})
         );
     }
 }

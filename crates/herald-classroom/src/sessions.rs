@@ -27,7 +27,7 @@ use serde_json::json;
 use crate::auth::SignedIn;
 use crate::courses::{membership, valid_title};
 use crate::live::{self, channel_of, Doc, Hand, Locked};
-use crate::{json, store_error, ClassroomState};
+use crate::{json, questions, store_error, ClassroomState};
 
 /// A live session as the API shows it (without its document: see `snapshot`).
 #[derive(Debug, Serialize)]
@@ -129,10 +129,14 @@ pub async fn show(
     Path(sid): Path<String>,
 ) -> Result<Response, ApiError> {
     let role = session_role(&state, &sid, &who).await?;
+    let personal = questions::personal_channel(&sid, &who.user.id)?;
     let mut locked = state.live.lock(&sid).await?;
     locked.anchored().await?;
-    let mut answer = snapshot(&locked);
+    let private_cursor = locked.position_of(&personal).await?;
+    let mut answer = snapshot(&locked, &Viewer::new(&who, role));
     answer["role"] = json!(role);
+    answer["private_channel"] = json!(personal.as_str());
+    answer["private_cursor"] = json!(private_cursor);
     Ok(Json(answer).into_response())
 }
 
@@ -215,7 +219,7 @@ async fn transition(
     let data = json!({ "state": next.state, "started_at": next.started_at, "ended_at": next.ended_at });
     locked.commit(next, "session.state", data).await?;
     tracing::info!(session = %sid, state = locked.doc().state.as_str(), by = %who.user.id, "live session state");
-    Ok(Json(snapshot(&locked)).into_response())
+    Ok(Json(snapshot(&locked, &Viewer::new(&who, role))).into_response())
 }
 
 /// `POST /classroom/api/sessions/{sid}/hand`: raise your hand (students, while
@@ -232,9 +236,10 @@ pub async fn raise_hand(
             "only students raise hands in a live session",
         ));
     }
+    let viewer = Viewer::new(&who, role);
     let mut locked = live_session(&state, &sid).await?;
     if locked.doc().hands.iter().any(|h| h.user_id == who.user.id) {
-        return Ok(Json(snapshot(&locked)).into_response());
+        return Ok(Json(snapshot(&locked, &viewer)).into_response());
     }
     let mut next = locked.doc().clone();
     next.hands.push(Hand {
@@ -242,7 +247,7 @@ pub async fn raise_hand(
         name: who.user.name.clone(),
         raised_at: live::now_ms(),
     });
-    commit_hands(&mut locked, next).await
+    commit_hands(&mut locked, next, &viewer).await
 }
 
 /// `DELETE /classroom/api/sessions/{sid}/hand`: lower your own hand (members,
@@ -252,8 +257,8 @@ pub async fn lower_own_hand(
     who: SignedIn,
     Path(sid): Path<String>,
 ) -> Result<Response, ApiError> {
-    session_role(&state, &sid, &who).await?;
-    lower(&state, &sid, Some(&who.user.id)).await
+    let role = session_role(&state, &sid, &who).await?;
+    lower(&state, &sid, Some(&who.user.id), &Viewer::new(&who, role)).await
 }
 
 /// `DELETE /classroom/api/sessions/{sid}/hands/{user_id}`: lower someone's hand
@@ -265,7 +270,7 @@ pub async fn lower_hand(
 ) -> Result<Response, ApiError> {
     let role = session_role(&state, &sid, &who).await?;
     staff(role, "lower other people's hands")?;
-    lower(&state, &sid, Some(&user_id)).await
+    lower(&state, &sid, Some(&user_id), &Viewer::new(&who, role)).await
 }
 
 /// `DELETE /classroom/api/sessions/{sid}/hands`: lower every hand (staff, while
@@ -277,25 +282,30 @@ pub async fn lower_all_hands(
 ) -> Result<Response, ApiError> {
     let role = session_role(&state, &sid, &who).await?;
     staff(role, "lower every hand")?;
-    lower(&state, &sid, None).await
+    lower(&state, &sid, None, &Viewer::new(&who, role)).await
 }
 
 /// Lowers `user_id`'s hand, or all of them; publishes `hands` when the queue
 /// changed.
-async fn lower(state: &ClassroomState, sid: &str, user_id: Option<&str>) -> Result<Response, ApiError> {
+async fn lower(
+    state: &ClassroomState,
+    sid: &str,
+    user_id: Option<&str>,
+    viewer: &Viewer,
+) -> Result<Response, ApiError> {
     let mut locked = live_session(state, sid).await?;
     let mut next = locked.doc().clone();
     next.hands.retain(|h| user_id.is_some_and(|u| u != h.user_id));
     if next.hands.len() == locked.doc().hands.len() {
-        return Ok(Json(snapshot(&locked)).into_response());
+        return Ok(Json(snapshot(&locked, viewer)).into_response());
     }
-    commit_hands(&mut locked, next).await
+    commit_hands(&mut locked, next, viewer).await
 }
 
-async fn commit_hands(locked: &mut Locked<'_>, next: Doc) -> Result<Response, ApiError> {
+async fn commit_hands(locked: &mut Locked<'_>, next: Doc, viewer: &Viewer) -> Result<Response, ApiError> {
     let data = json!({ "hands": next.hands });
     locked.commit(next, "hands", data).await?;
-    Ok(Json(snapshot(locked)).into_response())
+    Ok(Json(snapshot(locked, viewer)).into_response())
 }
 
 /// `POST /classroom/api/sessions/{sid}/roster/{user_id} {role}`: changes a
@@ -339,7 +349,7 @@ pub async fn set_role(
     let data = json!({ "roles": next.roles });
     locked.commit(next, "roster.role", data).await?;
     tracing::info!(session = %sid, user = %user_id, role = new_role.as_str(), by = %who.user.id, "role changed in a live session");
-    Ok(Json(snapshot(&locked)).into_response())
+    Ok(Json(snapshot(&locked, &Viewer::new(&who, role))).into_response())
 }
 
 /// `GET /classroom/api/sessions/{sid}/token` -> `{app, token, channel, cursor}`
@@ -351,34 +361,72 @@ pub async fn token(
 ) -> Result<Response, ApiError> {
     let role = session_role(&state, &sid, &who).await?;
     let channel = channel_of(&sid)?;
+    let personal = questions::personal_channel(&sid, &who.user.id)?;
     let token = state
         .live
-        .token(&channel, &who.user.id, &who.user.name, role)
+        .token(&[&channel, &personal], &who.user.id, &who.user.name, role)
         .await?;
     let mut locked = state.live.lock(&sid).await?;
     locked.anchored().await?;
+    let private_cursor = locked.position_of(&personal).await?;
     Ok(Json(json!({
         "app": live::APP,
         "token": token,
         "channel": channel.as_str(),
         "cursor": locked.cursor(),
+        "private_channel": personal.as_str(),
+        "private_cursor": private_cursor,
         "expires_in": live::TOKEN_TTL.as_secs(),
     }))
     .into_response())
 }
 
-/// `{session, snapshot, cursor}` of a locked session.
-fn snapshot(locked: &Locked<'_>) -> serde_json::Value {
+/// Who is looking: what a snapshot shows depends on it.
+pub(crate) struct Viewer {
+    /// The caller.
+    pub user_id: String,
+    /// Their role in the course.
+    pub role: Role,
+    /// Trainer or co-trainer.
+    pub staff: bool,
+}
+
+impl Viewer {
+    pub(crate) fn new(who: &SignedIn, role: Role) -> Self {
+        Self {
+            user_id: who.user.id.clone(),
+            role,
+            staff: role.is_staff(),
+        }
+    }
+}
+
+/// `{session, snapshot, cursor}` of a locked session, as `viewer` may see it:
+/// the document's session fields as they are, the questions as views
+/// ([`crate::questions`]).
+pub(crate) fn snapshot(locked: &Locked<'_>, viewer: &Viewer) -> serde_json::Value {
+    let doc = locked.doc();
+    let mut snap = serde_json::Map::new();
+    snap.insert("state".into(), json!(doc.state));
+    snap.insert("started_at".into(), json!(doc.started_at));
+    snap.insert("ended_at".into(), json!(doc.ended_at));
+    snap.insert("hands".into(), json!(doc.hands));
+    snap.insert("roles".into(), json!(doc.roles));
+    questions::snapshot_fields(doc, viewer, &mut snap);
     json!({
         "session": SessionView::from(locked.session()),
-        "snapshot": locked.doc(),
+        "snapshot": snap,
         "cursor": locked.cursor(),
     })
 }
 
 /// The caller's role in the session's course: `404 session_not_found`, `403
 /// forbidden` for a non-member.
-async fn session_role(state: &ClassroomState, sid: &str, who: &SignedIn) -> Result<Role, ApiError> {
+pub(crate) async fn session_role(
+    state: &ClassroomState,
+    sid: &str,
+    who: &SignedIn,
+) -> Result<Role, ApiError> {
     channel_of(sid)?;
     let session = state
         .store
@@ -412,7 +460,7 @@ async fn live_session<'a>(state: &'a ClassroomState, sid: &str) -> Result<Locked
     Ok(locked)
 }
 
-fn staff(role: Role, what: &str) -> Result<(), ApiError> {
+pub(crate) fn staff(role: Role, what: &str) -> Result<(), ApiError> {
     if role.is_staff() {
         Ok(())
     } else {
@@ -423,7 +471,7 @@ fn staff(role: Role, what: &str) -> Result<(), ApiError> {
     }
 }
 
-fn invalid_state(now: LiveState, why: &str) -> ApiError {
+pub(crate) fn invalid_state(now: LiveState, why: &str) -> ApiError {
     let message = if now == LiveState::Ended {
         format!("the session has ended and cannot be changed; {why}")
     } else {

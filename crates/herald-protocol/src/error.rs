@@ -59,6 +59,9 @@ codes! {
     InvalidPassword = ("invalid_password", 400, 4400),
     /// A person's name or a course title is empty or too long.
     InvalidName = ("invalid_name", 400, 4400),
+    /// A classroom question is empty or over 500 characters, or an answer
+    /// is empty or too long.
+    InvalidQuestion = ("invalid_question", 400, 4400),
     /// A WebSocket frame could not be understood.
     BadFrame = ("bad_frame", 400, 4400),
     /// No credentials were given (for the classroom: no valid session cookie).
@@ -85,6 +88,8 @@ codes! {
     MemberNotFound = ("member_not_found", 404, 4004),
     /// No live session with that id.
     SessionNotFound = ("session_not_found", 404, 4004),
+    /// No question with that id in the live session (or not one the caller may see).
+    QuestionNotFound = ("question_not_found", 404, 4004),
     /// No such route.
     NotFound = ("not_found", 404, 4004),
     /// The route exists, but not with this method.
@@ -98,6 +103,8 @@ codes! {
     /// The live session is not in a state that allows this (e.g. raising a
     /// hand while it is paused, starting it twice, changing it once ended).
     InvalidState = ("invalid_state", 409, 4409),
+    /// The user has upvoted that question already.
+    AlreadyVoted = ("already_voted", 409, 4409),
     /// An idempotency key was reused with a different request.
     IdempotencyConflict = ("idempotency_conflict", 409, 4409),
     /// The message data is over the size limit.

@@ -18,7 +18,10 @@
 //! - times (`created_at`) are the node's clock, Unix milliseconds;
 //! - a live session's `doc` (its state document, JSON) and `cursor` are opaque
 //!   text to the store: the classroom's sequencer writes them together with the
-//!   state in one statement, so a reader always gets a matching pair.
+//!   state in one statement, so a reader always gets a matching pair;
+//! - a question's row is written whole (`save_question` inserts or replaces);
+//!   a vote's key is (question, user): `add_vote` answers `false` for a second
+//!   vote and writes nothing; deleting a question deletes its votes.
 //!
 //! Validation of what users type (email shape, name length, password strength)
 //! is the HTTP layer's; the store only refuses what would break its rules.
@@ -280,6 +283,43 @@ pub struct LiveSession {
     pub updated_at: i64,
 }
 
+/// A question asked during a live session, as stored. `state` and
+/// `answer_mode` are the classroom's names (opaque to the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuestionRow {
+    /// Random id (`q_` + 32 hex digits).
+    pub id: String,
+    /// The live session.
+    pub session_id: String,
+    /// Who asked (kept even when it is shown as anonymous).
+    pub author_id: String,
+    /// The question.
+    pub text: String,
+    /// Shown without its author.
+    pub anonymous: bool,
+    /// `pending`, `published`, `starred`, `answering`, `answered`, `dismissed`.
+    pub state: String,
+    /// How it was answered: `public`, `private`, `live`, or `None`.
+    pub answer_mode: Option<String>,
+    /// The answer's text (public and private answers).
+    pub answer: Option<String>,
+    /// When it was asked, Unix milliseconds.
+    pub created_at: i64,
+    /// Last change, Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// One upvote of a question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Vote {
+    /// The question.
+    pub question_id: String,
+    /// Who voted.
+    pub user_id: String,
+    /// When, Unix milliseconds.
+    pub created_at: i64,
+}
+
 /// Join codes use these characters: capitals and digits without the ones people
 /// confuse (0/O, 1/I/L).
 pub const JOIN_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -443,6 +483,45 @@ pub trait ClassroomStore: Send + Sync + 'static {
     /// # Errors
     /// [`ClassroomError::SessionNotFound`]; [`ClassroomError::Unavailable`].
     async fn save_live_session(&self, session: &LiveSession) -> Result<(), ClassroomError>;
+
+    /// Inserts a question, or replaces every field but its id, session, author
+    /// and creation time when it exists.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`] (also when the session or the author does
+    /// not exist).
+    async fn save_question(&self, question: &QuestionRow) -> Result<(), ClassroomError>;
+
+    /// Deletes a question and its votes; `false` when there was none.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn delete_question(&self, id: &str) -> Result<bool, ClassroomError>;
+
+    /// The session's questions, oldest first.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn questions_of_session(&self, session_id: &str) -> Result<Vec<QuestionRow>, ClassroomError>;
+
+    /// Records `user_id`'s vote for a question: `true` if new, `false` (nothing
+    /// written) when that user had voted for it already.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`] (also when the question does not exist).
+    async fn add_vote(&self, question_id: &str, user_id: &str, at: i64) -> Result<bool, ClassroomError>;
+
+    /// Removes `user_id`'s vote for a question: `false` when there was none.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn remove_vote(&self, question_id: &str, user_id: &str) -> Result<bool, ClassroomError>;
+
+    /// The votes of the session's questions, by question then time.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn votes_of_session(&self, session_id: &str) -> Result<Vec<Vote>, ClassroomError>;
 }
 
 #[cfg(test)]

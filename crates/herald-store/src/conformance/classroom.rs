@@ -9,7 +9,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::classroom::{
-    ClassroomError, ClassroomStore, CourseUpdate, LiveState, NewUser, Role, User, WebSession,
+    ClassroomError, ClassroomStore, CourseUpdate, LiveState, NewUser, QuestionRow, Role, User, WebSession,
     JOIN_CODE_ALPHABET, JOIN_CODE_LEN,
 };
 
@@ -29,6 +29,7 @@ pub async fn run_all(store: &dyn ClassroomStore) {
     rotate_join_code(store).await;
     live_sessions(store).await;
     live_sessions_newest_first(store).await;
+    questions_and_votes(store).await;
 }
 
 /// A created user is found by id and by email in any case, with its hash.
@@ -474,6 +475,80 @@ pub async fn live_sessions_newest_first(store: &dyn ClassroomStore) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Questions are saved whole and replaced; one vote per user and question;
+/// deleting a question deletes its votes; lists are per session.
+pub async fn questions_and_votes(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("q.{}@example.org", suffix()), "Q").await;
+    let voter = new_user(store, &format!("v.{}@example.org", suffix()), "V").await;
+    let course = store.create_course("Questions", &owner.id).await.unwrap();
+    let s = store.create_live_session(&course.id, "Q&A", "{}").await.unwrap();
+    let other = store
+        .create_live_session(&course.id, "Other", "{}")
+        .await
+        .unwrap();
+    let at = now_ms();
+    let q1 = QuestionRow {
+        id: crate::classroom::generate_id("q_"),
+        session_id: s.id.clone(),
+        author_id: owner.id.clone(),
+        text: "Why, \"really\"?".to_owned(),
+        anonymous: true,
+        state: "pending".to_owned(),
+        answer_mode: None,
+        answer: None,
+        created_at: at,
+        updated_at: at,
+    };
+    let mut q2 = QuestionRow {
+        id: crate::classroom::generate_id("q_"),
+        text: "Second".to_owned(),
+        anonymous: false,
+        created_at: at + 1,
+        updated_at: at + 1,
+        ..q1.clone()
+    };
+    store.save_question(&q1).await.expect("save_question");
+    store.save_question(&q2).await.unwrap();
+    assert_eq!(
+        store.questions_of_session(&s.id).await.unwrap(),
+        vec![q1.clone(), q2.clone()]
+    );
+    assert!(store.questions_of_session(&other.id).await.unwrap().is_empty());
+
+    q2.state = "answered".to_owned();
+    q2.answer_mode = Some("private".to_owned());
+    q2.answer = Some("Because.".to_owned());
+    q2.updated_at = at + 9;
+    let mut replaced = q2.clone();
+    replaced.created_at = 1; // kept from the first save
+    store.save_question(&replaced).await.unwrap();
+    assert_eq!(store.questions_of_session(&s.id).await.unwrap()[1], q2);
+
+    assert!(store.add_vote(&q1.id, &voter.id, at).await.expect("add_vote"));
+    assert!(
+        !store.add_vote(&q1.id, &voter.id, at + 1).await.unwrap(),
+        "one vote each"
+    );
+    assert!(store.add_vote(&q2.id, &voter.id, at).await.unwrap());
+    let votes = store.votes_of_session(&s.id).await.unwrap();
+    assert_eq!(votes.len(), 2);
+    assert!(votes.iter().all(|v| v.user_id == voter.id && v.created_at == at));
+    assert!(store.votes_of_session(&other.id).await.unwrap().is_empty());
+    assert!(store.remove_vote(&q2.id, &voter.id).await.unwrap());
+    assert!(!store.remove_vote(&q2.id, &voter.id).await.unwrap());
+    assert!(
+        store.add_vote(&q2.id, &voter.id, at).await.unwrap(),
+        "a removed vote may come back"
+    );
+
+    assert!(store.delete_question(&q1.id).await.unwrap());
+    assert!(!store.delete_question(&q1.id).await.unwrap());
+    let votes = store.votes_of_session(&s.id).await.unwrap();
+    assert_eq!(votes.len(), 1);
+    assert_eq!(votes[0].question_id, q2.id);
+    assert_eq!(store.questions_of_session(&s.id).await.unwrap(), vec![q2]);
 }
 
 async fn new_user(store: &dyn ClassroomStore, email: &str, name: &str) -> User {

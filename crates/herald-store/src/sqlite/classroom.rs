@@ -9,8 +9,8 @@ use sqlx::Row;
 use super::{is_unique_violation, now_ms, SqliteStore};
 use crate::classroom::{
     generate_id, generate_join_code, sort_roster, ClassroomError, ClassroomStore, Course, CourseUpdate,
-    CourseWithRole, Enrolment, LiveSession, LiveState, Member, NewUser, Role, User, UserLogin, WebSession,
-    MAX_ATTEMPTS,
+    CourseWithRole, Enrolment, LiveSession, LiveState, Member, NewUser, QuestionRow, Role, User, UserLogin,
+    Vote, WebSession, MAX_ATTEMPTS,
 };
 
 const COURSE_COLUMNS: &str = "c.id, c.title, c.owner_id, c.join_code, c.guests_allowed, c.created_at";
@@ -53,6 +53,24 @@ fn live_row(row: &SqliteRow) -> Result<LiveSession, ClassroomError> {
         doc: row.try_get("doc").map_err(fail)?,
         cursor: row.try_get("cursor").map_err(fail)?,
         updated_at: row.try_get("updated_at").map_err(fail)?,
+    })
+}
+
+const QUESTION_COLUMNS: &str =
+    "id, session_id, author_id, text, anonymous, state, answer_mode, answer, created_at, updated_at";
+
+fn question_row(row: &SqliteRow) -> Result<QuestionRow, sqlx::Error> {
+    Ok(QuestionRow {
+        id: row.try_get("id")?,
+        session_id: row.try_get("session_id")?,
+        author_id: row.try_get("author_id")?,
+        text: row.try_get("text")?,
+        anonymous: row.try_get("anonymous")?,
+        state: row.try_get("state")?,
+        answer_mode: row.try_get("answer_mode")?,
+        answer: row.try_get("answer")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
@@ -495,5 +513,106 @@ impl ClassroomStore for SqliteStore {
             return Err(ClassroomError::SessionNotFound);
         }
         Ok(())
+    }
+
+    async fn save_question(&self, q: &QuestionRow) -> Result<(), ClassroomError> {
+        sqlx::query(&format!(
+            "INSERT INTO class_questions ({QUESTION_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (id) DO UPDATE SET text = excluded.text, anonymous = excluded.anonymous, \
+               state = excluded.state, answer_mode = excluded.answer_mode, answer = excluded.answer, \
+               updated_at = excluded.updated_at"
+        ))
+        .bind(&q.id)
+        .bind(&q.session_id)
+        .bind(&q.author_id)
+        .bind(&q.text)
+        .bind(q.anonymous)
+        .bind(&q.state)
+        .bind(&q.answer_mode)
+        .bind(&q.answer)
+        .bind(q.created_at)
+        .bind(q.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(fail)?;
+        Ok(())
+    }
+
+    async fn delete_question(&self, id: &str) -> Result<bool, ClassroomError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM class_question_votes WHERE question_id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let deleted = sqlx::query("DELETE FROM class_questions WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn questions_of_session(&self, session_id: &str) -> Result<Vec<QuestionRow>, ClassroomError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {QUESTION_COLUMNS} FROM class_questions WHERE session_id = ?1 \
+             ORDER BY created_at, id"
+        ))
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        rows.iter()
+            .map(question_row)
+            .collect::<Result<_, _>>()
+            .map_err(fail)
+    }
+
+    async fn add_vote(&self, question_id: &str, user_id: &str, at: i64) -> Result<bool, ClassroomError> {
+        let inserted = sqlx::query(
+            "INSERT INTO class_question_votes (question_id, user_id, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (question_id, user_id) DO NOTHING",
+        )
+        .bind(question_id)
+        .bind(user_id)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(fail)?;
+        Ok(inserted.rows_affected() > 0)
+    }
+
+    async fn remove_vote(&self, question_id: &str, user_id: &str) -> Result<bool, ClassroomError> {
+        let deleted = sqlx::query("DELETE FROM class_question_votes WHERE question_id = ?1 AND user_id = ?2")
+            .bind(question_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn votes_of_session(&self, session_id: &str) -> Result<Vec<Vote>, ClassroomError> {
+        let rows = sqlx::query(
+            "SELECT v.question_id, v.user_id, v.created_at FROM class_question_votes v \
+             JOIN class_questions q ON q.id = v.question_id WHERE q.session_id = ?1 \
+             ORDER BY v.question_id, v.created_at, v.user_id",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Vote {
+                    question_id: r.try_get("question_id")?,
+                    user_id: r.try_get("user_id")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(fail)
     }
 }

@@ -10,17 +10,17 @@ use crate::classroom::{code, Browser};
 use crate::support::*;
 
 /// A course with a trainer and a student in it, on `server`.
-struct Class {
-    trainer: Browser,
-    trainer_id: String,
-    student: Browser,
-    student_id: String,
-    course_id: String,
-    join_code: String,
+pub(crate) struct Class {
+    pub(crate) trainer: Browser,
+    pub(crate) trainer_id: String,
+    pub(crate) student: Browser,
+    pub(crate) student_id: String,
+    pub(crate) course_id: String,
+    pub(crate) join_code: String,
 }
 
 impl Class {
-    async fn new(server: &TestServer) -> Class {
+    pub(crate) async fn new(server: &TestServer) -> Class {
         let mut trainer = Browser::new(server);
         let trainer_id = trainer.new_account("Tess").await;
         let (status, v) = trainer.post("/courses", json!({ "title": "Physics" })).await;
@@ -41,7 +41,7 @@ impl Class {
     }
 
     /// Creates a session as the trainer; returns its id.
-    async fn session(&self, title: &str) -> String {
+    pub(crate) async fn session(&self, title: &str) -> String {
         let (status, v) = self
             .trainer
             .post(
@@ -55,7 +55,7 @@ impl Class {
     }
 
     /// Another member of the course, as a student.
-    async fn another_student(&self, server: &TestServer, name: &str) -> (Browser, String) {
+    pub(crate) async fn another_student(&self, server: &TestServer, name: &str) -> (Browser, String) {
         let mut b = Browser::new(server);
         let id = b.new_account(name).await;
         join(&b, &self.join_code).await;
@@ -69,23 +69,23 @@ async fn join(b: &Browser, join_code: &str) {
 }
 
 impl Browser {
-    async fn act(&self, sid: &str, action: &str) -> (u16, Value) {
+    pub(crate) async fn act(&self, sid: &str, action: &str) -> (u16, Value) {
         self.post(&format!("/sessions/{sid}/{action}"), json!({})).await
     }
 
-    async fn delete(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn delete(&self, path: &str) -> (u16, Value) {
         self.call(Method::DELETE, path, json!({})).await
     }
 
     /// `GET sessions/{sid}`, asserted 200.
-    async fn snapshot(&self, sid: &str) -> Value {
+    pub(crate) async fn snapshot(&self, sid: &str) -> Value {
         let (status, v) = self.get(&format!("/sessions/{sid}")).await;
         assert_eq!(status, 200, "{v}");
         v
     }
 
     /// `GET sessions/{sid}/token`, asserted 200.
-    async fn live_token(&self, sid: &str) -> Value {
+    pub(crate) async fn live_token(&self, sid: &str) -> Value {
         let (status, v) = self.get(&format!("/sessions/{sid}/token")).await;
         assert_eq!(status, 200, "{v}");
         v
@@ -93,7 +93,7 @@ impl Browser {
 }
 
 /// An SSE stream on the session's channel with a token from `token`, from `cursor`.
-async fn subscribe(server: &TestServer, token: &Value, cursor: Option<&str>) -> Sse {
+pub(crate) async fn subscribe(server: &TestServer, token: &Value, cursor: Option<&str>) -> Sse {
     let mut url = format!(
         "{}/v1/apps/classroom/events?channel={}&token={}",
         server.url,
@@ -109,7 +109,7 @@ async fn subscribe(server: &TestServer, token: &Value, cursor: Option<&str>) -> 
 }
 
 /// The next event that is not a presence event.
-async fn next_change(sse: &mut Sse) -> SseEvent {
+pub(crate) async fn next_change(sse: &mut Sse) -> SseEvent {
     loop {
         let ev = sse.next_event().await;
         if ev.event != "presence" {

@@ -7,6 +7,7 @@ mod auth;
 mod bench_smoke;
 mod classroom;
 mod classroom_live;
+mod classroom_qa;
 mod cli;
 mod cluster;
 mod idempotency;
