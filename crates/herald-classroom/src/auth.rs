@@ -16,7 +16,7 @@
 //! [`SignedIn`] is the extractor that does both checks; handlers that take it
 //! cannot forget either.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::live::now_ms;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::{COOKIE, SET_COOKIE};
@@ -182,13 +182,6 @@ fn random_token() -> String {
 /// SHA-256 of a token, hex. Tokens are 256 random bits: a fast hash is enough.
 fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// Now, Unix milliseconds (0 before 1970).
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -702,12 +702,19 @@ fn author_of(q: &Question) -> &str {
 }
 
 /// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line
-/// break, quotes doubled.
+/// break, quotes doubled. A field a spreadsheet would take for a formula (it
+/// starts with `=`, `+`, `-`, `@`, a tab or a carriage return: anyone can type a
+/// question) gets a leading `'`, as OWASP advises against CSV injection.
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 
@@ -778,6 +785,14 @@ mod tests {
             created_at: 5,
             updated_at: 5,
         }
+    }
+
+    #[test]
+    fn csv_fields_that_look_like_formulas_are_defused() {
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("@cmd"), "'@cmd");
+        assert_eq!(csv_field("a-b"), "a-b", "only a leading sign counts");
     }
 
     #[test]
