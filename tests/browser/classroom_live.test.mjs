@@ -81,3 +81,48 @@ test('a live session: start, raise a hand, late joiner, lower, end', async () =>
   }
   for (const c of ctx) await c.close();
 });
+
+test('questions: ask, upvote, answering now, a private answer only the asker sees', async () => {
+  const ctx = [await browser.newContext(), await browser.newContext(), await browser.newContext()];
+  const [trainer, sam, lea] = await Promise.all(ctx.map((c) => c.newPage()));
+  await signUp(trainer, 'Quinn Trainer', 'quinn.qa@example.org');
+  await trainer.getByLabel('Course title', { exact: true }).fill('Thermodynamics');
+  await trainer.getByRole('button', { name: 'Create course' }).click();
+  await trainer.getByRole('heading', { name: 'Thermodynamics' }).waitFor({ timeout: 10000 });
+  const link = (await trainer.locator('#join-link').getAttribute('href')).replace(/^https?:\/\/[^/]+/, '');
+  await trainer.getByLabel('Session title', { exact: true }).fill('Lecture 3');
+  await trainer.getByRole('button', { name: 'Create session' }).click();
+  await trainer.getByRole('button', { name: 'Start the session' }).click();
+  await trainer.locator('#session-state').filter({ hasText: 'Live' }).waitFor({ timeout: 10000 });
+  const sessionUrl = trainer.url().replace(/^https?:\/\/[^/]+/, '');
+
+  for (const [p, name, email] of [[sam, 'Sam Asker', 'sam.qa@example.org'], [lea, 'Lea Voter', 'lea.qa@example.org']]) {
+    await signUp(p, name, email, link);
+    await p.getByRole('heading', { name: 'Thermodynamics' }).waitFor({ timeout: 10000 });
+    await p.goto(`${server.url}${sessionUrl}`);
+    await p.locator('#connection').filter({ hasText: 'Live updates on.' }).waitFor({ timeout: 15000 });
+  }
+  const questions = (p) => p.getByRole('list', { name: 'Questions' });
+
+  await sam.getByLabel('Your question', { exact: true }).fill('What is entropy, really?');
+  await sam.getByRole('button', { name: 'Ask', exact: true }).click();
+  await questions(lea).getByText('What is entropy, really?').waitFor({ timeout: 10000 });
+  await questions(lea).getByRole('button', { name: 'Upvote' }).click();
+  await questions(trainer).getByText('Sam Asker · 1 vote').waitFor({ timeout: 10000 });
+  assert.equal(await questions(sam).getByRole('button', { name: 'Upvote' }).count(), 0, 'no vote on your own question');
+
+  await questions(trainer).getByRole('button', { name: 'Answer now' }).click();
+  for (const p of [sam, lea]) await questions(p).getByText('Answering now').waitFor({ timeout: 10000 });
+
+  await questions(trainer).getByLabel('Answer to: What is entropy, really?').fill('A count of microstates, in log form.');
+  await questions(trainer).getByRole('button', { name: 'Answer privately' }).click();
+  await questions(sam).getByText('Private answer to you:').waitFor({ timeout: 10000 });
+  await questions(sam).getByText('A count of microstates, in log form.').waitFor({ timeout: 10000 });
+  await questions(lea).getByText('Answered privately.').waitFor({ timeout: 10000 });
+  await lea.reload();
+  await questions(lea).getByText('Answered privately.').waitFor({ timeout: 10000 });
+  assert.equal(await lea.getByText('A count of microstates').count(), 0, 'the private answer never reaches another student');
+  await sam.reload();
+  await questions(sam).getByText('A count of microstates, in log form.').waitFor({ timeout: 10000 });
+  for (const c of ctx) await c.close();
+});

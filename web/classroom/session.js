@@ -20,7 +20,16 @@ export const sessionsApi = {
   lower: (sid) => call('DELETE', `sessions/${encodeURIComponent(sid)}/hand`),
   lowerOf: (sid, user) => call('DELETE', `sessions/${encodeURIComponent(sid)}/hands/${encodeURIComponent(user)}`),
   lowerAll: (sid) => call('DELETE', `sessions/${encodeURIComponent(sid)}/hands`),
+  ask: (sid, text, anonymous) => call('POST', `sessions/${encodeURIComponent(sid)}/questions`, { text, anonymous }),
+  withdraw: (sid, q) => call('DELETE', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}`),
+  vote: (sid, q) => call('POST', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}/vote`, {}),
+  unvote: (sid, q) => call('DELETE', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}/vote`),
+  setState: (sid, q, state) => call('POST', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}/state`, { state }),
+  answer: (sid, q, mode, text) => call('POST', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}/answer`, { mode, text }),
+  qa: (sid, settings) => call('PATCH', `sessions/${encodeURIComponent(sid)}/qa`, settings),
 };
+
+const Q_STATE = { pending: 'Held for moderation', published: '', starred: 'Starred', answering: 'Answering now', answered: 'Answered', dismissed: 'Dismissed' };
 
 /// The open session page's live parts, closed when the page changes.
 let current = null;
@@ -49,6 +58,9 @@ export async function sessionView(root, sid, ui) {
   const onlineList = h('ul', { 'aria-label': 'Who is here', class: 'online' });
   const controls = h('div', { class: 'controls' });
   const live = h('p', { id: 'connection', class: 'muted', text: 'Connecting…' });
+  const qaBox = h('div', { class: 'qa' });
+  const questionsList = h('ol', { 'aria-label': 'Questions', class: 'questions' });
+  let sortBy = 'votes';
 
   function act(label, fn) {
     return h('button', {
@@ -90,9 +102,104 @@ export async function sessionView(root, sid, ui) {
     onlineList.replaceChildren(...people.map((p) => h('li', {}, p.name, ' ', h('span', { class: 'role', text: ROLE_LABEL[p.role] || p.role || '' }))));
   }
 
+  /// Keeps what only the caller's own snapshot knows (own questions, votes, answers, pending).
+  function mine(res) {
+    if (!res || !res.snapshot) return;
+    const m = res.snapshot;
+    snap = { ...snap, my_questions: m.my_questions, my_votes: m.my_votes, my_answers: m.my_answers, pending: m.pending };
+    render();
+  }
+
+  function questionItem(q) {
+    const own = (snap.my_questions || []).includes(q.id);
+    const voted = (snap.my_votes || []).includes(q.id);
+    const privateAnswer = (snap.my_answers || {})[q.id];
+    const item = h('li', { class: `question ${q.state}`, 'data-state': q.state },
+      h('p', { class: 'text', text: q.text }),
+      h('p', { class: 'meta' },
+        `${q.author || 'Anonymous'} · ${q.votes} vote${q.votes === 1 ? '' : 's'}`,
+        Q_STATE[q.state] ? [' · ', h('strong', { class: 'badge', text: Q_STATE[q.state] })] : []),
+      q.answer ? h('p', { class: 'answer' }, h('strong', { text: 'Answer: ' }), q.answer) : null,
+      privateAnswer ? h('p', { class: 'answer private' }, h('strong', { text: 'Private answer to you: ' }), privateAnswer) : null,
+      q.answer_mode === 'private' && !privateAnswer ? h('p', { class: 'muted', text: 'Answered privately.' }) : null,
+      q.answer_mode === 'live' ? h('p', { class: 'muted', text: 'Answered live.' }) : null);
+    const buttons = h('div', { class: 'controls' });
+    const open = !['answered', 'dismissed'].includes(q.state);
+    if (!own && snap.state === 'live') {
+      buttons.append(voted
+        ? act('Remove my vote', async () => mine(await sessionsApi.unvote(sid, q.id)))
+        : act('Upvote', async () => mine(await sessionsApi.vote(sid, q.id))));
+    }
+    if (own && open) buttons.append(act('Withdraw my question', async () => mine(await sessionsApi.withdraw(sid, q.id))));
+    if (staff) {
+      if (q.state === 'pending') buttons.append(act('Publish', () => sessionsApi.setState(sid, q.id, 'published')));
+      if (q.state !== 'starred' && open) buttons.append(act('Star', () => sessionsApi.setState(sid, q.id, 'starred')));
+      if (q.state !== 'answering' && open) buttons.append(act('Answer now', () => sessionsApi.setState(sid, q.id, 'answering')));
+      if (q.state !== 'dismissed') buttons.append(act('Dismiss', () => sessionsApi.setState(sid, q.id, 'dismissed')));
+      if (q.state === 'dismissed' || q.state === 'answered') buttons.append(act('Reopen', () => sessionsApi.setState(sid, q.id, 'published')));
+      if (open) {
+        const input = h('input', { 'aria-label': `Answer to: ${q.text}`, placeholder: 'Type an answer' });
+        buttons.append(input,
+          act('Answer publicly', async () => { await sessionsApi.answer(sid, q.id, 'public', input.value); }),
+          act('Answer privately', async () => { await sessionsApi.answer(sid, q.id, 'private', input.value); }),
+          act('Answered live', () => sessionsApi.answer(sid, q.id, 'live')));
+      }
+    }
+    if (buttons.childNodes.length) item.append(buttons);
+    return item;
+  }
+
+  function renderQuestions() {
+    const all = { ...(snap.pending || {}), ...(snap.questions || {}) };
+    const list = Object.values(all).filter(Boolean);
+    list.sort(sortBy === 'votes'
+      ? (a, b) => (b.state === 'answering') - (a.state === 'answering') || b.votes - a.votes || a.created_at - b.created_at
+      : (a, b) => b.created_at - a.created_at);
+    questionsList.replaceChildren(...(list.length === 0
+      ? [h('li', { class: 'empty', text: 'No question yet.' })]
+      : list.map(questionItem)));
+    qaBox.replaceChildren();
+    const qa = snap.qa || {};
+    if (!staff && snap.held_back) qaBox.append(h('p', { class: 'muted', id: 'held-back', text: `${snap.held_back} question${snap.held_back === 1 ? '' : 's'} held back by moderation.` }));
+    if (staff) {
+      const toggle = (id, label, key) => h('label', { for: id },
+        h('input', {
+          id, type: 'checkbox', checked: !!qa[key],
+          onchange: async (e) => {
+            try { await sessionsApi.qa(sid, { [key]: e.target.checked }); } catch (err) { e.target.checked = !e.target.checked; say(err.message, 'error'); }
+          },
+        }), ` ${label}`);
+      qaBox.append(toggle('qa-moderation', 'Hold new questions for moderation', 'moderation'),
+        toggle('qa-anonymous', 'Allow anonymous questions', 'anonymous'));
+    } else if (snap.state === 'live') {
+      const f = h('form', { 'aria-label': 'Ask a question' },
+        h('p', {}, h('label', { for: 'question-text', text: 'Your question' }),
+          h('textarea', { id: 'question-text', required: true, maxlength: 500, rows: 2 })),
+        qa.anonymous ? h('p', {}, h('label', { for: 'question-anon' }, h('input', { id: 'question-anon', type: 'checkbox' }), ' Ask anonymously')) : null,
+        h('button', { type: 'submit', text: 'Ask' }));
+      f.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const text = f.querySelector('#question-text').value;
+        const anon = !!f.querySelector('#question-anon')?.checked;
+        try {
+          mine(await sessionsApi.ask(sid, text, anon));
+          say(qa.moderation ? 'Your question was sent; it appears once the trainer publishes it.' : 'Your question was posted.');
+          f.reset();
+        } catch (err) { say(err.message, 'error'); }
+      });
+      qaBox.append(f);
+    }
+    const sort = h('select', { id: 'question-sort', 'aria-label': 'Sort questions by' },
+      h('option', { value: 'votes', selected: sortBy === 'votes', text: 'Most votes' }),
+      h('option', { value: 'time', selected: sortBy === 'time', text: 'Newest' }));
+    sort.addEventListener('change', () => { sortBy = sort.value; renderQuestions(); });
+    qaBox.append(h('p', {}, sort));
+  }
+
   function render() {
     renderState();
     renderHands();
+    renderQuestions();
   }
 
   /// Applies one event of the session channel: each carries the new value of what changed.
@@ -102,6 +209,23 @@ export async function sessionView(root, sid, ui) {
       snap = { ...snap, ...(typeof d === 'string' ? { state: d } : d) };
     } else if (m.event === 'hands') {
       snap = { ...snap, hands: Array.isArray(d) ? d : d.hands || [] };
+    } else if (m.event === 'questions') {
+      if (staff && d.held_back_rev !== undefined && d.held_back_rev !== snap.held_back_rev) {
+        // Something changed among the held-back questions only staff see: reload.
+        reloadSnapshot();
+        return;
+      }
+      const questions = { ...(snap.questions || {}) };
+      const pending = { ...(snap.pending || {}) };
+      for (const [id, v] of Object.entries(d.questions || {})) {
+        if (v === null) delete questions[id];
+        else { questions[id] = v; delete pending[id]; }
+      }
+      snap = { ...snap, questions, pending, held_back: d.held_back, held_back_rev: d.held_back_rev };
+    } else if (m.event === 'qa') {
+      snap = { ...snap, qa: d.qa };
+    } else if (m.event === 'answer.private') {
+      snap = { ...snap, my_answers: { ...(snap.my_answers || {}), ...(d.my_answers || {}) } };
     } else if (m.event === 'roster.role' && d.roles) {
       // The roles changed during the session: {user_id: role}.
       snap = { ...snap, roles: { ...(snap.roles || {}), ...d.roles } };
@@ -112,6 +236,12 @@ export async function sessionView(root, sid, ui) {
       renderOnline();
       if (me() && d.roles[me().id] && d.roles[me().id] !== role) { ui.reload(); return; }
     }
+    render();
+  }
+
+  async function reloadSnapshot() {
+    const again = await sessionsApi.get(sid);
+    snap = again.snapshot;
     render();
   }
 
@@ -130,6 +260,7 @@ export async function sessionView(root, sid, ui) {
       h('h2', { id: 'session-title', text: session.title }),
       h('p', {}, 'State: ', stateEl, ' · Your role: ', h('span', { id: 'session-role', text: ROLE_LABEL[role] || role })),
       controls, live),
+    h('section', { 'aria-labelledby': 'questions-title', class: 'card' }, h('h2', { id: 'questions-title', text: 'Questions' }), qaBox, questionsList),
     h('section', { 'aria-labelledby': 'hands-title', class: 'card' }, h('h2', { id: 'hands-title', text: 'Raised hands' }), handsList),
     h('section', { 'aria-labelledby': 'online-title', class: 'card' }, h('h2', { id: 'online-title', text: 'Who is here' }), onlineList),
   );
@@ -141,12 +272,7 @@ export async function sessionView(root, sid, ui) {
   const sub = herald.subscribe(t.channel || `class:${sid}`, {
     cursor: first.cursor,
     onMessage: apply,
-    onReset: async () => {
-      // History no longer reaches back: load the snapshot again.
-      const again = await sessionsApi.get(sid);
-      snap = again.snapshot;
-      render();
-    },
+    onReset: reloadSnapshot, // history no longer reaches back: load the snapshot again
     onPresence: (p) => {
       if (p.action === 'join') online.set(p.user, { name: (p.info && p.info.name) || p.user, role: p.info && p.info.role });
       else online.delete(p.user);
@@ -154,11 +280,18 @@ export async function sessionView(root, sid, ui) {
     },
     onError: (err) => say(err.message, 'error'),
   });
+  // The caller's own channel: private answers.
+  const privateChannel = t.private_channel || first.private_channel;
+  const privateSub = privateChannel ? herald.subscribe(privateChannel, {
+    cursor: first.private_cursor || t.private_cursor,
+    onMessage: apply,
+    onReset: reloadSnapshot,
+  }) : null;
   const off = herald.on('state', ({ state }) => {
     live.textContent = state === 'connected' ? 'Live updates on.' : `Connection: ${state}`;
   });
   if (me()) online.set(me().id, { name: me().name, role });
   renderOnline();
   setTimeout(refreshPresence, 300);
-  current = { close: () => { off(); sub.unsubscribe(); herald.close(); } };
+  current = { close: () => { off(); sub.unsubscribe(); privateSub?.unsubscribe(); herald.close(); } };
 }
