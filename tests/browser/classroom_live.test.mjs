@@ -107,6 +107,10 @@ test('questions: ask, upvote, answering now, a private answer only the asker see
   await sam.getByLabel('Your question', { exact: true }).fill('What is entropy, really?');
   await sam.getByRole('button', { name: 'Ask', exact: true }).click();
   await questions(lea).getByText('What is entropy, really?').waitFor({ timeout: 10000 });
+  await questions(sam).getByRole('button', { name: 'Edit my question' }).click();
+  await questions(sam).getByLabel('Edit your question').fill('What is entropy, really? In one line.');
+  await questions(sam).getByRole('button', { name: 'Save my question' }).click();
+  await questions(lea).getByText('What is entropy, really? In one line.').waitFor({ timeout: 10000 });
   await questions(lea).getByRole('button', { name: 'Upvote' }).click();
   await questions(trainer).getByText('Sam Asker · 1 vote').waitFor({ timeout: 10000 });
   assert.equal(await questions(sam).getByRole('button', { name: 'Upvote' }).count(), 0, 'no vote on your own question');
@@ -114,7 +118,7 @@ test('questions: ask, upvote, answering now, a private answer only the asker see
   await questions(trainer).getByRole('button', { name: 'Answer now' }).click();
   for (const p of [sam, lea]) await questions(p).getByText('Answering now').waitFor({ timeout: 10000 });
 
-  await questions(trainer).getByLabel('Answer to: What is entropy, really?').fill('A count of microstates, in log form.');
+  await questions(trainer).getByLabel('Answer to: What is entropy, really? In one line.').fill('A count of microstates, in log form.');
   await questions(trainer).getByRole('button', { name: 'Answer privately' }).click();
   await questions(sam).getByText('Private answer to you:').waitFor({ timeout: 10000 });
   await questions(sam).getByText('A count of microstates, in log form.').waitFor({ timeout: 10000 });

@@ -21,6 +21,7 @@ export const sessionsApi = {
   lowerOf: (sid, user) => call('DELETE', `sessions/${encodeURIComponent(sid)}/hands/${encodeURIComponent(user)}`),
   lowerAll: (sid) => call('DELETE', `sessions/${encodeURIComponent(sid)}/hands`),
   ask: (sid, text, anonymous) => call('POST', `sessions/${encodeURIComponent(sid)}/questions`, { text, anonymous }),
+  edit: (sid, q, text) => call('PATCH', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}`, { text }),
   withdraw: (sid, q) => call('DELETE', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}`),
   vote: (sid, q) => call('POST', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}/vote`, {}),
   unvote: (sid, q) => call('DELETE', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}/vote`),
@@ -129,6 +130,17 @@ export async function sessionView(root, sid, ui) {
       buttons.append(voted
         ? act('Remove my vote', async () => mine(await sessionsApi.unvote(sid, q.id)))
         : act('Upvote', async () => mine(await sessionsApi.vote(sid, q.id))));
+    }
+    if (own && open && snap.state === 'live') {
+      buttons.append(h('button', {
+        type: 'button',
+        onclick: () => {
+          const input = h('input', { 'aria-label': 'Edit your question', value: q.text, maxlength: 500 });
+          const save = act('Save my question', async () => mine(await sessionsApi.edit(sid, q.id, input.value)));
+          item.querySelector('.text').replaceWith(h('p', { class: 'text edit' }, input, ' ', save));
+          input.focus();
+        },
+      }, 'Edit my question'));
     }
     if (own && open) buttons.append(act('Withdraw my question', async () => mine(await sessionsApi.withdraw(sid, q.id))));
     if (staff) {
