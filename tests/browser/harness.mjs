@@ -189,7 +189,11 @@ export class Proxy {
 
   async close() {
     this.cut();
-    await new Promise((r) => this.server.close(r));
+    const closed = new Promise((r) => this.server.close(r));
+    // Connections accepted after the cut (a client reconnecting at once) end too.
+    this.server.closeAllConnections();
+    this.cut();
+    await closed;
   }
 }
 

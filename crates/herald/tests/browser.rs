@@ -52,6 +52,10 @@ fn browser_suite() {
         .arg("--test")
         .arg("--test-concurrency=1")
         .arg("--test-reporter=spec")
+        // A handle left open by a test (a socket, a timer) must not hang the suite
+        // after every test has passed or failed; nor may one test hang forever.
+        .arg("--test-force-exit")
+        .arg("--test-timeout=120000")
         .args(&files)
         .current_dir(&dir)
         .env("HERALD_BIN", env!("CARGO_BIN_EXE_herald"))
