@@ -6,6 +6,9 @@
 
 import { Herald } from '/sdk/herald.js';
 import { api, call } from './api.js';
+import { slidesPanel } from './slides.js';
+import { pollsPanel } from './polls.js';
+import { groupsPanel } from './groups.js';
 
 const STATE_LABEL = { scheduled: 'Not started', live: 'Live', paused: 'Paused', ended: 'Ended' };
 const ROLE_LABEL = { trainer: 'Trainer', co_trainer: 'Co-trainer', student: 'Student', observer: 'Observer' };
@@ -208,15 +211,31 @@ export async function sessionView(root, sid, ui) {
     qaBox.append(h('p', {}, sort));
   }
 
+  // The panels of later slices, each in its own module (slides.js, polls.js,
+  // groups.js): they draw their card from the snapshot and take their events.
+  const ctx = {
+    sid, role, staff, courseId: session.course_id, h, say, act, call, me,
+    snap: () => snap,
+    /// Merges `patch` into the snapshot and draws the page again.
+    update: (patch) => { snap = { ...snap, ...patch }; render(); },
+    reload: () => reloadSnapshot(),
+  };
+  const panels = [slidesPanel(ctx), pollsPanel(ctx), groupsPanel(ctx)];
+
   function render() {
     renderState();
     renderHands();
     renderQuestions();
+    for (const p of panels) p.render(snap);
   }
 
   /// Applies one event of the session channel: each carries the new value of what changed.
   function apply(m) {
     const d = m.data || {};
+    for (const p of panels) {
+      const patch = p.apply(m, snap);
+      if (patch) { snap = { ...snap, ...patch }; render(); return; }
+    }
     if (m.event === 'session.state') {
       snap = { ...snap, ...(typeof d === 'string' ? { state: d } : d) };
     } else if (m.event === 'hands') {
@@ -272,7 +291,10 @@ export async function sessionView(root, sid, ui) {
       h('h2', { id: 'session-title', text: session.title }),
       h('p', {}, 'State: ', stateEl, ' · Your role: ', h('span', { id: 'session-role', text: ROLE_LABEL[role] || role })),
       controls, live),
+    panels[0].section,
+    panels[1].section,
     h('section', { 'aria-labelledby': 'questions-title', class: 'card' }, h('h2', { id: 'questions-title', text: 'Questions' }), qaBox, questionsList),
+    panels[2].section,
     h('section', { 'aria-labelledby': 'hands-title', class: 'card' }, h('h2', { id: 'hands-title', text: 'Raised hands' }), handsList),
     h('section', { 'aria-labelledby': 'online-title', class: 'card' }, h('h2', { id: 'online-title', text: 'Who is here' }), onlineList),
   );

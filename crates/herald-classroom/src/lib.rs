@@ -17,9 +17,12 @@
 pub mod accounts;
 pub mod auth;
 pub mod courses;
+pub mod groups;
 pub mod live;
+pub mod polls;
 pub mod questions;
 pub mod sessions;
+pub mod slides;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,6 +165,9 @@ pub fn routes(state: ClassroomState) -> Router {
             "/classroom/api/sessions/{sid}/questions/{qid}/answer",
             post(questions::answer),
         )
+        .merge(slides::routes())
+        .merge(polls::routes())
+        .merge(groups::routes())
         .with_state(state)
 }
 

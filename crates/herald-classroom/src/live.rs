@@ -134,6 +134,15 @@ pub struct Doc {
     /// value in an event differs from its own.
     #[serde(default)]
     pub held_back_rev: u64,
+    /// The deck on screen and where everyone is in it ([`crate::slides`]).
+    #[serde(default)]
+    pub slides: crate::slides::SlidesState,
+    /// The polls and quizzes ([`crate::polls`]).
+    #[serde(default)]
+    pub polls: crate::polls::PollsState,
+    /// The breakout groups ([`crate::groups`]).
+    #[serde(default)]
+    pub groups: crate::groups::GroupsState,
 }
 
 /// The session's Q&A settings, which staff toggle during the session.
@@ -249,7 +258,15 @@ pub struct Question {
     pub updated_at: i64,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<LiveSession>>>;
+/// A loaded session: its row (with `doc` emptied: the parsed document is kept
+/// beside it) and its document.
+#[derive(Clone)]
+struct Loaded {
+    row: LiveSession,
+    doc: Doc,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Loaded>>>;
 
 /// The sequencer: one async mutex per live session, holding its row (with the
 /// document) once loaded. Cheap to share behind an `Arc`.
@@ -318,26 +335,29 @@ impl Live {
             slots.entry(session_id.to_owned()).or_default().clone()
         };
         let mut guard = slot.lock_owned().await;
-        let row = match guard.as_ref() {
-            Some(row) => row.clone(),
+        let loaded = match guard.as_ref() {
+            Some(loaded) => loaded.clone(),
             None => {
-                let row = self
+                let mut row = self
                     .store
                     .live_session(session_id)
                     .await
                     .map_err(store_error)?
                     .ok_or_else(not_found)?;
-                *guard = Some(row.clone());
-                row
+                let mut doc = parse_doc(&row)?;
+                crate::polls::on_load(self.store.as_ref(), &row, &mut doc).await?;
+                row.doc = String::new();
+                let loaded = Loaded { row, doc };
+                *guard = Some(loaded.clone());
+                loaded
             }
         };
-        let doc = parse_doc(&row)?;
         Ok(Locked {
             live: self,
             channel,
             guard,
-            row,
-            doc,
+            row: loaded.row,
+            doc: loaded.doc,
         })
     }
 
@@ -382,13 +402,14 @@ impl Live {
 pub struct Locked<'a> {
     live: &'a Live,
     channel: ChannelName,
-    guard: OwnedMutexGuard<Option<LiveSession>>,
+    guard: OwnedMutexGuard<Option<Loaded>>,
     row: LiveSession,
     doc: Doc,
 }
 
 impl Locked<'_> {
-    /// The session's row as last saved (its `doc` is [`Locked::doc`] as JSON).
+    /// The session's row as last saved (its `doc` field is empty: the document
+    /// is [`Locked::doc`]).
     pub fn session(&self) -> &LiveSession {
         &self.row
     }
@@ -429,6 +450,7 @@ impl Locked<'_> {
             return Ok(());
         }
         let mut row = self.session().clone();
+        row.doc = self.doc_json()?;
         row.cursor = Position {
             channel: self.channel.clone(),
             epoch: read.epoch.to_string(),
@@ -442,8 +464,9 @@ impl Locked<'_> {
             .await
             .map_err(store_error)?;
         tracing::info!(session = %row.id, "live session re-anchored on its channel's current position");
-        *self.guard = Some(row.clone());
+        row.doc = String::new();
         self.row = row;
+        self.remember();
         Ok(())
     }
 
@@ -542,15 +565,55 @@ impl Locked<'_> {
         }
         .encode();
         row.updated_at = now_ms();
-        // In memory first: it is what the channel says now, saved or not.
-        *self.guard = Some(row.clone());
+        let saved = self.live.store.save_live_session(&row).await.map_err(store_error);
+        // In memory whether saved or not: it is what the channel says now.
+        row.doc = String::new();
         self.row = row;
         self.doc = next;
+        self.remember();
+        saved
+    }
+
+    /// Replaces the document in memory only, with no event and no save: for
+    /// changes whose rows are in the store already and whose event is
+    /// published later, coalesced (poll answers: [`crate::polls`]). The next
+    /// [`Locked::commit`] saves it.
+    pub fn stage(&mut self, next: Doc) {
+        self.doc = next;
+        self.remember();
+    }
+
+    /// Saves the document as it is now (staged changes included) with the
+    /// current cursor, without an event: for staged changes when nothing else
+    /// commits (the end of a coalescing window, shutdown).
+    ///
+    /// # Errors
+    /// `store_unavailable`, `internal`.
+    pub async fn save(&mut self) -> Result<(), ApiError> {
+        let mut row = self.session().clone();
+        row.doc = self.doc_json()?;
+        row.updated_at = now_ms();
         self.live
             .store
-            .save_live_session(&self.row)
+            .save_live_session(&row)
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        self.row.updated_at = row.updated_at;
+        self.remember();
+        Ok(())
+    }
+
+    fn doc_json(&self) -> Result<String, ApiError> {
+        serde_json::to_string(&self.doc)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot encode the document: {e}")))
+    }
+
+    /// Writes the row and document back to the session's slot.
+    fn remember(&mut self) {
+        *self.guard = Some(Loaded {
+            row: self.row.clone(),
+            doc: self.doc.clone(),
+        });
     }
 }
 
@@ -612,10 +675,16 @@ mod tests {
         let doc: Doc = serde_json::from_str(r#"{"state":"live","later":1}"#).unwrap();
         assert_eq!(doc.state, LiveState::Live);
         let json = serde_json::to_value(Doc::default()).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"state":"scheduled","started_at":null,"ended_at":null,"hands":[],"roles":{},
-                "qa":{"anonymous":false,"moderation":false},"questions":[],"held_back_rev":0})
-        );
+        for (key, value) in [
+            ("state", serde_json::json!("scheduled")),
+            ("started_at", serde_json::json!(null)),
+            ("hands", serde_json::json!([])),
+            ("roles", serde_json::json!({})),
+            ("qa", serde_json::json!({"anonymous":false,"moderation":false})),
+            ("questions", serde_json::json!([])),
+            ("held_back_rev", serde_json::json!(0)),
+        ] {
+            assert_eq!(json[key], value, "{key}");
+        }
     }
 }

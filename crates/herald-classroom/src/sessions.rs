@@ -27,7 +27,7 @@ use serde_json::json;
 use crate::auth::SignedIn;
 use crate::courses::{membership, valid_title};
 use crate::live::{self, channel_of, Doc, Hand, Locked};
-use crate::{json, questions, store_error, ClassroomState};
+use crate::{groups, json, polls, questions, slides, store_error, ClassroomState};
 
 /// A live session as the API shows it (without its document: see `snapshot`).
 #[derive(Debug, Serialize)]
@@ -413,6 +413,9 @@ pub(crate) fn snapshot(locked: &Locked<'_>, viewer: &Viewer) -> serde_json::Valu
     snap.insert("hands".into(), json!(doc.hands));
     snap.insert("roles".into(), json!(doc.roles));
     questions::snapshot_fields(doc, viewer, &mut snap);
+    slides::snapshot_fields(doc, viewer, &mut snap);
+    polls::snapshot_fields(doc, viewer, &mut snap);
+    groups::snapshot_fields(doc, viewer, &mut snap);
     json!({
         "session": SessionView::from(locked.session()),
         "snapshot": snap,

@@ -320,6 +320,68 @@ pub struct Vote {
     pub created_at: i64,
 }
 
+/// A deck of slides of a course. `slides` is the classroom's JSON list of
+/// slides (opaque to the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeckRow {
+    /// Random id (`d_` + 32 hex digits).
+    pub id: String,
+    /// The course.
+    pub course_id: String,
+    /// Title.
+    pub title: String,
+    /// The slides, JSON.
+    pub slides: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Last change, Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// A file of a deck: a slide's image (uploaded, or a rendered PDF page).
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileRow {
+    /// Random id (`f_` + 32 hex digits).
+    pub id: String,
+    /// The deck it belongs to (deleted with it).
+    pub deck_id: String,
+    /// Its media type (`image/png`, ...).
+    pub content_type: String,
+    /// The content.
+    pub bytes: Vec<u8>,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for FileRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileRow")
+            .field("id", &self.id)
+            .field("deck_id", &self.deck_id)
+            .field("content_type", &self.content_type)
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One user's answer to a poll of a live session (`answer` is the classroom's
+/// JSON, opaque to the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PollVote {
+    /// The poll (its id in the session's document).
+    pub poll_id: String,
+    /// The live session.
+    pub session_id: String,
+    /// Who answered.
+    pub user_id: String,
+    /// The answer, JSON.
+    pub answer: String,
+    /// First answer, Unix milliseconds.
+    pub created_at: i64,
+    /// Last change, Unix milliseconds.
+    pub updated_at: i64,
+}
+
 /// Join codes use these characters: capitals and digits without the ones people
 /// confuse (0/O, 1/I/L).
 pub const JOIN_CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -522,6 +584,58 @@ pub trait ClassroomStore: Send + Sync + 'static {
     /// # Errors
     /// [`ClassroomError::Unavailable`].
     async fn votes_of_session(&self, session_id: &str) -> Result<Vec<Vote>, ClassroomError>;
+
+    /// Inserts a deck, or replaces its title, slides and `updated_at`, and
+    /// inserts `files` with it, in one transaction.
+    ///
+    /// # Errors
+    /// [`ClassroomError::CourseNotFound`] when the course does not exist,
+    /// [`ClassroomError::Unavailable`].
+    async fn save_deck(&self, deck: &DeckRow, files: &[FileRow]) -> Result<(), ClassroomError>;
+
+    /// A deck by id.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn deck(&self, id: &str) -> Result<Option<DeckRow>, ClassroomError>;
+
+    /// The course's decks, newest first.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn decks_of_course(&self, course_id: &str) -> Result<Vec<DeckRow>, ClassroomError>;
+
+    /// Deletes a deck and its files; `false` when there was none.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn delete_deck(&self, id: &str) -> Result<bool, ClassroomError>;
+
+    /// A file by id.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn file(&self, id: &str) -> Result<Option<FileRow>, ClassroomError>;
+
+    /// Records a poll answer, or replaces the answer and `updated_at` of the
+    /// user's earlier one (one per user and poll).
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`] (also when the session or user does not
+    /// exist).
+    async fn save_poll_vote(&self, vote: &PollVote) -> Result<(), ClassroomError>;
+
+    /// Deletes every answer to a poll; answers how many there were.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn delete_poll_votes(&self, session_id: &str, poll_id: &str) -> Result<u64, ClassroomError>;
+
+    /// The answers to the session's polls, by poll, then time, then user.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn poll_votes_of_session(&self, session_id: &str) -> Result<Vec<PollVote>, ClassroomError>;
 }
 
 /// The column lists, row mappers and error mapping both engines share: one body,
@@ -593,6 +707,40 @@ macro_rules! classroom_rows {
         fn role_of(raw: &str) -> Result<Role, ClassroomError> {
             Role::parse(raw)
                 .ok_or_else(|| ClassroomError::Unavailable(format!("unknown role {raw:?} in the store")))
+        }
+
+        const DECK_COLUMNS: &str = "id, course_id, title, slides, created_at, updated_at";
+
+        fn deck_row(row: &$row) -> Result<DeckRow, sqlx::Error> {
+            Ok(DeckRow {
+                id: row.try_get("id")?,
+                course_id: row.try_get("course_id")?,
+                title: row.try_get("title")?,
+                slides: row.try_get("slides")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        }
+
+        fn file_row(row: &$row) -> Result<FileRow, sqlx::Error> {
+            Ok(FileRow {
+                id: row.try_get("id")?,
+                deck_id: row.try_get("deck_id")?,
+                content_type: row.try_get("content_type")?,
+                bytes: row.try_get("bytes")?,
+                created_at: row.try_get("created_at")?,
+            })
+        }
+
+        fn poll_vote_row(row: &$row) -> Result<PollVote, sqlx::Error> {
+            Ok(PollVote {
+                poll_id: row.try_get("poll_id")?,
+                session_id: row.try_get("session_id")?,
+                user_id: row.try_get("user_id")?,
+                answer: row.try_get("answer")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
         }
 
         fn fail(e: sqlx::Error) -> ClassroomError {

@@ -14,10 +14,16 @@ use herald_server::error::ApiError;
 
 const DEVELOPERS: &str = include_str!("../../../web/developers.html");
 const CLASS_HTML: &str = include_str!("../../../web/classroom/index.html");
-const CLASS_APP: &str = include_str!("../../../web/classroom/app.js");
-const CLASS_API: &str = include_str!("../../../web/classroom/api.js");
-const CLASS_SESSION: &str = include_str!("../../../web/classroom/session.js");
-const CLASS_CSS: &str = include_str!("../../../web/classroom/style.css");
+/// The classroom's modules and style sheet, served under `/classroom/`.
+const CLASS_ASSETS: &[(&str, &str)] = &[
+    ("app.js", include_str!("../../../web/classroom/app.js")),
+    ("api.js", include_str!("../../../web/classroom/api.js")),
+    ("session.js", include_str!("../../../web/classroom/session.js")),
+    ("slides.js", include_str!("../../../web/classroom/slides.js")),
+    ("polls.js", include_str!("../../../web/classroom/polls.js")),
+    ("groups.js", include_str!("../../../web/classroom/groups.js")),
+    ("style.css", include_str!("../../../web/classroom/style.css")),
+];
 const SDK: &str = include_str!("../../../web/sdk/herald.js");
 const DEMO_HTML: &str = include_str!("../../../web/demo/index.html");
 const DEMO_JS: &str = include_str!("../../../web/demo/demo.js");
@@ -42,27 +48,22 @@ pub fn routes(node: Node, demo: bool) -> Router {
             "/",
             get(|| async { asset(CLASS_HTML, "text/html; charset=utf-8") }),
         )
-        .route(
-            "/classroom/app.js",
-            get(|| async { asset(CLASS_APP, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/classroom/session.js",
-            get(|| async { asset(CLASS_SESSION, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/classroom/api.js",
-            get(|| async { asset(CLASS_API, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/classroom/style.css",
-            get(|| async { asset(CLASS_CSS, "text/css; charset=utf-8") }),
-        )
         .route("/developers", get(|| async { Html(DEVELOPERS) }))
         .route(
             "/sdk/herald.js",
             get(|| async { asset(SDK, "text/javascript; charset=utf-8") }),
         );
+    for &(name, body) in CLASS_ASSETS {
+        let content_type = if name.ends_with(".css") {
+            "text/css; charset=utf-8"
+        } else {
+            "text/javascript; charset=utf-8"
+        };
+        r = r.route(
+            &format!("/classroom/{name}"),
+            get(move || async move { asset(body, content_type) }),
+        );
+    }
     if demo {
         r = r
             .route(

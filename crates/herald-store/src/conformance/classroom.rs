@@ -9,8 +9,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::classroom::{
-    ClassroomError, ClassroomStore, CourseUpdate, LiveState, NewUser, QuestionRow, Role, User, WebSession,
-    JOIN_CODE_ALPHABET, JOIN_CODE_LEN,
+    ClassroomError, ClassroomStore, CourseUpdate, DeckRow, FileRow, LiveState, NewUser, PollVote,
+    QuestionRow, Role, User, WebSession, JOIN_CODE_ALPHABET, JOIN_CODE_LEN,
 };
 
 /// Runs every check of the suite, one after the other.
@@ -30,6 +30,8 @@ pub async fn run_all(store: &dyn ClassroomStore) {
     live_sessions(store).await;
     live_sessions_newest_first(store).await;
     questions_and_votes(store).await;
+    decks_and_files(store).await;
+    poll_votes(store).await;
 }
 
 /// A created user is found by id and by email in any case, with its hash.
@@ -549,6 +551,123 @@ pub async fn questions_and_votes(store: &dyn ClassroomStore) {
     assert_eq!(votes.len(), 1);
     assert_eq!(votes[0].question_id, q2.id);
     assert_eq!(store.questions_of_session(&s.id).await.unwrap(), vec![q2]);
+}
+
+/// Decks are saved with their files in one write, listed newest first, updated
+/// in place, and deleted with their files.
+pub async fn decks_and_files(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("d.{}@example.org", suffix()), "D").await;
+    let course = store.create_course("Decks", &owner.id).await.unwrap();
+    let at = now_ms();
+    let deck = DeckRow {
+        id: crate::classroom::generate_id("d_"),
+        course_id: course.id.clone(),
+        title: "Week 1".to_owned(),
+        slides: "[]".to_owned(),
+        created_at: at,
+        updated_at: at,
+    };
+    let png = FileRow {
+        id: crate::classroom::generate_id("f_"),
+        deck_id: deck.id.clone(),
+        content_type: "image/png".to_owned(),
+        bytes: vec![0x89, b'P', b'N', b'G', 0, 255, 13, 10],
+        created_at: at,
+    };
+    store
+        .save_deck(&deck, std::slice::from_ref(&png))
+        .await
+        .expect("save_deck");
+    assert_eq!(store.deck(&deck.id).await.unwrap(), Some(deck.clone()));
+    assert_eq!(
+        store.file(&png.id).await.unwrap(),
+        Some(png.clone()),
+        "bytes round-trip"
+    );
+    assert_eq!(store.file("f_none").await.unwrap(), None);
+
+    let newer = DeckRow {
+        id: crate::classroom::generate_id("d_"),
+        title: "Week 2".to_owned(),
+        created_at: at + 5,
+        updated_at: at + 5,
+        ..deck.clone()
+    };
+    store.save_deck(&newer, &[]).await.unwrap();
+    let listed = store.decks_of_course(&course.id).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|d| d.title.as_str()).collect::<Vec<_>>(),
+        ["Week 2", "Week 1"]
+    );
+
+    let mut changed = deck.clone();
+    changed.title = "Week one".to_owned();
+    changed.slides = r#"[{"kind":"image"}]"#.to_owned();
+    changed.updated_at = at + 9;
+    let mut sent = changed.clone();
+    sent.created_at = 1; // kept from the first save
+    store.save_deck(&sent, &[]).await.unwrap();
+    assert_eq!(store.deck(&deck.id).await.unwrap(), Some(changed));
+
+    let orphan = DeckRow {
+        id: crate::classroom::generate_id("d_"),
+        course_id: "c_none".to_owned(),
+        ..deck.clone()
+    };
+    assert!(matches!(
+        store.save_deck(&orphan, &[]).await,
+        Err(ClassroomError::CourseNotFound)
+    ));
+
+    assert!(store.delete_deck(&deck.id).await.unwrap());
+    assert!(!store.delete_deck(&deck.id).await.unwrap());
+    assert_eq!(
+        store.file(&png.id).await.unwrap(),
+        None,
+        "files go with their deck"
+    );
+    assert_eq!(store.deck(&deck.id).await.unwrap(), None);
+}
+
+/// One answer per user and poll, replaced by a later one; a reset deletes a
+/// poll's answers only.
+pub async fn poll_votes(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("p.{}@example.org", suffix()), "P").await;
+    let voter = new_user(store, &format!("pv.{}@example.org", suffix()), "PV").await;
+    let course = store.create_course("Polls", &owner.id).await.unwrap();
+    let s = store
+        .create_live_session(&course.id, "Polls", "{}")
+        .await
+        .unwrap();
+    let at = now_ms();
+    let first = PollVote {
+        poll_id: "p_1".to_owned(),
+        session_id: s.id.clone(),
+        user_id: voter.id.clone(),
+        answer: "[0]".to_owned(),
+        created_at: at,
+        updated_at: at,
+    };
+    store.save_poll_vote(&first).await.expect("save_poll_vote");
+    let mut changed = first.clone();
+    changed.answer = "[1,2]".to_owned();
+    changed.updated_at = at + 3;
+    let mut sent = changed.clone();
+    sent.created_at = at + 3; // the first answer's time stays
+    store.save_poll_vote(&sent).await.unwrap();
+    let other = PollVote {
+        poll_id: "p_2".to_owned(),
+        user_id: owner.id.clone(),
+        ..first.clone()
+    };
+    store.save_poll_vote(&other).await.unwrap();
+    assert_eq!(
+        store.poll_votes_of_session(&s.id).await.unwrap(),
+        vec![changed, other.clone()]
+    );
+    assert_eq!(store.delete_poll_votes(&s.id, "p_1").await.unwrap(), 1);
+    assert_eq!(store.delete_poll_votes(&s.id, "p_1").await.unwrap(), 0);
+    assert_eq!(store.poll_votes_of_session(&s.id).await.unwrap(), vec![other]);
 }
 
 async fn new_user(store: &dyn ClassroomStore, email: &str, name: &str) -> User {

@@ -9,8 +9,8 @@ use sqlx::Row;
 use super::{is_unique_violation, now_ms, SqliteStore};
 use crate::classroom::{
     generate_id, generate_join_code, sort_roster, ClassroomError, ClassroomStore, Course, CourseUpdate,
-    CourseWithRole, Enrolment, LiveSession, LiveState, Member, NewUser, QuestionRow, Role, User, UserLogin,
-    Vote, WebSession, MAX_ATTEMPTS,
+    CourseWithRole, DeckRow, Enrolment, FileRow, LiveSession, LiveState, Member, NewUser, PollVote,
+    QuestionRow, Role, User, UserLogin, Vote, WebSession, MAX_ATTEMPTS,
 };
 
 crate::classroom::classroom_rows!(SqliteRow);
@@ -546,6 +546,137 @@ impl ClassroomStore for SqliteStore {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
+            .map_err(fail)
+    }
+
+    async fn save_deck(&self, deck: &DeckRow, files: &[FileRow]) -> Result<(), ClassroomError> {
+        let mut tx = self.begin_write().await?;
+        let course = sqlx::query("SELECT 1 FROM class_courses WHERE id = ?1")
+            .bind(&deck.course_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
+        if course.is_none() {
+            return Err(ClassroomError::CourseNotFound);
+        }
+        sqlx::query(&format!(
+            "INSERT INTO class_decks ({DECK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (id) DO UPDATE SET title = excluded.title, slides = excluded.slides, \
+               updated_at = excluded.updated_at"
+        ))
+        .bind(&deck.id)
+        .bind(&deck.course_id)
+        .bind(&deck.title)
+        .bind(&deck.slides)
+        .bind(deck.created_at)
+        .bind(deck.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        for f in files {
+            sqlx::query(
+                "INSERT INTO class_files (id, deck_id, content_type, bytes, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(&f.id)
+            .bind(&f.deck_id)
+            .bind(&f.content_type)
+            .bind(&f.bytes)
+            .bind(f.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)
+    }
+
+    async fn deck(&self, id: &str) -> Result<Option<DeckRow>, ClassroomError> {
+        let row = sqlx::query(&format!("SELECT {DECK_COLUMNS} FROM class_decks WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(fail)?;
+        row.as_ref().map(deck_row).transpose().map_err(fail)
+    }
+
+    async fn decks_of_course(&self, course_id: &str) -> Result<Vec<DeckRow>, ClassroomError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DECK_COLUMNS} FROM class_decks WHERE course_id = ?1 ORDER BY created_at DESC, id"
+        ))
+        .bind(course_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        rows.iter().map(deck_row).collect::<Result<_, _>>().map_err(fail)
+    }
+
+    async fn delete_deck(&self, id: &str) -> Result<bool, ClassroomError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM class_files WHERE deck_id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let deleted = sqlx::query("DELETE FROM class_decks WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn file(&self, id: &str) -> Result<Option<FileRow>, ClassroomError> {
+        let row =
+            sqlx::query("SELECT id, deck_id, content_type, bytes, created_at FROM class_files WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(fail)?;
+        row.as_ref().map(file_row).transpose().map_err(fail)
+    }
+
+    async fn save_poll_vote(&self, v: &PollVote) -> Result<(), ClassroomError> {
+        sqlx::query(
+            "INSERT INTO class_poll_votes (poll_id, session_id, user_id, answer, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (poll_id, user_id) DO UPDATE SET answer = excluded.answer, \
+               updated_at = excluded.updated_at",
+        )
+        .bind(&v.poll_id)
+        .bind(&v.session_id)
+        .bind(&v.user_id)
+        .bind(&v.answer)
+        .bind(v.created_at)
+        .bind(v.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(fail)?;
+        Ok(())
+    }
+
+    async fn delete_poll_votes(&self, session_id: &str, poll_id: &str) -> Result<u64, ClassroomError> {
+        let deleted = sqlx::query("DELETE FROM class_poll_votes WHERE session_id = ?1 AND poll_id = ?2")
+            .bind(session_id)
+            .bind(poll_id)
+            .execute(&self.pool)
+            .await
+            .map_err(fail)?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn poll_votes_of_session(&self, session_id: &str) -> Result<Vec<PollVote>, ClassroomError> {
+        let rows = sqlx::query(
+            "SELECT poll_id, session_id, user_id, answer, created_at, updated_at FROM class_poll_votes \
+             WHERE session_id = ?1 ORDER BY poll_id, created_at, user_id",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(fail)?;
+        rows.iter()
+            .map(poll_vote_row)
+            .collect::<Result<_, _>>()
             .map_err(fail)
     }
 }
