@@ -62,6 +62,15 @@ codes! {
     /// A classroom question is empty or over 500 characters, or an answer
     /// is empty or too long.
     InvalidQuestion = ("invalid_question", 400, 4400),
+    /// A slide deck is empty, has too many slides, or a slide is not valid
+    /// (Markdown too long, an upload that is not an image or PDF it can read).
+    InvalidDeck = ("invalid_deck", 400, 4400),
+    /// A poll is not valid (no question, too few or too many options, an unknown
+    /// kind), or an answer does not fit its poll (unknown option, wrong type).
+    InvalidPoll = ("invalid_poll", 400, 4400),
+    /// Groups are not valid (no group, a name empty or repeated, a student in
+    /// two groups, an unknown group or user).
+    InvalidGroups = ("invalid_groups", 400, 4400),
     /// A WebSocket frame could not be understood.
     BadFrame = ("bad_frame", 400, 4400),
     /// No credentials were given (for the classroom: no valid session cookie).
@@ -90,6 +99,14 @@ codes! {
     SessionNotFound = ("session_not_found", 404, 4004),
     /// No question with that id in the live session (or not one the caller may see).
     QuestionNotFound = ("question_not_found", 404, 4004),
+    /// No slide deck with that id in the course.
+    DeckNotFound = ("deck_not_found", 404, 4004),
+    /// No file (slide image) with that id, or not one the caller may see.
+    FileNotFound = ("file_not_found", 404, 4004),
+    /// No poll with that id in the live session.
+    PollNotFound = ("poll_not_found", 404, 4004),
+    /// No group with that id in the live session.
+    GroupNotFound = ("group_not_found", 404, 4004),
     /// No such route.
     NotFound = ("not_found", 404, 4004),
     /// The route exists, but not with this method.
@@ -109,6 +126,10 @@ codes! {
     IdempotencyConflict = ("idempotency_conflict", 409, 4409),
     /// The message data is over the size limit.
     MessageTooLarge = ("message_too_large", 413, 4413),
+    /// An uploaded file is over the size limit.
+    FileTooLarge = ("file_too_large", 413, 4413),
+    /// An upload of a media type the server does not take.
+    UnsupportedMediaType = ("unsupported_media_type", 415, 4415),
     /// The request body is over the size limit.
     BodyTooLarge = ("body_too_large", 413, 4413),
     /// The app has as many connections as its quota allows.
