@@ -1,0 +1,1 @@
+//! Classroom groups: the real server, real HTTP and SSE clients.

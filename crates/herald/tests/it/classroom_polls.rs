@@ -1,0 +1,1 @@
+//! Classroom polls: the real server, real HTTP and SSE clients.

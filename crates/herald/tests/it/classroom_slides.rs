@@ -1,0 +1,1 @@
+//! Classroom slides: the real server, real HTTP and SSE clients.
