@@ -321,11 +321,18 @@ export async function sessionView(root, sid, ui) {
     onMessage: apply,
     onReset: reloadSnapshot,
   }) : null;
+  // Staff only: what the audience must not see yet (hidden poll tallies).
+  const staffChannel = staff ? (first.staff_channel || t.staff_channel) : null;
+  const staffSub = staffChannel ? herald.subscribe(staffChannel, {
+    cursor: first.staff_cursor || t.staff_cursor,
+    onMessage: apply,
+    onReset: reloadSnapshot,
+  }) : null;
   const off = herald.on('state', ({ state }) => {
     live.textContent = state === 'connected' ? 'Live updates on.' : `Connection: ${state}`;
   });
   if (me()) online.set(me().id, { name: me().name, role });
   renderOnline();
   setTimeout(refreshPresence, 300);
-  current = { close: () => { off(); sub.unsubscribe(); privateSub?.unsubscribe(); herald.close(); } };
+  current = { close: () => { off(); sub.unsubscribe(); privateSub?.unsubscribe(); staffSub?.unsubscribe(); herald.close(); } };
 }

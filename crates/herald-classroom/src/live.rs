@@ -88,6 +88,17 @@ pub fn channel_of(session_id: &str) -> Result<ChannelName, ApiError> {
     ChannelName::parse(&format!("{NAMESPACE}:{session_id}")).map_err(|_| not_found())
 }
 
+/// The staff channel of a live session, `class:{session_id}.staff`: what only
+/// trainers and co-trainers may see live (poll tallies while hidden from the
+/// audience). Only staff tokens name it.
+///
+/// # Errors
+/// `session_not_found` for an id no session can have.
+pub fn staff_channel(session_id: &str) -> Result<ChannelName, ApiError> {
+    let session = channel_of(session_id)?;
+    ChannelName::parse(&format!("{}.staff", session.as_str())).map_err(|_| not_found())
+}
+
 /// A raised hand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hand {

@@ -137,6 +137,11 @@ pub async fn show(
     answer["role"] = json!(role);
     answer["private_channel"] = json!(personal.as_str());
     answer["private_cursor"] = json!(private_cursor);
+    if role.is_staff() {
+        let staff = live::staff_channel(&sid)?;
+        answer["staff_channel"] = json!(staff.as_str());
+        answer["staff_cursor"] = json!(locked.position_of(&staff).await?);
+    }
     Ok(Json(answer).into_response())
 }
 
@@ -352,8 +357,10 @@ pub async fn set_role(
     Ok(Json(snapshot(&locked, &Viewer::new(&who, role))).into_response())
 }
 
-/// `GET /classroom/api/sessions/{sid}/token` -> `{app, token, channel, cursor}`
-/// (members): a client token for the session's channel only.
+/// `GET /classroom/api/sessions/{sid}/token` -> `{app, token, channel, cursor,
+/// private_channel, private_cursor, staff_channel?, staff_cursor?}` (members): a
+/// client token for the session's channel, the caller's personal channel, and
+/// for staff the staff channel.
 pub async fn token(
     State(state): State<ClassroomState>,
     who: SignedIn,
@@ -362,14 +369,19 @@ pub async fn token(
     let role = session_role(&state, &sid, &who).await?;
     let channel = channel_of(&sid)?;
     let personal = questions::personal_channel(&sid, &who.user.id)?;
+    let staff_channel = live::staff_channel(&sid)?;
+    let mut channels = vec![&channel, &personal];
+    if role.is_staff() {
+        channels.push(&staff_channel);
+    }
     let token = state
         .live
-        .token(&[&channel, &personal], &who.user.id, &who.user.name, role)
+        .token(&channels, &who.user.id, &who.user.name, role)
         .await?;
     let mut locked = state.live.lock(&sid).await?;
     locked.anchored().await?;
     let private_cursor = locked.position_of(&personal).await?;
-    Ok(Json(json!({
+    let mut answer = json!({
         "app": live::APP,
         "token": token,
         "channel": channel.as_str(),
@@ -377,8 +389,12 @@ pub async fn token(
         "private_channel": personal.as_str(),
         "private_cursor": private_cursor,
         "expires_in": live::TOKEN_TTL.as_secs(),
-    }))
-    .into_response())
+    });
+    if role.is_staff() {
+        answer["staff_channel"] = json!(staff_channel.as_str());
+        answer["staff_cursor"] = json!(locked.position_of(&staff_channel).await?);
+    }
+    Ok(Json(answer).into_response())
 }
 
 /// Who is looking: what a snapshot shows depends on it.
