@@ -48,6 +48,7 @@ export const api = {
   me: () => call('GET', 'auth/me'),
   signUp: (email, name, password) => call('POST', 'auth/signup', { email, name, password }),
   signIn: (email, password) => call('POST', 'auth/signin', { email, password }),
+  guest: (code, name) => call('POST', 'auth/guest', { code, name }),
   signOut: () => call('POST', 'auth/signout', {}),
   courses: () => call('GET', 'courses'),
   createCourse: (title) => call('POST', 'courses', { title }),

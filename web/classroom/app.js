@@ -61,7 +61,7 @@ function showWho() {
   who.replaceChildren();
   if (!me) return;
   who.append(
-    h('span', { text: `Signed in as ${me.name}` }),
+    h('span', { text: `Signed in as ${me.name}${me.guest ? ' (guest)' : ''}` }),
     ' ',
     h('button', {
       type: 'button',
@@ -79,7 +79,21 @@ function showWho() {
 
 function signInView() {
   const next = location.hash.startsWith('#/join/') ? location.hash : '#/';
+  const joinCode = next.startsWith('#/join/') ? decodeURIComponent(next.slice('#/join/'.length)) : null;
   app.replaceChildren(
+    // A join link: join as a guest by name, where the trainer lets guests in.
+    joinCode ? h('section', { 'aria-labelledby': 'guest-title', class: 'card' },
+      h('h2', { id: 'guest-title', text: 'Join as a guest' }),
+      h('p', { class: 'muted', text: 'No account needed if the trainer lets guests in: type the name others will see.' }),
+      form('guest', 'Join as guest', [
+        field('guest-name', 'Name shown to others', { autocomplete: 'name', required: true, maxlength: 80 }),
+      ], async (d) => {
+        const r = await api.guest(joinCode, d.get('guest-name'));
+        me = r.user;
+        showWho();
+        say(`Welcome, ${r.user.name}. You joined "${r.course.title}" as a guest.`);
+        location.hash = `#/course/${encodeURIComponent(r.course.id)}`;
+      })) : null,
     h('section', { 'aria-labelledby': 'signin-title', class: 'card' },
       h('h2', { id: 'signin-title', text: 'Sign in' }),
       form('signin', 'Sign in', [

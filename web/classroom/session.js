@@ -11,6 +11,9 @@ import { pollsPanel } from './polls.js';
 import { groupsPanel } from './groups.js';
 
 const STATE_LABEL = { scheduled: 'Not started', live: 'Live', paused: 'Paused', ended: 'Ended' };
+const ACTIVITY_LABEL = { active: 'Active', idle: 'Idle', away: 'Away' };
+/// No key, pointer or touch for this long: idle.
+const IDLE_AFTER_MS = 2 * 60 * 1000;
 const ROLE_LABEL = { trainer: 'Trainer', co_trainer: 'Co-trainer', student: 'Student', observer: 'Observer' };
 
 export const sessionsApi = {
@@ -30,6 +33,7 @@ export const sessionsApi = {
   unvote: (sid, q) => call('DELETE', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}/vote`),
   setState: (sid, q, state) => call('POST', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}/state`, { state }),
   answer: (sid, q, mode, text) => call('POST', `sessions/${encodeURIComponent(sid)}/questions/${encodeURIComponent(q)}/answer`, { mode, text }),
+  activity: (sid, activity) => call('POST', `sessions/${encodeURIComponent(sid)}/activity`, { activity }),
   qa: (sid, settings) => call('PATCH', `sessions/${encodeURIComponent(sid)}/qa`, settings),
 };
 
@@ -102,8 +106,13 @@ export async function sessionView(root, sid, ui) {
   }
 
   function renderOnline() {
-    const people = [...online.values()].sort((a, b) => a.name.localeCompare(b.name));
-    onlineList.replaceChildren(...people.map((p) => h('li', {}, p.name, ' ', h('span', { class: 'role', text: ROLE_LABEL[p.role] || p.role || '' }))));
+    const people = [...online.entries()].sort(([, a], [, b]) => a.name.localeCompare(b.name));
+    const activity = snap.activity || {};
+    onlineList.replaceChildren(...people.map(([id, p]) => {
+      const a = activity[id] || 'active';
+      return h('li', { 'data-activity': a }, p.name, ' ', h('span', { class: 'role', text: ROLE_LABEL[p.role] || p.role || '' }),
+        a === 'active' ? null : h('span', { class: `activity ${a}`, text: ` · ${ACTIVITY_LABEL[a]}` }));
+    }));
   }
 
   /// Keeps what only the caller's own snapshot knows (own questions, votes, answers, pending).
@@ -255,6 +264,14 @@ export async function sessionView(root, sid, ui) {
       snap = { ...snap, questions, pending, held_back: d.held_back, held_back_rev: d.held_back_rev };
     } else if (m.event === 'qa') {
       snap = { ...snap, qa: d.qa };
+    } else if (m.event === 'activity') {
+      const activity = { ...(snap.activity || {}) };
+      for (const [uid, a] of Object.entries(d.activity || {})) {
+        if (a === 'active') delete activity[uid]; else activity[uid] = a;
+      }
+      snap = { ...snap, activity };
+      renderOnline();
+      return;
     } else if (m.event === 'answer.private') {
       snap = { ...snap, my_answers: { ...(snap.my_answers || {}), ...(d.my_answers || {}) } };
     } else if (m.event === 'roster.role' && d.roles) {
@@ -334,5 +351,31 @@ export async function sessionView(root, sid, ui) {
   if (me()) online.set(me().id, { name: me().name, role });
   renderOnline();
   setTimeout(refreshPresence, 300);
-  current = { close: () => { off(); sub.unsubscribe(); privateSub?.unsubscribe(); staffSub?.unsubscribe(); herald.close(); } };
+
+  // Report this screen's activity: away while the page is hidden, idle after a
+  // while without input, active otherwise; sent when it changes (and again
+  // after a reconnect, since the server keeps it for the connections of now).
+  let reported = 'active';
+  let lastInput = Date.now();
+  const activityNow = () => (document.visibilityState === 'hidden' ? 'away' : Date.now() - lastInput > IDLE_AFTER_MS ? 'idle' : 'active');
+  const report = async (force = false) => {
+    const a = activityNow();
+    if ((a === reported && !force) || snap.state === 'ended') return;
+    reported = a;
+    try { await sessionsApi.activity(sid, a); } catch { /* best effort: the next change reports again */ }
+  };
+  const onInput = () => { lastInput = Date.now(); if (reported === 'idle') report(); };
+  const onVisibility = () => { lastInput = Date.now(); report(); };
+  const inputs = ['keydown', 'pointerdown', 'pointermove', 'touchstart', 'scroll'];
+  for (const e of inputs) window.addEventListener(e, onInput, { passive: true });
+  document.addEventListener('visibilitychange', onVisibility);
+  const idleTimer = setInterval(() => report(), 15000);
+  const offConnected = herald.on('state', ({ state }) => { if (state === 'connected' && reported !== 'active') report(true); });
+  const stopActivity = () => {
+    clearInterval(idleTimer);
+    offConnected();
+    for (const e of inputs) window.removeEventListener(e, onInput);
+    document.removeEventListener('visibilitychange', onVisibility);
+  };
+  current = { close: () => { stopActivity(); off(); sub.unsubscribe(); privateSub?.unsubscribe(); staffSub?.unsubscribe(); herald.close(); } };
 }

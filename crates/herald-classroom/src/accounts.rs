@@ -35,15 +35,21 @@ pub const MAX_EMAIL_BYTES: usize = 254;
 /// Longest display name, in characters (after trimming).
 pub const MAX_NAME_CHARS: usize = 80;
 
+/// The domain of guests' made-up email addresses (`.invalid` is reserved: no
+/// mail goes there, and nobody can sign in with it).
+pub const GUEST_DOMAIN: &str = "guests.invalid";
+
 /// A user as the API shows them.
 #[derive(Debug, Serialize)]
 pub struct UserView<'a> {
     /// Id.
     pub id: &'a str,
-    /// Lower-cased email.
+    /// Lower-cased email (`guest.…@guests.invalid` for a guest).
     pub email: &'a str,
     /// Display name.
     pub name: &'a str,
+    /// Joined by name with a course's code, without an account.
+    pub guest: bool,
 }
 
 impl<'a> From<&'a User> for UserView<'a> {
@@ -52,8 +58,14 @@ impl<'a> From<&'a User> for UserView<'a> {
             id: &u.id,
             email: &u.email,
             name: &u.name,
+            guest: is_guest(u),
         }
     }
+}
+
+/// Whether `user` is a guest (joined by name, no password).
+pub fn is_guest(user: &User) -> bool {
+    user.email.ends_with(&format!("@{GUEST_DOMAIN}"))
 }
 
 #[derive(Deserialize)]
@@ -62,6 +74,13 @@ struct SignUp {
     email: String,
     name: String,
     password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Guest {
+    code: String,
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +131,49 @@ pub async fn signin(State(state): State<ClassroomState>, body: Body) -> Result<R
         Some(login) if ok => signed_in(&state, &login.user, StatusCode::OK).await,
         _ => Err(bad()),
     }
+}
+
+/// `POST /classroom/api/auth/guest {code, name}` -> `201`, the cookies,
+/// `{user, csrf, course}`: joins the course of that join code as a student
+/// without an account, where its trainers allow guests (`403 forbidden`
+/// otherwise; `404 course_not_found` for an unknown code). The guest is signed
+/// in on this browser only: there is no password to sign in elsewhere.
+pub async fn guest(State(state): State<ClassroomState>, body: Body) -> Result<Response, ApiError> {
+    let req: Guest = json(body).await?;
+    let name = valid_name(&req.name)?;
+    let course = crate::courses::by_join_code(&state, &req.code).await?;
+    if !course.guests_allowed {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this course does not take guests; create an account, or ask the trainer to let guests join",
+        ));
+    }
+    // A random password nobody knows: the account exists for this browser's session only.
+    let random: [u8; 32] = rand::random();
+    let hash = hash_password(&state, hex::encode(random)).await?;
+    let email = format!("guest.{}@{GUEST_DOMAIN}", hex::encode(rand::random::<[u8; 12]>()));
+    let user = state
+        .store
+        .create_user(NewUser {
+            email: &email,
+            name,
+            password_hash: &hash,
+        })
+        .await
+        .map_err(store_error)?;
+    let enrolment = state
+        .store
+        .enrol(&course.id, &user.id, herald_store::Role::Student)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(course = %course.id, user = %user.id, "a guest joined a course");
+    let (cookies, csrf) = start_session(&state, &user).await?;
+    let body = json!({
+        "user": UserView::from(&user),
+        "csrf": csrf,
+        "course": crate::courses::CourseView::new(&course, enrolment.role),
+    });
+    Ok((StatusCode::CREATED, cookies, Json(body)).into_response())
 }
 
 /// `POST /classroom/api/auth/signout` -> `204`, the cookies removed. Needs the

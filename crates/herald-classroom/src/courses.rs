@@ -184,8 +184,22 @@ pub async fn join(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: Join = json(body).await?;
-    let code: String = req
-        .code
+    let course = by_join_code(&state, &req.code).await?;
+    let enrolment = state
+        .store
+        .enrol(&course.id, &who.user.id, Role::Student)
+        .await
+        .map_err(store_error)?;
+    if enrolment.created {
+        tracing::info!(course = %course.id, user = %who.user.id, "joined a course");
+    }
+    Ok(Json(json!({ "course": CourseView::new(&course, enrolment.role) })).into_response())
+}
+
+/// The course of a join code as people type it (any case, spaces and dashes
+/// ignored): `404 course_not_found` when none has it.
+pub(crate) async fn by_join_code(state: &ClassroomState, raw: &str) -> Result<Course, ApiError> {
+    let code: String = raw
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '-')
         .map(|c| c.to_ascii_uppercase())
@@ -199,21 +213,12 @@ pub async fn join(
     if code.is_empty() || code.len() > 64 {
         return Err(not_found());
     }
-    let course = state
+    state
         .store
         .course_by_join_code(&code)
         .await
         .map_err(store_error)?
-        .ok_or_else(not_found)?;
-    let enrolment = state
-        .store
-        .enrol(&course.id, &who.user.id, Role::Student)
-        .await
-        .map_err(store_error)?;
-    if enrolment.created {
-        tracing::info!(course = %course.id, user = %who.user.id, "joined a course");
-    }
-    Ok(Json(json!({ "course": CourseView::new(&course, enrolment.role) })).into_response())
+        .ok_or_else(not_found)
 }
 
 /// `GET /classroom/api/courses/{id}/roster` -> `{members:[{user_id,name,role,enrolled_at,email?}]}`

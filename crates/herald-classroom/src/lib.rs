@@ -100,6 +100,7 @@ pub fn routes(state: ClassroomState) -> Router {
         .route("/classroom/api/auth/signup", post(accounts::signup))
         .route("/classroom/api/auth/signin", post(accounts::signin))
         .route("/classroom/api/auth/signout", post(accounts::signout))
+        .route("/classroom/api/auth/guest", post(accounts::guest))
         .route("/classroom/api/auth/me", get(accounts::me))
         .route("/classroom/api/courses", get(courses::list).post(courses::create))
         .route("/classroom/api/courses/join", post(courses::join))
@@ -139,6 +140,10 @@ pub fn routes(state: ClassroomState) -> Router {
             post(sessions::set_role),
         )
         .route("/classroom/api/sessions/{sid}/token", get(sessions::token))
+        .route(
+            "/classroom/api/sessions/{sid}/activity",
+            post(sessions::set_activity),
+        )
         .route("/classroom/api/sessions/{sid}/qa", patch(questions::settings))
         .route("/classroom/api/sessions/{sid}/questions", post(questions::ask))
         .route(

@@ -154,6 +154,36 @@ pub struct Doc {
     /// The breakout groups ([`crate::groups`]).
     #[serde(default)]
     pub groups: crate::groups::GroupsState,
+    /// Who is idle or away (user id -> activity), as their screens report it;
+    /// anyone present and not here is active. Not saved: it describes the
+    /// connections of now, and screens report it again when they reconnect.
+    #[serde(skip)]
+    pub activity: BTreeMap<String, Activity>,
+}
+
+/// How present a person on the session page is, as their screen reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    /// The page is visible and used.
+    #[default]
+    Active,
+    /// The page is visible, but nobody has touched it for a while.
+    Idle,
+    /// The page is hidden (another tab, the phone locked).
+    Away,
+}
+
+impl Activity {
+    /// The activity of a snake_case name, or `None`.
+    pub fn parse(s: &str) -> Option<Activity> {
+        match s {
+            "active" => Some(Activity::Active),
+            "idle" => Some(Activity::Idle),
+            "away" => Some(Activity::Away),
+            _ => None,
+        }
+    }
 }
 
 /// The session's Q&A settings, which staff toggle during the session.
@@ -512,9 +542,20 @@ impl Locked<'_> {
         event: &str,
         data: serde_json::Value,
     ) -> Result<(), ApiError> {
+        self.publish_to(channel, event, &data).await.map(drop)
+    }
+
+    /// Publishes one event on `channel`; answers the cursor just after it.
+    async fn publish_to(
+        &self,
+        channel: &ChannelName,
+        event: &str,
+        data: &serde_json::Value,
+    ) -> Result<String, ApiError> {
         let event = EventName::parse(event)
             .map_err(|e| ApiError::new(ErrorCode::Internal, format!("bad classroom event name: {e}")))?;
-        self.live
+        let published = self
+            .live
             .node
             .publish(
                 &self.live.app,
@@ -526,7 +567,16 @@ impl Locked<'_> {
                 },
             )
             .await?;
-        Ok(())
+        let at = published
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the publish answered no position"))?;
+        Ok(Position {
+            channel: channel.clone(),
+            epoch: at.epoch.to_string(),
+            offset: at.offset,
+        }
+        .encode())
     }
 
     /// The store, for rows written under the lock.
@@ -543,38 +593,15 @@ impl Locked<'_> {
     /// (the event is out and the node keeps the new document, saved with the
     /// next change).
     pub async fn commit(&mut self, next: Doc, event: &str, data: serde_json::Value) -> Result<(), ApiError> {
-        let event = EventName::parse(event)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("bad classroom event name: {e}")))?;
         let doc_json = serde_json::to_string(&next)
             .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot encode the document: {e}")))?;
-        let published = self
-            .live
-            .node
-            .publish(
-                &self.live.app,
-                PublishInput {
-                    channels: vec![self.channel.clone()],
-                    event,
-                    data: Arc::from(data.to_string()),
-                    idempotency_key: None,
-                },
-            )
-            .await?;
-        let at = published
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the publish answered no position"))?;
+        let cursor = self.publish_to(&self.channel, event, &data).await?;
         let mut row = self.session().clone();
         row.state = next.state;
         row.started_at = next.started_at;
         row.ended_at = next.ended_at;
         row.doc = doc_json;
-        row.cursor = Position {
-            channel: self.channel.clone(),
-            epoch: at.epoch.to_string(),
-            offset: at.offset,
-        }
-        .encode();
+        row.cursor = cursor;
         row.updated_at = now_ms();
         let saved = self.live.store.save_live_session(&row).await.map_err(store_error);
         // In memory whether saved or not: it is what the channel says now.
@@ -610,6 +637,21 @@ impl Locked<'_> {
             .await
             .map_err(store_error)?;
         self.row.updated_at = row.updated_at;
+        self.remember();
+        Ok(())
+    }
+
+    /// Publishes `event` with `data` on the session's channel and moves the
+    /// cursor past it in memory, with the document changed to `next` in memory
+    /// only: for what is not saved ([`Doc::activity`]). A snapshot after it
+    /// carries the new cursor; the next save writes that cursor with the
+    /// document, which is valid there (nothing saved changed).
+    ///
+    /// # Errors
+    /// Those of [`Node::publish`] (then nothing changed).
+    pub async fn publish_unsaved(&mut self, next: Doc, event: &str, data: serde_json::Value) -> Result<(), ApiError> {
+        self.row.cursor = self.publish_to(&self.channel, event, &data).await?;
+        self.doc = next;
         self.remember();
         Ok(())
     }

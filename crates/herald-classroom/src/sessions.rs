@@ -73,6 +73,15 @@ struct NewSession {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SetActivity {
+    activity: String,
+}
+
+/// Activity reports a user may send per minute (per node).
+pub const ACTIVITY_PER_MINUTE: usize = 30;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SetRole {
     role: String,
 }
@@ -313,6 +322,48 @@ async fn commit_hands(locked: &mut Locked<'_>, next: Doc, viewer: &Viewer) -> Re
     Ok(Json(snapshot(locked, viewer)).into_response())
 }
 
+/// `POST /classroom/api/sessions/{sid}/activity {activity}`: the caller's screen
+/// reports `active`, `idle` or `away` (members, until the session ends) -> `204`. An
+/// event `activity` `{activity:{user_id: value}}` when it changed; not saved
+/// (it describes the connections of now).
+pub async fn set_activity(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path(sid): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    session_role(&state, &sid, &who).await?;
+    let req: SetActivity = json(body).await?;
+    let activity = live::Activity::parse(&req.activity).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            "activity must be one of active, idle, away",
+        )
+    })?;
+    if !state.live.within_rate(&who.user.id, "activity", ACTIVITY_PER_MINUTE) {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!("at most {ACTIVITY_PER_MINUTE} activity reports a minute; wait a little"),
+        ));
+    }
+    let mut locked = state.live.lock(&sid).await?;
+    if locked.doc().state == LiveState::Ended {
+        return Err(invalid_state(LiveState::Ended, "there is nobody to report to"));
+    }
+    let now = locked.doc().activity.get(&who.user.id).copied().unwrap_or_default();
+    if now != activity {
+        let mut next = locked.doc().clone();
+        if activity == live::Activity::Active {
+            next.activity.remove(&who.user.id);
+        } else {
+            next.activity.insert(who.user.id.clone(), activity);
+        }
+        let data = json!({ "activity": { &who.user.id: activity } });
+        locked.publish_unsaved(next, "activity", data).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// `POST /classroom/api/sessions/{sid}/roster/{user_id} {role}`: changes a
 /// member's role in the course during the session (trainers; not once ended).
 pub async fn set_role(
@@ -428,6 +479,7 @@ pub(crate) fn snapshot(locked: &Locked<'_>, viewer: &Viewer) -> serde_json::Valu
     snap.insert("ended_at".into(), json!(doc.ended_at));
     snap.insert("hands".into(), json!(doc.hands));
     snap.insert("roles".into(), json!(doc.roles));
+    snap.insert("activity".into(), json!(doc.activity));
     questions::snapshot_fields(doc, viewer, &mut snap);
     slides::snapshot_fields(doc, viewer, &mut snap);
     polls::snapshot_fields(doc, viewer, &mut snap);

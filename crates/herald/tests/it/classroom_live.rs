@@ -674,3 +674,156 @@ impl Sse {
         }
     }
 }
+
+/// A guest joins by name with the course's code where the trainer allows it,
+/// is a student of the course, can open its live session, and cannot sign in
+/// anywhere else; refused (403) where guests are not allowed, 404 for a wrong
+/// code, 400 for a bad name.
+#[tokio::test]
+async fn guests_join_by_name_where_allowed() {
+    let server = TestServer::start().await;
+    let class = Class::new(&server).await;
+    let sid = class.session("Open day").await;
+    let guest = Browser::new(&server);
+    let (status, v) = guest
+        .post("/auth/guest", json!({ "code": class.join_code, "name": "Gus" }))
+        .await;
+    assert_eq!((status, code(&v)), (403, "forbidden"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("guests"));
+
+    let (status, v) = class
+        .trainer
+        .call(
+            Method::PATCH,
+            &format!("/courses/{}", class.course_id),
+            json!({ "guests_allowed": true }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for (body, want) in [
+        (json!({ "code": "NOPE-NOPE", "name": "Gus" }), (404, "course_not_found")),
+        (json!({ "code": class.join_code, "name": "   " }), (400, "invalid_name")),
+        (json!({ "code": class.join_code }), (400, "invalid_json")),
+    ] {
+        let (status, v) = guest.post("/auth/guest", body).await;
+        assert_eq!((status, code(&v)), want, "{v}");
+    }
+
+    let mut guest = Browser::new(&server);
+    let typed = class.join_code.to_lowercase();
+    let (status, v) = guest
+        .post("/auth/guest", json!({ "code": typed, "name": " Gus Guest " }))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    guest.csrf = v["csrf"].as_str().map(String::from);
+    assert_eq!(v["user"]["name"], "Gus Guest");
+    assert_eq!(v["user"]["guest"], true);
+    assert_eq!(v["course"]["id"], class.course_id.as_str());
+    assert_eq!(v["course"]["role"], "student");
+    let (status, me) = guest.get("/auth/me").await;
+    assert_eq!(status, 200);
+    assert_eq!(me["user"]["guest"], true);
+    let (_, me) = class.student.get("/auth/me").await;
+    assert_eq!(me["user"]["guest"], false);
+
+    // A student of the course: the roster lists them, the live session opens.
+    let (_, roster) = class.trainer.get(&format!("/courses/{}/roster", class.course_id)).await;
+    assert!(roster["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["name"] == "Gus Guest" && m["role"] == "student"));
+    assert_eq!(class.trainer.act(&sid, "start").await.0, 200);
+    let snap = guest.snapshot(&sid).await;
+    assert_eq!(snap["role"], "student");
+    let (status, v) = guest.post(&format!("/sessions/{sid}/hand"), json!({})).await;
+    assert_eq!(status, 200, "{v}");
+
+    // Their made-up email cannot be signed in with.
+    let email = me_email(&guest).await;
+    assert!(email.ends_with("@guests.invalid"), "{email}");
+    let mut other = Browser::new(&server);
+    let (status, v) = other.signin(&email, "").await;
+    assert_eq!((status, code(&v)), (401, "bad_credentials"));
+}
+
+async fn me_email(b: &Browser) -> String {
+    let (_, me) = b.get("/auth/me").await;
+    me["user"]["email"].as_str().unwrap().to_owned()
+}
+
+/// A screen reports idle or away: one `activity` event when it changes, none
+/// when it does not; the snapshot lists it; `active` removes it; bad values and
+/// non-members are refused; nothing once the session has ended.
+#[tokio::test]
+async fn activity_idle_and_away() {
+    let server = TestServer::start().await;
+    let class = Class::new(&server).await;
+    let sid = class.session("Activity").await;
+    assert_eq!(class.trainer.act(&sid, "start").await.0, 200);
+    let token = class.trainer.live_token(&sid).await;
+    let snap = class.trainer.snapshot(&sid).await;
+    let mut sse = subscribe(&server, &token, snap["cursor"].as_str()).await;
+    let path = format!("/sessions/{sid}/activity");
+
+    let (status, v) = class.student.post(&path, json!({ "activity": "away" })).await;
+    assert_eq!(status, 204, "{v}");
+    let ev = next_change(&mut sse).await;
+    assert_eq!(ev.event, "activity");
+    let data: Value = serde_json::from_str(&ev.data).unwrap();
+    assert_eq!(data["data"]["activity"][&class.student_id], "away");
+    // The same again: no event; then idle, then active.
+    assert_eq!(class.student.post(&path, json!({ "activity": "away" })).await.0, 204);
+    assert_eq!(class.student.post(&path, json!({ "activity": "idle" })).await.0, 204);
+    let ev = next_change(&mut sse).await;
+    let data: Value = serde_json::from_str(&ev.data).unwrap();
+    assert_eq!(data["data"]["activity"][&class.student_id], "idle", "the repeated away sent nothing");
+    let snap = class.trainer.snapshot(&sid).await;
+    assert_eq!(snap["snapshot"]["activity"][&class.student_id], "idle");
+    assert_eq!(class.student.post(&path, json!({ "activity": "active" })).await.0, 204);
+    let ev = next_change(&mut sse).await;
+    let data: Value = serde_json::from_str(&ev.data).unwrap();
+    assert_eq!(data["data"]["activity"][&class.student_id], "active");
+    let snap = class.trainer.snapshot(&sid).await;
+    assert_eq!(snap["snapshot"]["activity"], json!({}));
+
+    for body in [json!({ "activity": "asleep" }), json!({ "activity": 1 }), json!({})] {
+        let (status, v) = class.student.post(&path, body).await;
+        assert_eq!(status, 400, "{v}");
+    }
+    let mut stranger = Browser::new(&server);
+    stranger.new_account("Stranger").await;
+    let (status, v) = stranger.post(&path, json!({ "activity": "idle" })).await;
+    assert_eq!((status, code(&v)), (403, "forbidden"));
+    assert_eq!(class.trainer.act(&sid, "end").await.0, 200);
+    let (status, v) = class.student.post(&path, json!({ "activity": "idle" })).await;
+    assert_eq!((status, code(&v)), (409, "invalid_state"));
+}
+
+/// Staff tokens name the staff channel and staff snapshots carry its cursor;
+/// a student's do not, and a student cannot subscribe to it.
+#[tokio::test]
+async fn the_staff_channel_is_for_staff_only() {
+    let server = TestServer::start().await;
+    let class = Class::new(&server).await;
+    let sid = class.session("Staff").await;
+    let staff = class.trainer.live_token(&sid).await;
+    assert_eq!(staff["staff_channel"], format!("class:{sid}.staff"));
+    assert!(staff["staff_cursor"].is_string());
+    assert!(class.trainer.snapshot(&sid).await["staff_cursor"].is_string());
+    let student = class.student.live_token(&sid).await;
+    assert!(student.get("staff_channel").is_none(), "{student}");
+    assert!(class.student.snapshot(&sid).await.get("staff_channel").is_none());
+    let url = format!(
+        "{}/v1/apps/classroom/events?channel={}&token={}",
+        server.url,
+        enc(&format!("class:{sid}.staff")),
+        student["token"].as_str().unwrap()
+    );
+    let sse = Sse::connect(&url, None).await;
+    assert_eq!(sse.status, 403, "a student's token does not name the staff channel");
+    let mut as_staff = staff.clone();
+    as_staff["channel"] = staff["staff_channel"].clone();
+    let sse = subscribe(&server, &as_staff, staff["staff_cursor"].as_str()).await;
+    assert_eq!(sse.status, 200);
+}
