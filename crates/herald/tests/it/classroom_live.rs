@@ -701,8 +701,14 @@ async fn guests_join_by_name_where_allowed() {
         .await;
     assert_eq!(status, 200, "{v}");
     for (body, want) in [
-        (json!({ "code": "NOPE-NOPE", "name": "Gus" }), (404, "course_not_found")),
-        (json!({ "code": class.join_code, "name": "   " }), (400, "invalid_name")),
+        (
+            json!({ "code": "NOPE-NOPE", "name": "Gus" }),
+            (404, "course_not_found"),
+        ),
+        (
+            json!({ "code": class.join_code, "name": "   " }),
+            (400, "invalid_name"),
+        ),
         (json!({ "code": class.join_code }), (400, "invalid_json")),
     ] {
         let (status, v) = guest.post("/auth/guest", body).await;
@@ -727,7 +733,10 @@ async fn guests_join_by_name_where_allowed() {
     assert_eq!(me["user"]["guest"], false);
 
     // A student of the course: the roster lists them, the live session opens.
-    let (_, roster) = class.trainer.get(&format!("/courses/{}/roster", class.course_id)).await;
+    let (_, roster) = class
+        .trainer
+        .get(&format!("/courses/{}/roster", class.course_id))
+        .await;
     assert!(roster["members"]
         .as_array()
         .unwrap()
@@ -773,21 +782,37 @@ async fn activity_idle_and_away() {
     let data: Value = serde_json::from_str(&ev.data).unwrap();
     assert_eq!(data["data"]["activity"][&class.student_id], "away");
     // The same again: no event; then idle, then active.
-    assert_eq!(class.student.post(&path, json!({ "activity": "away" })).await.0, 204);
-    assert_eq!(class.student.post(&path, json!({ "activity": "idle" })).await.0, 204);
+    assert_eq!(
+        class.student.post(&path, json!({ "activity": "away" })).await.0,
+        204
+    );
+    assert_eq!(
+        class.student.post(&path, json!({ "activity": "idle" })).await.0,
+        204
+    );
     let ev = next_change(&mut sse).await;
     let data: Value = serde_json::from_str(&ev.data).unwrap();
-    assert_eq!(data["data"]["activity"][&class.student_id], "idle", "the repeated away sent nothing");
+    assert_eq!(
+        data["data"]["activity"][&class.student_id], "idle",
+        "the repeated away sent nothing"
+    );
     let snap = class.trainer.snapshot(&sid).await;
     assert_eq!(snap["snapshot"]["activity"][&class.student_id], "idle");
-    assert_eq!(class.student.post(&path, json!({ "activity": "active" })).await.0, 204);
+    assert_eq!(
+        class.student.post(&path, json!({ "activity": "active" })).await.0,
+        204
+    );
     let ev = next_change(&mut sse).await;
     let data: Value = serde_json::from_str(&ev.data).unwrap();
     assert_eq!(data["data"]["activity"][&class.student_id], "active");
     let snap = class.trainer.snapshot(&sid).await;
     assert_eq!(snap["snapshot"]["activity"], json!({}));
 
-    for body in [json!({ "activity": "asleep" }), json!({ "activity": 1 }), json!({})] {
+    for body in [
+        json!({ "activity": "asleep" }),
+        json!({ "activity": 1 }),
+        json!({}),
+    ] {
         let (status, v) = class.student.post(&path, body).await;
         assert_eq!(status, 400, "{v}");
     }
@@ -821,7 +846,10 @@ async fn the_staff_channel_is_for_staff_only() {
         student["token"].as_str().unwrap()
     );
     let sse = Sse::connect(&url, None).await;
-    assert_eq!(sse.status, 403, "a student's token does not name the staff channel");
+    assert_eq!(
+        sse.status, 403,
+        "a student's token does not name the staff channel"
+    );
     let mut as_staff = staff.clone();
     as_staff["channel"] = staff["staff_channel"].clone();
     let sse = subscribe(&server, &as_staff, staff["staff_cursor"].as_str()).await;
