@@ -63,6 +63,10 @@ impl<'a> From<&'a User> for UserView<'a> {
     }
 }
 
+/// The stored "hash" of an account without a password (a guest): not a PHC
+/// string, so no password matches it.
+const NO_PASSWORD: &str = "!no-password";
+
 /// Whether `user` is a guest (joined by name, no password).
 pub fn is_guest(user: &User) -> bool {
     user.email.ends_with(&format!("@{GUEST_DOMAIN}"))
@@ -148,16 +152,15 @@ pub async fn guest(State(state): State<ClassroomState>, body: Body) -> Result<Re
             "this course does not take guests; create an account, or ask the trainer to let guests join",
         ));
     }
-    // A random password nobody knows: the account exists for this browser's session only.
-    let random: [u8; 32] = rand::random();
-    let hash = hash_password(&state, hex::encode(random)).await?;
+    // No password: the account exists for this browser's session only.
+    let hash = NO_PASSWORD;
     let email = format!("guest.{}@{GUEST_DOMAIN}", hex::encode(rand::random::<[u8; 12]>()));
     let user = state
         .store
         .create_user(NewUser {
             email: &email,
             name,
-            password_hash: &hash,
+            password_hash: hash,
         })
         .await
         .map_err(store_error)?;
@@ -279,10 +282,12 @@ async fn verify_password(
 ) -> Result<bool, ApiError> {
     let _permit = state.hashing.acquire().await.map_err(hashing_failed)?;
     tokio::task::spawn_blocking(move || {
-        let known = stored.is_some();
+        // No account, or one without a password: check against a fixed hash all
+        // the same, so the time taken does not tell.
+        let known = stored.as_deref().is_some_and(|s| s != NO_PASSWORD);
         let phc = match stored {
-            Some(s) => s,
-            None => dummy_hash().to_owned(),
+            Some(s) if known => s,
+            _ => dummy_hash().to_owned(),
         };
         let Ok(parsed) = PasswordHash::new(&phc) else {
             tracing::error!("a stored password hash is not a PHC string");
