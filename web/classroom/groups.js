@@ -1,17 +1,291 @@
-// A live session's breakout groups (in progress). A panel of the session page
-// (session.js): `section` is its card; `render(snap)` draws it from the
-// snapshot; `apply(m, snap)` takes one event of the session's channels and
-// answers the part of the snapshot it replaces (an object merged into it), or
-// null when the event is not one of its own.
+// A live session's breakout groups. A panel of the session page (session.js):
+// `section` is its card; `render(snap)` draws it from the snapshot; `apply(m, snap)`
+// takes one event of the session's channels and answers the part of the snapshot it
+// replaces (an object merged into it), or null when the event is not one of its own.
+//
+// The whole groups state arrives in every `groups` event and in the snapshot's
+// `groups` field ({mode, groups:[{id, name, members:[{user_id, name}]}], ends_at,
+// broadcasts}), so the panel only ever replaces it. Staff split, move, rename, time
+// and broadcast; students see their group, the countdown and the broadcasts, and pick
+// a group themselves in pick mode.
+
+const enc = encodeURIComponent;
+const NO_GROUPS = { mode: 'assigned', groups: [], ends_at: null, broadcasts: [] };
+
+/// "04:32", or "1:04:32" past an hour.
+export function clock(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  const two = (n) => String(n).padStart(2, '0');
+  const hours = Math.floor(s / 3600);
+  const rest = `${two(Math.floor((s % 3600) / 60))}:${two(s % 60)}`;
+  return hours ? `${hours}:${rest}` : rest;
+}
 
 export function groupsPanel(ctx) {
-  const { h } = ctx;
+  const { h, act, call, say, sid, staff, me, courseId } = ctx;
+  const base = `sessions/${enc(sid)}/groups`;
+  const groupsApi = {
+    split: (body) => call('POST', `${base}/split`, body),
+    setUp: (body) => call('PUT', base, body),
+    mode: (mode) => call('PATCH', base, { mode }),
+    end: () => call('DELETE', base),
+    rename: (gid, name) => call('PATCH', `${base}/${enc(gid)}`, { name }),
+    move: (gid, user) => call('POST', `${base}/${enc(gid)}/members`, { user_id: user }),
+    remove: (gid, user) => call('DELETE', `${base}/${enc(gid)}/members/${enc(user)}`),
+    join: (gid) => call('POST', `${base}/${enc(gid)}/join`, {}),
+    leave: () => call('POST', `${base}/leave`, {}),
+    extend: (s) => call('POST', `${base}/timer`, { extend_s: s }),
+    broadcast: (text) => call('POST', `${base}/broadcast`, { text }),
+  };
+
+  const intro = h('p', { class: 'muted groups-intro' });
+  const timer = h('p', { class: 'groups-timer', id: 'groups-timer', role: 'timer', hidden: true });
+  const notices = h('div', { class: 'groups-broadcasts', role: 'status', 'aria-live': 'polite', 'aria-label': 'Messages to all groups' });
+  const mine = h('div', { class: 'my-group' });
+  const board = h('div', { class: 'groups-board' });
+  const unplaced = h('div', { class: 'groups-unplaced' });
   const body = h('div', { class: 'groups' });
   const section = h('section', { 'aria-labelledby': 'groups-title', class: 'card groups-card' },
     h('h2', { id: 'groups-title', text: 'Groups' }), body);
+
+  let groups = NO_GROUPS;
+  let state = 'scheduled';
+  let wasActive = false;
+  let lastKey = null;
+  let ticking = null;
+  let roster = null; // staff: the course's students, for "Not in a group"
+  let rosterAsked = false;
+  const seen = new Set(); // broadcast ids already shown
+
+  // --- staff controls, built once so that typing survives live updates ---
+  const countInput = h('input', { id: 'groups-count', type: 'number', min: 1, max: 50, value: 2, inputmode: 'numeric' });
+  const onlineInput = h('input', { id: 'groups-online', type: 'checkbox' });
+  const minutesInput = h('input', { id: 'groups-minutes', type: 'number', min: 1, max: 240, placeholder: 'No timer', inputmode: 'numeric' });
+  const splitButton = act('Split into 2 groups', () => {
+    const count = Number(countInput.value);
+    return groupsApi.split({ count, online_only: onlineInput.checked, ...timerOf() });
+  });
+  const pickButton = act('Open 2 groups to pick', () => {
+    const count = Math.max(1, Math.min(50, Number(countInput.value) || 0));
+    const list = Array.from({ length: count }, (_, i) => ({ name: `Group ${i + 1}` }));
+    return groupsApi.setUp({ groups: list, mode: 'pick', ...timerOf() });
+  });
+  const labelButtons = () => {
+    const n = Number(countInput.value) || 0;
+    splitButton.textContent = `Split into ${n} group${n === 1 ? '' : 's'}`;
+    pickButton.textContent = `Open ${n} group${n === 1 ? '' : 's'} to pick`;
+  };
+  countInput.addEventListener('input', labelButtons);
+  function timerOf() {
+    const m = Number(minutesInput.value);
+    return minutesInput.value && m > 0 ? { duration_s: Math.round(m * 60) } : {};
+  }
+  const setup = h('div', { class: 'groups-setup' },
+    h('div', { class: 'groups-fields' },
+      h('p', {}, h('label', { for: 'groups-count', text: 'Number of groups' }), countInput),
+      h('p', {}, h('label', { for: 'groups-minutes', text: 'Timer, minutes (optional)' }), minutesInput)),
+    h('label', { for: 'groups-online' }, onlineInput, ' Split only the students who are here now'),
+    h('div', { class: 'controls' }, splitButton, pickButton),
+    h('p', { class: 'muted', text: 'Splitting deals the students at random into groups of even size; students pick a group themselves in groups opened to pick. Either replaces running breakouts.' }));
+
+  const pickToggle = h('input', {
+    id: 'groups-pick', type: 'checkbox',
+    onchange: async (e) => {
+      try { await groupsApi.mode(e.target.checked ? 'pick' : 'assigned'); } catch (err) { e.target.checked = !e.target.checked; say(err.message, 'error'); }
+    },
+  });
+  const message = h('textarea', { id: 'groups-message', rows: 2, maxlength: 500 });
+  const broadcastForm = h('form', { class: 'groups-broadcast', 'aria-label': 'Broadcast' },
+    h('label', { for: 'groups-message', text: 'Message to all groups' }), message,
+    h('div', { class: 'controls' }, h('button', { type: 'submit', text: 'Send to all groups' })));
+  broadcastForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const button = broadcastForm.querySelector('button[type=submit]');
+    button.disabled = true;
+    try {
+      await groupsApi.broadcast(message.value);
+      message.value = '';
+    } catch (err) { say(err.message, 'error'); } finally { button.disabled = false; }
+  });
+  const setupSummary = h('summary', { text: 'Set up breakouts' });
+  const setupBox = h('details', { class: 'groups-new', open: true }, setupSummary, setup);
+  const tools = h('div', { class: 'groups-tools' },
+    h('label', { for: 'groups-pick' }, pickToggle, ' Students pick their own group'),
+    h('div', { class: 'controls groups-time' },
+      act('+1 minute', () => groupsApi.extend(60)),
+      act('+5 minutes', () => groupsApi.extend(300)),
+      h('span', { class: 'spacer' }),
+      act('End breakouts', () => groupsApi.end())),
+    broadcastForm);
+
+  // --- the countdown ---
+  function tick() {
+    if (!groups.ends_at || groups.groups.length === 0 || state === 'ended') {
+      timer.hidden = groups.groups.length === 0 || state === 'ended';
+      timer.textContent = 'No timer.';
+      timer.classList.remove('up');
+      return;
+    }
+    timer.hidden = false;
+    const left = groups.ends_at - Date.now();
+    timer.textContent = left > 0 ? `Ends in ${clock(left)}` : 'Time is up.';
+    timer.classList.toggle('up', left <= 0);
+  }
+  function keepTicking() {
+    if (ticking) return;
+    ticking = setInterval(() => {
+      if (!section.isConnected && ticking) { clearInterval(ticking); ticking = null; return; }
+      tick();
+    }, 1000);
+  }
+
+  // --- drawing ---
+  const myId = () => (me() ? me().id : null);
+  const groupOf = (uid) => groups.groups.find((g) => g.members.some((m) => m.user_id === uid));
+
+  function moveSelect(person, current) {
+    const select = h('select', { id: `groups-move-${person.user_id}`, 'aria-label': `Move ${person.name} to` },
+      current ? null : h('option', { value: '', text: 'Choose a group…', selected: true }),
+      groups.groups.map((g) => h('option', { value: g.id, text: g.name, selected: current === g.id })),
+      current ? h('option', { value: '', text: 'No group' }) : null);
+    select.addEventListener('change', async () => {
+      select.disabled = true;
+      try {
+        if (select.value) await groupsApi.move(select.value, person.user_id);
+        else if (current) await groupsApi.remove(current, person.user_id);
+      } catch (err) { say(err.message, 'error'); select.value = current || ''; } finally { select.disabled = false; }
+    });
+    return select;
+  }
+
+  function heading(g, live) {
+    const title = h('h3', { class: 'group-name' }, g.name);
+    if (!staff || !live) return title;
+    const rename = h('button', {
+      type: 'button', class: 'link', 'aria-label': `Rename ${g.name}`,
+      onclick: () => {
+        const input = h('input', { 'aria-label': `New name for ${g.name}`, value: g.name, maxlength: 60 });
+        const form = h('form', { class: 'group-rename' }, input, ' ', h('button', { type: 'submit', text: 'Save name' }));
+        form.addEventListener('submit', async (e) => {
+          e.preventDefault();
+          try { await groupsApi.rename(g.id, input.value); } catch (err) { say(err.message, 'error'); }
+        });
+        wrap.replaceWith(form);
+        input.focus();
+        input.select();
+      },
+    }, 'Rename');
+    const wrap = h('div', { class: 'group-head' }, title, rename);
+    return wrap;
+  }
+
+  function groupCard(g, live) {
+    const own = !staff && g.members.some((m) => m.user_id === myId());
+    const card = h('section', { class: `group${own ? ' mine' : ''}`, 'aria-label': g.name, 'data-group': g.id },
+      heading(g, live),
+      own ? h('p', { class: 'badge', text: 'Your group' }) : null,
+      h('ul', { class: 'members', 'aria-label': `Members of ${g.name}` },
+        g.members.length === 0
+          ? h('li', { class: 'empty', text: 'Nobody yet.' })
+          : g.members.map((m) => h('li', {},
+            h('span', { class: 'member-name', text: m.name }),
+            staff && live ? moveSelect(m, g.id) : null))));
+    if (!staff && state === 'live' && groups.mode === 'pick' && ctx.role === 'student') {
+      card.append(h('div', { class: 'controls' }, own
+        ? act(`Leave ${g.name}`, () => groupsApi.leave())
+        : act(`Join ${g.name}`, () => groupsApi.join(g.id))));
+    }
+    return card;
+  }
+
+  function renderNotices() {
+    const list = [...groups.broadcasts].reverse();
+    notices.replaceChildren(...list.map((b) => {
+      const fresh = !seen.has(b.id);
+      seen.add(b.id);
+      const at = new Date(b.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+      return h('p', { class: `broadcast${fresh && lastKey !== null ? ' fresh' : ''}` },
+        h('strong', { text: `${b.by}: ` }), b.text, ' ', h('span', { class: 'muted', text: at }));
+    }));
+  }
+
+  function renderMine() {
+    mine.replaceChildren();
+    if (staff || ctx.role !== 'student' || groups.groups.length === 0) return;
+    const g = groupOf(myId());
+    if (g) {
+      mine.append(h('p', { id: 'my-group', class: 'my-group-name' }, 'Your group: ', h('strong', { text: g.name })),
+        h('p', { class: 'muted', text: `With ${g.members.filter((m) => m.user_id !== myId()).map((m) => m.name).join(', ') || 'nobody else yet'}.` }));
+    } else {
+      mine.append(h('p', { id: 'my-group', class: 'my-group-name', text: groups.mode === 'pick' ? 'You are not in a group yet: pick one below.' : 'You are not in a group yet.' }));
+    }
+  }
+
+  function renderUnplaced(live) {
+    unplaced.replaceChildren();
+    if (!staff || !live || !roster || groups.groups.length === 0) return;
+    const placed = new Set(groups.groups.flatMap((g) => g.members.map((m) => m.user_id)));
+    const left = roster.filter((m) => !placed.has(m.user_id));
+    if (left.length === 0) return;
+    unplaced.append(h('h3', { text: 'Not in a group' }),
+      h('ul', { class: 'members', 'aria-label': 'Students not in a group' },
+        left.map((m) => h('li', {}, h('span', { class: 'member-name', text: m.name }), moveSelect(m, null)))));
+  }
+
+  async function loadRoster() {
+    if (rosterAsked) return;
+    rosterAsked = true;
+    try {
+      const r = await call('GET', `courses/${enc(courseId)}/roster`);
+      roster = (r.members || []).filter((m) => m.role === 'student');
+      renderUnplaced(state !== 'ended');
+    } catch (err) { say(err.message, 'error'); } finally { rosterAsked = false; }
+  }
+
+  function render(snap) {
+    groups = { ...NO_GROUPS, ...(snap.groups || {}) };
+    state = snap.state;
+    const key = JSON.stringify([state, groups]);
+    if (key === lastKey) return;
+    const focused = section.contains(document.activeElement) ? document.activeElement.id : null;
+    const live = state !== 'ended';
+    const active = groups.groups.length > 0;
+    renderNotices();
+    lastKey = key;
+
+    if (!live) intro.textContent = active ? 'The session has ended; these were its groups.' : 'No breakout groups.';
+    else if (!active) intro.textContent = 'No breakout groups right now.';
+    else intro.textContent = groups.mode === 'pick' ? 'Breakouts are on: students pick their group.' : 'Breakouts are on.';
+    renderMine();
+    board.replaceChildren(...groups.groups.map((g) => groupCard(g, live)));
+    board.hidden = !active;
+    pickToggle.checked = groups.mode === 'pick';
+    tick();
+    if (active && groups.ends_at) keepTicking();
+
+    const parts = [intro, mine, timer, notices];
+    if (staff && live) {
+      if (active) parts.push(tools);
+      parts.push(board, unplaced);
+      if (active !== wasActive) setupBox.open = !active;
+      setupSummary.textContent = active ? 'Split again or start over' : 'Set up breakouts';
+      parts.push(setupBox);
+      if (active) loadRoster();
+    } else {
+      parts.push(board);
+    }
+    body.replaceChildren(...parts);
+    wasActive = active;
+    renderUnplaced(live);
+    if (focused) document.getElementById(focused)?.focus();
+  }
+
   return {
     section,
-    render(snap) { void snap; },
-    apply(m, snap) { void m; void snap; return null; },
+    render,
+    apply(m) {
+      if (m.event !== 'groups') return null;
+      return { groups: (m.data && m.data.groups) || NO_GROUPS };
+    },
   };
 }
