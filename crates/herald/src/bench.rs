@@ -54,6 +54,7 @@
 //!
 //! Every run is bounded: connections, messages, reconnections and a deadline.
 
+pub mod classroom;
 mod svg;
 
 use std::future::Future;

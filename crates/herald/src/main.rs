@@ -79,9 +79,22 @@ enum Command {
 struct BenchCli {
     /// Scenario: idle (memory per connection), fanout (CPU per delivery, latency), publish
     /// (throughput), churn (connections replaced while publishing) or resume (all dropped, all
-    /// resuming at once).
-    #[arg(value_parser = ["idle", "fanout", "publish", "churn", "resume"])]
+    /// resuming at once), or classroom (one trainer and --connections students in a live
+    /// session: page flips, a poll, questions and upvotes; see docs/benchmarks.md).
+    #[arg(value_parser = ["idle", "fanout", "publish", "churn", "resume", "classroom"])]
     scenario: String,
+    /// classroom: questions asked, by distinct students.
+    #[arg(long, default_value_t = 500)]
+    questions: usize,
+    /// classroom: upvotes, by distinct students.
+    #[arg(long, default_value_t = 5000)]
+    upvotes: usize,
+    /// classroom: students answer the poll at random moments within this window.
+    #[arg(long, default_value = "5s")]
+    poll_spread: String,
+    /// classroom: time between two page flips.
+    #[arg(long, default_value = "500ms")]
+    flip_interval: String,
     /// The server's base URL ({url} in the templates).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
@@ -303,6 +316,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 async fn bench(b: BenchCli) -> anyhow::Result<()> {
     let deadline = humantime::parse_duration(&b.deadline)
         .with_context(|| format!("--deadline {:?} is not a duration", b.deadline))?;
+    if b.scenario == "classroom" {
+        return bench_classroom(b, deadline).await;
+    }
     let hold = match &b.hold {
         Some(h) => humantime::parse_duration(h).with_context(|| format!("--hold {h:?} is not a duration"))?,
         None => Duration::ZERO,
@@ -359,6 +375,33 @@ async fn bench(b: BenchCli) -> anyhow::Result<()> {
     .await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     eprintln!("{}", herald::bench::summary(&report));
+    Ok(())
+}
+
+async fn bench_classroom(b: BenchCli, deadline: Duration) -> anyhow::Result<()> {
+    let duration = |flag: &str, v: &str| {
+        humantime::parse_duration(v).with_context(|| format!("--{flag} {v:?} is not a duration"))
+    };
+    let mut server_pids = b.server_pids;
+    if let Some(name) = &b.server_pids_of {
+        server_pids.extend(herald::bench::pids_of(name));
+    }
+    let report = herald::bench::classroom::run(herald::bench::classroom::ClassroomArgs {
+        url: b.url.trim_end_matches('/').to_owned(),
+        students: b.connections,
+        flips: b.messages,
+        flip_interval: duration("flip-interval", &b.flip_interval)?,
+        poll_spread: duration("poll-spread", &b.poll_spread)?,
+        questions: b.questions,
+        upvotes: b.upvotes,
+        concurrency: b.concurrency.max(1),
+        server_pids,
+        deadline,
+        progress: !b.quiet,
+    })
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!("{}", herald::bench::classroom::summary(&report));
     Ok(())
 }
 
