@@ -59,6 +59,17 @@ const MAX_IDLE_SLOTS: usize = 1024;
 const RATE_WINDOW_MS: i64 = 60_000;
 /// Users x kinds tracked before idle entries are dropped.
 const MAX_RATE_ENTRIES: usize = 10_000;
+/// How long changes wait to be published together ([`Live::coalesce`]): at
+/// most 4 events a second per session and kind, whatever the audience.
+pub const COALESCE_WINDOW: Duration = Duration::from_millis(250);
+/// A coalesced flush that fails is tried again this many times, a second apart.
+const COALESCE_RETRIES: u32 = 20;
+
+/// A coalesced flush: takes the session's lock and publishes what was staged.
+pub type Flush = for<'a> fn(
+    &'a Live,
+    &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>>;
 
 /// The options of the [`NAMESPACE`] namespace, unless the configuration names
 /// it: presence with join/leave events, no client publishing (only the
@@ -159,6 +170,10 @@ pub struct Doc {
     /// connections of now, and screens report it again when they reconnect.
     #[serde(skip)]
     pub activity: BTreeMap<String, Activity>,
+    /// Questions whose votes changed since the last `questions` event (votes
+    /// are coalesced: [`crate::questions`]).
+    #[serde(skip)]
+    pub votes_dirty: std::collections::BTreeSet<String>,
 }
 
 /// How present a person on the session page is, as their screen reports it.
@@ -317,6 +332,8 @@ pub struct Live {
     store: Arc<dyn ClassroomStore>,
     slots: Mutex<HashMap<String, Slot>>,
     recent: Mutex<HashMap<(String, &'static str), VecDeque<i64>>>,
+    /// Sessions x kinds with a coalesced flush waiting.
+    waiting: Mutex<std::collections::HashSet<(String, &'static str)>>,
 }
 
 impl Live {
@@ -333,6 +350,7 @@ impl Live {
             store,
             slots: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -353,6 +371,38 @@ impl Live {
         }
         times.push_back(now);
         true
+    }
+
+    /// Runs `flush` for session `sid` [`COALESCE_WINDOW`] from now, unless a
+    /// flush of this `kind` is waiting already: changes staged meanwhile
+    /// ([`Locked::stage`]) go out in one event. The mark is taken off before the
+    /// flush takes the lock, so a change staged after that schedules the next
+    /// flush; a failed flush is tried again a second later (at most
+    /// `COALESCE_RETRIES` times).
+    pub fn coalesce(self: &Arc<Self>, sid: &str, kind: &'static str, flush: Flush) {
+        let key = (sid.to_owned(), kind);
+        if !self.waiting.lock().insert(key.clone()) {
+            return;
+        }
+        let live = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(COALESCE_WINDOW).await;
+            for attempt in 0..=COALESCE_RETRIES {
+                live.waiting.lock().remove(&key);
+                match flush(&live, &key.0).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(session = %key.0, kind, attempt, error = ?e, "coalesced changes not published yet; trying again");
+                    }
+                }
+                if !live.waiting.lock().insert(key.clone()) {
+                    return; // a newer change scheduled its own flush
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            live.waiting.lock().remove(&key);
+            tracing::error!(session = %key.0, kind, "coalesced changes given up on; the next change publishes them");
+        });
     }
 
     /// The node (for presence).
@@ -386,6 +436,7 @@ impl Live {
                     .map_err(store_error)?
                     .ok_or_else(not_found)?;
                 let mut doc = parse_doc(&row)?;
+                crate::questions::on_load(self.store.as_ref(), &row, &mut doc).await?;
                 crate::polls::on_load(self.store.as_ref(), &row, &mut doc).await?;
                 row.doc = String::new();
                 let loaded = Loaded { row, doc };

@@ -480,7 +480,55 @@ async fn cast(
             .map_err(store_error)?;
         q.voters.retain(|v| *v != who.user.id);
     }
-    commit(&mut locked, next, &[&qid], &viewer).await
+    // Votes are coalesced: the document changes now (snapshots show it), the
+    // event goes out with the other votes of the next quarter second.
+    next.votes_dirty.insert(qid);
+    locked.stage(next);
+    state.live.coalesce(&sid, "votes", flush_votes);
+    Ok(Json(snapshot(&locked, &viewer)).into_response())
+}
+
+/// Publishes ONE `questions` event with the questions whose votes changed
+/// since the last one (the [`Flush`](live::Flush) of votes).
+fn flush_votes<'a>(
+    live: &'a live::Live,
+    sid: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>> {
+    Box::pin(async move {
+        let mut locked = live.lock(sid).await?;
+        if locked.doc().votes_dirty.is_empty() {
+            return Ok(());
+        }
+        let mut next = locked.doc().clone();
+        let dirty = std::mem::take(&mut next.votes_dirty);
+        let ids: Vec<&str> = dirty.iter().map(String::as_str).collect();
+        let data = event_data(&next, &ids);
+        locked.commit(next, "questions", data).await
+    })
+}
+
+/// Brings a document loaded from the store up to date with the vote rows
+/// (votes are rows first, the document is saved with the coalesced event, so
+/// a crash in between loses nothing).
+///
+/// # Errors
+/// `store_unavailable`.
+pub(crate) async fn on_load(
+    store: &dyn herald_store::ClassroomStore,
+    row: &herald_store::LiveSession,
+    doc: &mut Doc,
+) -> Result<(), ApiError> {
+    if doc.questions.is_empty() {
+        return Ok(());
+    }
+    let mut voters: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for v in store.votes_of_session(&row.id).await.map_err(store_error)? {
+        voters.entry(v.question_id).or_default().push(v.user_id);
+    }
+    for q in &mut doc.questions {
+        q.voters = voters.remove(&q.id).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// `POST /classroom/api/sessions/{sid}/questions/{qid}/state {state}` (staff):

@@ -567,3 +567,38 @@ async fn a_restart_keeps_questions_and_votes() {
     assert_refused(&r, 409, "already_voted");
     server.stop().await;
 }
+
+/// Upvotes are coalesced: 30 students voting at once produce a handful of
+/// `questions` events (at most 4 a second), not 30, and the last one carries
+/// the exact count; every voter's own answer shows their vote at once.
+#[tokio::test]
+async fn upvotes_are_coalesced_into_few_events() {
+    let server = TestServer::start().await;
+    let (class, sid, _ben, _) = live_class(&server).await;
+    let (_, _, qid) = class.student.ask(&sid, "Popular?", false).await;
+    let mut voters = Vec::new();
+    for i in 0..30 {
+        voters.push(class.another_student(&server, &format!("Voter{i}")).await.0);
+    }
+    let (_, mut sse) = watch(&server, &class.trainer, &sid).await;
+    let path = format!("/sessions/{sid}/questions/{qid}/vote");
+    let answers = futures_util::future::join_all(voters.iter().map(|b| b.post(&path, json!({})))).await;
+    for (status, v) in &answers {
+        assert_eq!(*status, 200, "{v}");
+        assert!(v["snapshot"]["my_votes"].as_array().unwrap().contains(&json!(qid)));
+    }
+    let mut events = 0;
+    let mut last = 0;
+    while last < 30 {
+        let ev = tokio::time::timeout(std::time::Duration::from_secs(5), next_change(&mut sse))
+            .await
+            .expect("the coalesced event comes within the window");
+        assert_eq!(ev.event, "questions");
+        events += 1;
+        last = ev.json()["data"]["questions"][&qid]["votes"].as_u64().unwrap();
+    }
+    assert_eq!(last, 30);
+    assert!(events <= 8, "{events} events for 30 votes");
+    let snap = class.trainer.snapshot(&sid).await;
+    assert_eq!(snap["snapshot"]["questions"][&qid]["votes"], 30);
+}
