@@ -51,6 +51,7 @@ export const api = {
   guest: (code, name) => call('POST', 'auth/guest', { code, name }),
   signOut: () => call('POST', 'auth/signout', {}),
   courses: () => call('GET', 'courses'),
+  demo: () => call('POST', 'demo', {}),
   createCourse: (title) => call('POST', 'courses', { title }),
   course: (id) => call('GET', `courses/${encodeURIComponent(id)}`),
   updateCourse: (id, patch) => call('PATCH', `courses/${encodeURIComponent(id)}`, patch),

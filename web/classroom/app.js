@@ -30,6 +30,11 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/// Shows `parts` as the page (null parts are left out).
+function show(...parts) {
+  app.replaceChildren(...parts.filter((p) => p !== null && p !== undefined && p !== false));
+}
+
 function say(message, kind = 'info') {
   status.textContent = message;
   status.dataset.kind = kind;
@@ -80,7 +85,7 @@ function showWho() {
 function signInView() {
   const next = location.hash.startsWith('#/join/') ? location.hash : '#/';
   const joinCode = next.startsWith('#/join/') ? decodeURIComponent(next.slice('#/join/'.length)) : null;
-  app.replaceChildren(
+  show(
     // A join link: join as a guest by name, where the trainer lets guests in.
     joinCode ? h('section', { 'aria-labelledby': 'guest-title', class: 'card' },
       h('h2', { id: 'guest-title', text: 'Join as a guest' }),
@@ -132,7 +137,23 @@ async function coursesView() {
       h('a', { href: `#/course/${encodeURIComponent(c.id)}`, text: c.title }),
       ' ',
       h('span', { class: 'role', text: ROLES[c.role] || c.role }))));
-  app.replaceChildren(
+  // A first visit: offer a ready demo course, so a new user sees a live lesson in a minute.
+  const demo = h('section', { 'aria-labelledby': 'demo-title', class: 'card demo' },
+    h('h2', { id: 'demo-title', text: courses.length === 0 ? 'New here? Try a demo lesson' : 'Try a demo lesson' }),
+    h('p', { text: 'A course with slides, a poll and a quiz, live at once. Open its join link in another browser (or a private window) to be your own student.' }),
+    h('button', {
+      type: 'button',
+      onclick: async (e) => {
+        e.target.disabled = true;
+        try {
+          const r = await api.demo();
+          say(`Demo ready: you are the trainer of "${r.course.title}". Open the join link on the course page in another browser to join as a student.`);
+          location.hash = `#/session/${encodeURIComponent(r.session.id)}`;
+        } catch (err) { say(err.message, 'error'); } finally { e.target.disabled = false; }
+      },
+    }, 'Start a demo lesson'));
+  show(
+    courses.length === 0 ? demo : null,
     h('section', { 'aria-labelledby': 'courses-title', class: 'card' },
       h('h2', { id: 'courses-title', text: 'My courses' }), list),
     h('section', { 'aria-labelledby': 'create-title', class: 'card' },
@@ -147,6 +168,7 @@ async function coursesView() {
       form('join', 'Join course', [field('join-code', 'Join code', { required: true, autocomplete: 'off' })], async (d) => {
         await joinWith(d.get('join-code'));
       })),
+    courses.length === 0 ? null : demo,
   );
 }
 

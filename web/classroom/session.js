@@ -302,18 +302,21 @@ export async function sessionView(root, sid, ui) {
     } catch { /* presence needs the WebSocket; the list fills from join events */ }
   }
 
+  // The console: on a laptop the lesson (slides, polls, groups) on the left and
+  // the room (questions, hands, who is here) on the right; on a phone one column,
+  // the lesson first.
   root.replaceChildren(
     h('p', {}, h('a', { href: `#/course/${encodeURIComponent(session.course_id)}`, text: '← Back to the course' })),
-    h('section', { 'aria-labelledby': 'session-title', class: 'card' },
+    h('section', { 'aria-labelledby': 'session-title', class: 'card session-head' },
       h('h2', { id: 'session-title', text: session.title }),
       h('p', {}, 'State: ', stateEl, ' · Your role: ', h('span', { id: 'session-role', text: ROLE_LABEL[role] || role })),
       controls, live),
-    panels[0].section,
-    panels[1].section,
-    h('section', { 'aria-labelledby': 'questions-title', class: 'card' }, h('h2', { id: 'questions-title', text: 'Questions' }), qaBox, questionsList),
-    panels[2].section,
-    h('section', { 'aria-labelledby': 'hands-title', class: 'card' }, h('h2', { id: 'hands-title', text: 'Raised hands' }), handsList),
-    h('section', { 'aria-labelledby': 'online-title', class: 'card' }, h('h2', { id: 'online-title', text: 'Who is here' }), onlineList),
+    h('div', { class: 'console' },
+      h('div', { class: 'lesson' }, panels[0].section, panels[1].section, panels[2].section),
+      h('div', { class: 'room' },
+        h('section', { 'aria-labelledby': 'questions-title', class: 'card' }, h('h2', { id: 'questions-title', text: 'Questions' }), qaBox, questionsList),
+        h('section', { 'aria-labelledby': 'hands-title', class: 'card' }, h('h2', { id: 'hands-title', text: 'Raised hands' }), handsList),
+        h('section', { 'aria-labelledby': 'online-title', class: 'card' }, h('h2', { id: 'online-title', text: 'Who is here' }), onlineList))),
   );
   render();
 

@@ -17,6 +17,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod courses;
+pub mod demo;
 pub mod groups;
 pub mod live;
 pub mod polls;
@@ -104,6 +105,7 @@ pub fn routes(state: ClassroomState) -> Router {
         .route("/classroom/api/auth/me", get(accounts::me))
         .route("/classroom/api/courses", get(courses::list).post(courses::create))
         .route("/classroom/api/courses/join", post(courses::join))
+        .route("/classroom/api/demo", post(demo::create))
         .route(
             "/classroom/api/courses/{id}",
             get(courses::show).patch(courses::update),

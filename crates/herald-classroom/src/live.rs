@@ -66,10 +66,11 @@ pub const COALESCE_WINDOW: Duration = Duration::from_millis(250);
 const COALESCE_RETRIES: u32 = 20;
 
 /// A coalesced flush: takes the session's lock and publishes what was staged.
-pub type Flush = for<'a> fn(
-    &'a Live,
-    &'a str,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>>;
+pub type Flush =
+    for<'a> fn(
+        &'a Live,
+        &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>>;
 
 /// The options of the [`NAMESPACE`] namespace, unless the configuration names
 /// it: presence with join/leave events, no client publishing (only the
@@ -700,7 +701,12 @@ impl Locked<'_> {
     ///
     /// # Errors
     /// Those of [`Node::publish`] (then nothing changed).
-    pub async fn publish_unsaved(&mut self, next: Doc, event: &str, data: serde_json::Value) -> Result<(), ApiError> {
+    pub async fn publish_unsaved(
+        &mut self,
+        next: Doc,
+        event: &str,
+        data: serde_json::Value,
+    ) -> Result<(), ApiError> {
         self.row.cursor = self.publish_to(&self.channel, event, &data).await?;
         self.doc = next;
         self.remember();

@@ -340,7 +340,10 @@ pub async fn set_activity(
             "activity must be one of active, idle, away",
         )
     })?;
-    if !state.live.within_rate(&who.user.id, "activity", ACTIVITY_PER_MINUTE) {
+    if !state
+        .live
+        .within_rate(&who.user.id, "activity", ACTIVITY_PER_MINUTE)
+    {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
             format!("at most {ACTIVITY_PER_MINUTE} activity reports a minute; wait a little"),
@@ -350,7 +353,12 @@ pub async fn set_activity(
     if locked.doc().state == LiveState::Ended {
         return Err(invalid_state(LiveState::Ended, "there is nobody to report to"));
     }
-    let now = locked.doc().activity.get(&who.user.id).copied().unwrap_or_default();
+    let now = locked
+        .doc()
+        .activity
+        .get(&who.user.id)
+        .copied()
+        .unwrap_or_default();
     if now != activity {
         let mut next = locked.doc().clone();
         if activity == live::Activity::Active {

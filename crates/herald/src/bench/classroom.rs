@@ -231,7 +231,9 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value, HeaderMap)> {
-        let mut req = self.http.request(method, format!("{}/classroom/api{path}", self.base));
+        let mut req = self
+            .http
+            .request(method, format!("{}/classroom/api{path}", self.base));
         if let Some(p) = who {
             req = req.header(COOKIE, &p.cookie).header("x-csrf-token", &p.csrf);
         }
@@ -247,7 +249,13 @@ impl Api {
     }
 
     /// A call that must answer 2xx: its JSON.
-    async fn ok(&self, who: Option<&Person>, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    async fn ok(
+        &self,
+        who: Option<&Person>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let (status, v, _) = self.call(who, method.clone(), path, body).await?;
         if !(200..300).contains(&status) {
             bail!("{method} {path}: {status} {v}");
@@ -296,10 +304,18 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
         bail!("--connections (students) and --messages (flips) must be at least 1");
     }
     if a.questions > a.students {
-        bail!("--questions ({}) cannot exceed the students ({})", a.questions, a.students);
+        bail!(
+            "--questions ({}) cannot exceed the students ({})",
+            a.questions,
+            a.students
+        );
     }
     if a.upvotes > a.students {
-        bail!("--upvotes ({}) cannot exceed the students ({}): one each", a.upvotes, a.students);
+        bail!(
+            "--upvotes ({}) cannot exceed the students ({}): one each",
+            a.upvotes,
+            a.students
+        );
     }
     let limit = raise_file_limit();
     if (a.students as u64) + 200 > limit {
@@ -345,10 +361,21 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
     }
     let trainer = Api::person(&v, &headers)?;
     let course = api
-        .ok(Some(&trainer), Method::POST, "/courses", Some(json!({ "title": "Bench course" })))
+        .ok(
+            Some(&trainer),
+            Method::POST,
+            "/courses",
+            Some(json!({ "title": "Bench course" })),
+        )
         .await?;
-    let course_id = course["course"]["id"].as_str().context("no course id")?.to_owned();
-    let code = course["course"]["join_code"].as_str().context("no join code")?.to_owned();
+    let course_id = course["course"]["id"]
+        .as_str()
+        .context("no course id")?
+        .to_owned();
+    let code = course["course"]["join_code"]
+        .as_str()
+        .context("no join code")?
+        .to_owned();
     api.ok(
         Some(&trainer),
         Method::PATCH,
@@ -364,10 +391,20 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
             Some(json!({ "title": "Bench session" })),
         )
         .await?;
-    let sid = session["session"]["id"].as_str().context("no session id")?.to_owned();
-    api.ok(Some(&trainer), Method::POST, &format!("/sessions/{sid}/start"), Some(json!({})))
-        .await?;
-    let markdown: String = (0..=a.flips).map(|i| format!("# Page {}\n\nText of page {}.\n\n", i + 1, i + 1)).collect();
+    let sid = session["session"]["id"]
+        .as_str()
+        .context("no session id")?
+        .to_owned();
+    api.ok(
+        Some(&trainer),
+        Method::POST,
+        &format!("/sessions/{sid}/start"),
+        Some(json!({})),
+    )
+    .await?;
+    let markdown: String = (0..=a.flips)
+        .map(|i| format!("# Page {}\n\nText of page {}.\n\n", i + 1, i + 1))
+        .collect();
     let deck = api
         .ok(
             Some(&trainer),
@@ -390,8 +427,17 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
 
     // The trainer's screen: counts the tally events of the staff channel (the
     // real tallies while the results are hidden from students).
-    let trainer_snap = api.ok(Some(&trainer), Method::GET, &format!("/sessions/{sid}"), None).await?;
-    let trainer_token = api.ok(Some(&trainer), Method::GET, &format!("/sessions/{sid}/token"), None).await?;
+    let trainer_snap = api
+        .ok(Some(&trainer), Method::GET, &format!("/sessions/{sid}"), None)
+        .await?;
+    let trainer_token = api
+        .ok(
+            Some(&trainer),
+            Method::GET,
+            &format!("/sessions/{sid}/token"),
+            None,
+        )
+        .await?;
     let (Some(channel), Some(cursor)) = (
         trainer_token["staff_channel"].as_str(),
         trainer_snap["staff_cursor"].as_str(),
@@ -406,14 +452,26 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
     if res.status() != 200 {
         bail!("the trainer's subscription answered {}", res.status());
     }
-    tokio::spawn(read_events(res, shared.clone(), stop.clone(), t0, Reader::Trainer));
+    tokio::spawn(read_events(
+        res,
+        shared.clone(),
+        stop.clone(),
+        t0,
+        Reader::Trainer,
+    ));
 
     // 1. Join: every student a guest, snapshot, token, SSE from the cursor.
     let before = proc_sample(&a.server_pids);
     let gate = Arc::new(Semaphore::new(a.concurrency));
     let join_latency = Arc::new(Mutex::new(Vec::with_capacity(a.students)));
     let joined = Arc::new(AtomicU64::new(0));
-    let progress = spawn_progress(a.progress, "joined", joined.clone(), a.students as u64, stop.clone());
+    let progress = spawn_progress(
+        a.progress,
+        "joined",
+        joined.clone(),
+        a.students as u64,
+        stop.clone(),
+    );
     let started = Instant::now();
     let mut joins = tokio::task::JoinSet::new();
     for i in 0..a.students {
@@ -506,7 +564,10 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
     if a.progress {
         eprintln!(
             "bench classroom: flips delivered {}/{} p50 {:.1} ms p99 {:.1} ms",
-            report.flips.delivered, report.flips.expected, report.flips.delivery.p50_ms, report.flips.delivery.p99_ms
+            report.flips.delivered,
+            report.flips.expected,
+            report.flips.delivery.p50_ms,
+            report.flips.delivery.p99_ms
         );
     }
 
@@ -521,8 +582,13 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
         )
         .await?;
     let pid = poll["poll"]["id"].as_str().context("no poll id")?.to_owned();
-    api.ok(Some(&trainer), Method::POST, &format!("/sessions/{sid}/polls/{pid}/open"), Some(json!({})))
-        .await?;
+    api.ok(
+        Some(&trainer),
+        Method::POST,
+        &format!("/sessions/{sid}/polls/{pid}/open"),
+        Some(json!({})),
+    )
+    .await?;
     let tallies_before = shared.student_tallies.load(Ordering::Relaxed);
     let trainer_before: u64 = shared.trainer_tallies.lock().iter().sum();
     let answer_latency = Arc::new(Mutex::new(Vec::with_capacity(students.len())));
@@ -544,7 +610,10 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
             tokio::time::sleep(delay).await;
             let _permit = gate.acquire_owned().await.ok()?;
             let t = Instant::now();
-            match api.call(Some(&p), Method::POST, &path, Some(json!({ "answer": choice }))).await {
+            match api
+                .call(Some(&p), Method::POST, &path, Some(json!({ "answer": choice })))
+                .await
+            {
                 Ok((200..=299, _, _)) => {
                     lat.lock().push(micros(t.elapsed()));
                     Some(())
@@ -567,7 +636,9 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
     let settled = Instant::now();
     let mut exact = false;
     while settled.elapsed() < Duration::from_secs(10) {
-        let snap = api.ok(Some(&trainer), Method::GET, &format!("/sessions/{sid}"), None).await?;
+        let snap = api
+            .ok(Some(&trainer), Method::GET, &format!("/sessions/{sid}"), None)
+            .await?;
         if poll_total(&snap, &pid) == Some(answered as u64) {
             exact = true;
             break;
@@ -687,7 +758,9 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
     let mut votes_exact = false;
     let check = Instant::now();
     while check.elapsed() < Duration::from_secs(10) {
-        let snap = api.ok(Some(&trainer), Method::GET, &format!("/sessions/{sid}"), None).await?;
+        let snap = api
+            .ok(Some(&trainer), Method::GET, &format!("/sessions/{sid}"), None)
+            .await?;
         let total: u64 = snap["snapshot"]["questions"]
             .as_object()
             .map(|qs| qs.values().filter_map(|q| q["votes"].as_u64()).sum())
@@ -768,8 +841,12 @@ async fn join(
         bail!("guest join: {status} {v}");
     }
     let p = Api::person(&v, &headers)?;
-    let snap = api.ok(Some(&p), Method::GET, &format!("/sessions/{sid}"), None).await?;
-    let token = api.ok(Some(&p), Method::GET, &format!("/sessions/{sid}/token"), None).await?;
+    let snap = api
+        .ok(Some(&p), Method::GET, &format!("/sessions/{sid}"), None)
+        .await?;
+    let token = api
+        .ok(Some(&p), Method::GET, &format!("/sessions/{sid}/token"), None)
+        .await?;
     let channel = token["channel"].as_str().context("no channel")?;
     let cursor = snap["cursor"].as_str().context("no cursor")?;
     let res = api
@@ -781,12 +858,19 @@ async fn join(
     if res.status() != 200 {
         bail!("subscribe: {}", res.status());
     }
-    tokio::spawn(read_events(res, shared.clone(), stop.clone(), t0, Reader::Student));
+    tokio::spawn(read_events(
+        res,
+        shared.clone(),
+        stop.clone(),
+        t0,
+        Reader::Student,
+    ));
     Ok(p)
 }
 
 fn sse_url(base: &str, channel: &str, token: &Value, cursor: &str) -> anyhow::Result<reqwest::Url> {
-    let mut url = reqwest::Url::parse(&format!("{base}/v1/apps/classroom/events")).context("the server URL")?;
+    let mut url =
+        reqwest::Url::parse(&format!("{base}/v1/apps/classroom/events")).context("the server URL")?;
     url.query_pairs_mut()
         .append_pair("channel", channel)
         .append_pair("token", token["token"].as_str().context("no token")?)
@@ -801,7 +885,13 @@ enum Reader {
 }
 
 /// Reads one SSE stream until stopped: records flip arrivals and counts events.
-async fn read_events(mut res: reqwest::Response, shared: Arc<Shared>, stop: CancellationToken, t0: Instant, who: Reader) {
+async fn read_events(
+    mut res: reqwest::Response,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    t0: Instant,
+    who: Reader,
+) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
         let chunk = tokio::select! {
@@ -836,14 +926,19 @@ fn on_block(block: &[u8], shared: &Shared, now: u32, who: Reader) {
     };
     match (name, who) {
         (b"slides", Reader::Student) => {
-            let Ok(v) = serde_json::from_slice::<Value>(data) else { return };
+            let Ok(v) = serde_json::from_slice::<Value>(data) else {
+                return;
+            };
             let d = &v["data"];
             let page = d["page"].as_u64().or_else(|| d["slides"]["page"].as_u64());
             let Some(page) = page else { return };
             let sent = shared.flip_sent.lock().get(&page).copied();
             if let Some(sent) = sent {
                 let lat = u64::from(now).saturating_sub(sent);
-                shared.flip_latency.lock().push(u32::try_from(lat).unwrap_or(u32::MAX));
+                shared
+                    .flip_latency
+                    .lock()
+                    .push(u32::try_from(lat).unwrap_or(u32::MAX));
             }
         }
         (b"poll.tally", Reader::Student) => {
@@ -871,7 +966,11 @@ fn poll_total(snap: &Value, pid: &str) -> Option<u64> {
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["id"] == pid))
         .or_else(|| polls.get(pid))
-        .or_else(|| polls["polls"].as_array().and_then(|ps| ps.iter().find(|p| p["id"] == pid)))?;
+        .or_else(|| {
+            polls["polls"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["id"] == pid))
+        })?;
     poll["total"]
         .as_u64()
         .or_else(|| poll["answers"].as_u64())
@@ -895,7 +994,9 @@ fn micros(d: Duration) -> u32 {
 fn cost(pids: &[u32], before: Option<super::ProcSample>) -> Cost {
     let after = proc_sample(pids);
     Cost {
-        server_cpu_s: before.zip(after.as_ref()).map(|(b, a)| a.cpu_seconds - b.cpu_seconds),
+        server_cpu_s: before
+            .zip(after.as_ref())
+            .map(|(b, a)| a.cpu_seconds - b.cpu_seconds),
         server_rss_mib: after.map(|a| a.rss_kb as f64 / 1024.0),
     }
 }

@@ -855,3 +855,56 @@ async fn the_staff_channel_is_for_staff_only() {
     let sse = subscribe(&server, &as_staff, staff["staff_cursor"].as_str()).await;
     assert_eq!(sse.status, 200);
 }
+
+/// The demo course: one call makes the caller the trainer of a course open to
+/// guests, with a live session showing a deck and two polls ready (a quiz among
+/// them); a guest joins it with the code and lands on the same page.
+#[tokio::test]
+async fn a_demo_lesson_is_ready_in_one_call() {
+    let server = TestServer::start().await;
+    let mut tess = Browser::new(&server);
+    tess.new_account("Tess").await;
+    let (status, v) = tess.post("/demo", json!({})).await;
+    assert_eq!(status, 201, "{v}");
+    let course_id = v["course"]["id"].as_str().unwrap().to_owned();
+    let sid = v["session"]["id"].as_str().unwrap().to_owned();
+    let (_, course) = tess.get(&format!("/courses/{course_id}")).await;
+    assert_eq!(course["course"]["role"], "trainer");
+    assert_eq!(course["course"]["guests_allowed"], true);
+    let join_code = course["course"]["join_code"].as_str().unwrap().to_owned();
+
+    let snap = tess.snapshot(&sid).await;
+    let s = &snap["snapshot"];
+    assert_eq!(s["state"], "live");
+    assert_eq!(s["slides"]["page"], 0);
+    assert!(s["slides"]["count"].as_u64().unwrap() >= 5, "{}", s["slides"]);
+    assert!(s["deck"]["slides"][0]["html"]
+        .as_str()
+        .unwrap()
+        .contains("Welcome"));
+    let polls = s["polls"].as_object().unwrap();
+    assert_eq!(polls.len(), 2);
+    assert!(polls.values().all(|p| p["state"] == "draft"));
+    assert!(polls.values().any(|p| p["quiz"] == true));
+
+    let mut guest = Browser::new(&server);
+    let (status, v) = guest
+        .post("/auth/guest", json!({ "code": join_code, "name": "Gia" }))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    guest.csrf = v["csrf"].as_str().map(String::from);
+    let theirs = guest.snapshot(&sid).await;
+    assert_eq!(theirs["snapshot"]["slides"], s["slides"]);
+    assert_eq!(theirs["snapshot"]["deck"], s["deck"]);
+    assert!(
+        theirs["snapshot"]["polls"].as_object().unwrap().is_empty(),
+        "drafts are the trainer's"
+    );
+
+    // Not signed in: 401; a second demo is another course.
+    let (status, v) = Browser::new(&server).post("/demo", json!({})).await;
+    assert_eq!((status, code(&v)), (401, "unauthorized"));
+    let (status, again) = tess.post("/demo", json!({})).await;
+    assert_eq!(status, 201);
+    assert_ne!(again["course"]["id"], course_id.as_str());
+}

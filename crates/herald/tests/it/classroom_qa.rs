@@ -585,7 +585,10 @@ async fn upvotes_are_coalesced_into_few_events() {
     let answers = futures_util::future::join_all(voters.iter().map(|b| b.post(&path, json!({})))).await;
     for (status, v) in &answers {
         assert_eq!(*status, 200, "{v}");
-        assert!(v["snapshot"]["my_votes"].as_array().unwrap().contains(&json!(qid)));
+        assert!(v["snapshot"]["my_votes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(qid)));
     }
     let mut events = 0;
     let mut last = 0;
