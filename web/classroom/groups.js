@@ -283,6 +283,12 @@ export function groupsPanel(ctx) {
   return {
     section,
     render,
+    /// Someone came online: a student the roster lacks (joined the course during the
+    /// breakouts) is listed under "Not in a group" at once, so the trainer can place them.
+    joined(user, info) {
+      if (staff && roster && state !== 'ended' && groups.groups.length > 0
+        && info && info.role === 'student' && !roster.some((m) => m.user_id === user)) loadRoster();
+    },
     apply(m) {
       if (m.event !== 'groups') return null;
       return { groups: (m.data && m.data.groups) || NO_GROUPS };

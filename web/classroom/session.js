@@ -59,7 +59,7 @@ export async function sessionView(root, sid, ui) {
   const staff = role === 'trainer' || role === 'co_trainer';
   let snap = first.snapshot;
   let herald = null;
-  const online = new Map(); // user id -> {name, role}
+  const hereCount = h('p', { id: 'here-count', class: 'muted' });
 
   const stateEl = h('strong', { id: 'session-state' });
   const handsList = h('ol', { 'aria-label': 'Raised hands', class: 'hands' });
@@ -105,20 +105,29 @@ export async function sessionView(root, sid, ui) {
     if (staff && hands.length > 1) handsList.append(h('li', { class: 'all' }, act('Lower all hands', () => sessionsApi.lowerAll(sid))));
   }
 
+  /// Who is here: how many for everyone; for staff the list (the server sends
+  /// it coalesced, once a second at most: docs/classroom.md, "Who is here").
   function renderOnline() {
-    const people = [...online.entries()].sort(([, a], [, b]) => a.name.localeCompare(b.name));
+    const count = snap.here_count || 0;
+    hereCount.textContent = `${count} ${count === 1 ? 'person' : 'people'} here now`;
+    if (!staff) { onlineList.replaceChildren(); return; }
+    const roles = snap.roles || {};
+    const people = Object.entries(snap.here || {}).sort(([, a], [, b]) => a.name.localeCompare(b.name));
     const activity = snap.activity || {};
     onlineList.replaceChildren(...people.map(([id, p]) => {
       const a = activity[id] || 'active';
-      return h('li', { 'data-activity': a }, p.name, ' ', h('span', { class: 'role', text: ROLE_LABEL[p.role] || p.role || '' }),
+      const r = roles[id] || p.role;
+      return h('li', { 'data-activity': a }, p.name, ' ', h('span', { class: 'role', text: ROLE_LABEL[r] || r || '' }),
         a === 'active' ? null : h('span', { class: `activity ${a}`, text: ` · ${ACTIVITY_LABEL[a]}` }));
     }));
   }
 
-  /// Keeps what only the caller's own snapshot knows (own questions, votes, answers, pending).
+  /// Keeps what only the caller's own snapshot knows (own questions, votes, answers, pending), from
+  /// the small answer `{question, mine}` of a Q&A action (ask, edit, withdraw, vote, unvote). The
+  /// public list itself follows the `questions` events.
   function mine(res) {
-    if (!res || !res.snapshot) return;
-    const m = res.snapshot;
+    if (!res || !res.mine) return;
+    const m = res.mine;
     snap = { ...snap, my_questions: m.my_questions, my_votes: m.my_votes, my_answers: m.my_answers, pending: m.pending };
     render();
   }
@@ -264,6 +273,18 @@ export async function sessionView(root, sid, ui) {
       snap = { ...snap, questions, pending, held_back: d.held_back, held_back_rev: d.held_back_rev };
     } else if (m.event === 'qa') {
       snap = { ...snap, qa: d.qa };
+    } else if (m.event === 'here') {
+      // Staff channel: {joined:{user_id:{name,role}}, left:[user_id], count}.
+      const here = { ...(snap.here || {}), ...(d.joined || {}) };
+      for (const uid of d.left || []) delete here[uid];
+      snap = { ...snap, here, here_count: d.count ?? Object.keys(here).length };
+      renderOnline();
+      for (const [uid, info] of Object.entries(d.joined || {})) for (const x of panels) x.joined?.(uid, info);
+      return;
+    } else if (m.event === 'here.count') {
+      snap = { ...snap, here_count: d.count };
+      renderOnline();
+      return;
     } else if (m.event === 'activity') {
       const activity = { ...(snap.activity || {}) };
       for (const [uid, a] of Object.entries(d.activity || {})) {
@@ -277,10 +298,6 @@ export async function sessionView(root, sid, ui) {
     } else if (m.event === 'roster.role' && d.roles) {
       // The roles changed during the session: {user_id: role}.
       snap = { ...snap, roles: { ...(snap.roles || {}), ...d.roles } };
-      for (const [uid, r] of Object.entries(d.roles)) {
-        const p = online.get(uid);
-        if (p) p.role = r;
-      }
       renderOnline();
       if (me() && d.roles[me().id] && d.roles[me().id] !== role) { ui.reload(); return; }
     }
@@ -291,15 +308,6 @@ export async function sessionView(root, sid, ui) {
     const again = await sessionsApi.get(sid);
     snap = again.snapshot;
     render();
-  }
-
-  async function refreshPresence() {
-    try {
-      const members = await herald.presence(`class:${sid}`);
-      online.clear();
-      for (const m of members) online.set(m.user, { name: (m.info && m.info.name) || m.user, role: m.info && m.info.role });
-      renderOnline();
-    } catch { /* presence needs the WebSocket; the list fills from join events */ }
   }
 
   // The console: on a laptop the lesson (slides, polls, groups) on the left and
@@ -316,7 +324,7 @@ export async function sessionView(root, sid, ui) {
       h('div', { class: 'room' },
         h('section', { 'aria-labelledby': 'questions-title', class: 'card' }, h('h2', { id: 'questions-title', text: 'Questions' }), qaBox, questionsList),
         h('section', { 'aria-labelledby': 'hands-title', class: 'card' }, h('h2', { id: 'hands-title', text: 'Raised hands' }), handsList),
-        h('section', { 'aria-labelledby': 'online-title', class: 'card' }, h('h2', { id: 'online-title', text: 'Who is here' }), onlineList))),
+        h('section', { 'aria-labelledby': 'online-title', class: 'card' }, h('h2', { id: 'online-title', text: 'Who is here' }), hereCount, onlineList))),
   );
   render();
 
@@ -327,11 +335,6 @@ export async function sessionView(root, sid, ui) {
     cursor: first.cursor,
     onMessage: apply,
     onReset: reloadSnapshot, // history no longer reaches back: load the snapshot again
-    onPresence: (p) => {
-      if (p.action === 'join') online.set(p.user, { name: (p.info && p.info.name) || p.user, role: p.info && p.info.role });
-      else online.delete(p.user);
-      renderOnline();
-    },
     onError: (err) => say(err.message, 'error'),
   });
   // The caller's own channel: private answers.
@@ -351,9 +354,7 @@ export async function sessionView(root, sid, ui) {
   const off = herald.on('state', ({ state }) => {
     live.textContent = state === 'connected' ? 'Live updates on.' : `Connection: ${state}`;
   });
-  if (me()) online.set(me().id, { name: me().name, role });
   renderOnline();
-  setTimeout(refreshPresence, 300);
 
   // Report this screen's activity: away while the page is hidden, idle after a
   // while without input, active otherwise; sent when it changes (and again

@@ -31,7 +31,7 @@ use axum::{Json, Router};
 use herald_protocol::{AppName, ErrorCode};
 use herald_server::error::ApiError;
 use herald_store::classroom::generate_id;
-use herald_store::{LiveState, Role};
+use herald_store::Role;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -387,22 +387,12 @@ async fn open<'a>(
         ));
     }
     let locked = state.live.lock(sid).await?;
-    let now = locked.doc().state;
-    let allowed = if staff_action {
-        now != LiveState::Ended
-    } else {
-        now == LiveState::Live
-    };
-    if !allowed {
-        return Err(crate::sessions::invalid_state(
-            now,
-            if staff_action {
-                "breakout groups cannot be changed any more"
-            } else {
-                "groups are joined and left only while it is live"
-            },
-        ));
-    }
+    crate::sessions::allowed_now(
+        locked.doc().state,
+        staff_action,
+        "breakout groups cannot be changed any more",
+        "groups are joined and left only while it is live",
+    )?;
     Ok((viewer, locked))
 }
 

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod courses;
 pub mod demo;
 pub mod groups;
+pub mod here;
 pub mod live;
 pub mod polls;
 pub mod questions;

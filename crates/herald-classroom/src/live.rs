@@ -73,14 +73,15 @@ pub type Flush =
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>>;
 
 /// The options of the [`NAMESPACE`] namespace, unless the configuration names
-/// it: presence with join/leave events, no client publishing (only the
-/// classroom publishes), history of 10 000 events kept for 24 hours.
+/// it: presence without join/leave events (the classroom publishes who is here
+/// coalesced: [`crate::here`]), no client publishing (only the classroom
+/// publishes), history of 10 000 events kept for 24 hours.
 pub fn namespace_options() -> NamespaceOptions {
     NamespaceOptions {
         history_size: 10_000,
         history_ttl: Duration::from_secs(24 * 3600),
         presence: true,
-        join_leave: true,
+        join_leave: false,
         client_publish: false,
         anonymous_subscribe: false,
     }
@@ -171,6 +172,10 @@ pub struct Doc {
     /// connections of now, and screens report it again when they reconnect.
     #[serde(skip)]
     pub activity: BTreeMap<String, Activity>,
+    /// Who is here now (user id -> name and role), as the presence watcher
+    /// last read it ([`crate::here`]). Not saved.
+    #[serde(skip)]
+    pub here: BTreeMap<String, crate::here::Present>,
     /// Questions whose votes changed since the last `questions` event (votes
     /// are coalesced: [`crate::questions`]).
     #[serde(skip)]
@@ -335,6 +340,8 @@ pub struct Live {
     recent: Mutex<HashMap<(String, &'static str), VecDeque<i64>>>,
     /// Sessions x kinds with a coalesced flush waiting.
     waiting: Mutex<std::collections::HashSet<(String, &'static str)>>,
+    /// The presence watchers of live sessions ([`crate::here`]).
+    pub(crate) here: crate::here::Watchers,
 }
 
 impl Live {
@@ -352,6 +359,7 @@ impl Live {
             slots: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             waiting: Mutex::new(std::collections::HashSet::new()),
+            here: crate::here::Watchers::default(),
         })
     }
 

@@ -32,7 +32,7 @@
 //! own answers are in their snapshot (`my_poll_answers`), their score once a
 //! quiz is closed and shown; staff get the `leaderboard`.
 
-mod csv;
+pub(crate) mod csv;
 pub mod model;
 
 use std::sync::Arc;

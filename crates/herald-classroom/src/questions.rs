@@ -23,6 +23,13 @@
 //!   `my_votes`, `my_answers` (private answers to their questions);
 //! - staff reload their snapshot when an event's `held_back_rev` differs from
 //!   theirs (a pending question changed, whose text is in no event).
+//!
+//! **Small answers.** A student's actions (ask, edit, withdraw, vote, unvote)
+//! are many and frequent, so their answer is not the snapshot but
+//! `{question, mine}` ([`own_answer`]): the question's view for the caller
+//! (`null` once withdrawn) and the caller's own fields of the snapshot, built
+//! in one pass over the questions with no other view, the lock dropped before
+//! it is sent. Staff's actions (rare) answer the whole snapshot.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -32,7 +39,7 @@ use axum::Json;
 use herald_protocol::{ChannelName, ErrorCode};
 use herald_server::error::ApiError;
 use herald_store::classroom::{generate_id, QuestionRow};
-use herald_store::{LiveState, Role};
+use herald_store::Role;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -101,40 +108,84 @@ pub(crate) fn public_view(q: &Question) -> Value {
     })
 }
 
-/// The Q&A fields of a snapshot for `viewer`.
-pub(crate) fn snapshot_fields(doc: &Doc, viewer: &Viewer, out: &mut Map<String, Value>) {
-    let mut public = Map::new();
-    let mut pending = Map::new();
-    let mut mine = Vec::new();
-    let mut votes = Vec::new();
-    let mut answers = Map::new();
-    for q in &doc.questions {
+/// What of the questions is a viewer's own (or their role's): the snapshot's
+/// fields `pending`, `my_questions`, `my_votes` and `my_answers`, gathered one
+/// question at a time.
+#[derive(Default)]
+struct Own {
+    pending: Map<String, Value>,
+    questions: Vec<Value>,
+    votes: Vec<Value>,
+    answers: Map<String, Value>,
+}
+
+impl Own {
+    /// Adds what of `q` is `viewer`'s; returns the view of `q` when it is a
+    /// pending question `viewer` may see (built once, for the caller to reuse).
+    fn add<'a>(&'a mut self, q: &Question, viewer: &Viewer) -> Option<&'a Value> {
         let own = q.author_id == viewer.user_id;
-        if q.state == QuestionState::Pending {
-            if own || viewer.staff {
-                pending.insert(q.id.clone(), public_view(q));
-            }
-        } else {
-            public.insert(q.id.clone(), public_view(q));
-        }
         if own {
-            mine.push(json!(q.id));
+            self.questions.push(json!(q.id));
             if q.answer_mode == Some(AnswerMode::Private) {
-                answers.insert(q.id.clone(), json!(q.answer));
+                self.answers.insert(q.id.clone(), json!(q.answer));
             }
         }
         if q.voters.contains(&viewer.user_id) {
-            votes.push(json!(q.id));
+            self.votes.push(json!(q.id));
+        }
+        if q.state == QuestionState::Pending && (own || viewer.staff) {
+            self.pending.insert(q.id.clone(), public_view(q));
+            return self.pending.get(&q.id);
+        }
+        None
+    }
+
+    fn into_fields(self, out: &mut Map<String, Value>) {
+        out.insert("pending".into(), Value::Object(self.pending));
+        out.insert("my_questions".into(), Value::Array(self.questions));
+        out.insert("my_votes".into(), Value::Array(self.votes));
+        out.insert("my_answers".into(), Value::Object(self.answers));
+    }
+}
+
+/// The Q&A fields of a snapshot for `viewer`.
+pub(crate) fn snapshot_fields(doc: &Doc, viewer: &Viewer, out: &mut Map<String, Value>) {
+    let mut public = Map::new();
+    let mut own = Own::default();
+    for q in &doc.questions {
+        own.add(q, viewer);
+        if q.state != QuestionState::Pending {
+            public.insert(q.id.clone(), public_view(q));
         }
     }
     out.insert("qa".into(), json!(doc.qa));
     out.insert("questions".into(), Value::Object(public));
     out.insert("held_back".into(), json!(held_back(doc)));
     out.insert("held_back_rev".into(), json!(doc.held_back_rev));
-    out.insert("pending".into(), Value::Object(pending));
-    out.insert("my_questions".into(), Value::Array(mine));
-    out.insert("my_votes".into(), Value::Array(votes));
-    out.insert("my_answers".into(), Value::Object(answers));
+    own.into_fields(out);
+}
+
+/// The answer of a student's action on question `qid` (ask, edit, withdraw,
+/// vote, unvote): `{question, mine}`, where `question` is its view for
+/// `viewer` (`null`: withdrawn, or pending and not theirs) and `mine` holds
+/// the snapshot's `my_questions`, `my_votes`, `my_answers` and `pending` for
+/// `viewer`. One pass over the questions, no view but the caller's own.
+pub(crate) fn own_answer(doc: &Doc, viewer: &Viewer, qid: &str) -> Value {
+    let mut own = Own::default();
+    let mut question = Value::Null;
+    for q in &doc.questions {
+        let pending_view = own.add(q, viewer);
+        if q.id == qid {
+            if let Some(v) = pending_view {
+                question = v.clone();
+            } else if q.state != QuestionState::Pending {
+                question = public_view(q);
+            }
+        }
+    }
+    let mut mine = Map::new();
+    own.into_fields(&mut mine);
+    json!({ "question": question, "mine": mine })
 }
 
 fn held_back(doc: &Doc) -> usize {
@@ -217,22 +268,12 @@ async fn open<'a>(
         staff(role, "moderate and answer questions")?;
     }
     let locked = state.live.lock(sid).await?;
-    let now = locked.doc().state;
-    let allowed = if staff_action {
-        now != LiveState::Ended
-    } else {
-        now == LiveState::Live
-    };
-    if !allowed {
-        return Err(crate::sessions::invalid_state(
-            now,
-            if staff_action {
-                "questions cannot be changed any more; export them instead"
-            } else {
-                "questions are asked, edited and voted on only while it is live"
-            },
-        ));
-    }
+    crate::sessions::allowed_now(
+        locked.doc().state,
+        staff_action,
+        "questions cannot be changed any more; export them instead",
+        "questions are asked, edited and voted on only while it is live",
+    )?;
     Ok((viewer, locked))
 }
 
@@ -248,24 +289,29 @@ fn find(doc: &Doc, qid: &str, viewer: &Viewer) -> Result<usize, ApiError> {
         .ok_or_else(not_found)
 }
 
+/// Commits `next` with ONE `questions` event for `ids`.
+async fn publish(locked: &mut Locked<'_>, next: Doc, ids: &[&str]) -> Result<(), ApiError> {
+    let data = event_data(&next, ids);
+    locked.commit(next, "questions", data).await
+}
+
+/// Commits `next` (see [`publish`]) and answers staff's whole snapshot.
 async fn commit(
     locked: &mut Locked<'_>,
     next: Doc,
     ids: &[&str],
     viewer: &Viewer,
 ) -> Result<Response, ApiError> {
-    Ok(Json(commit_value(locked, next, ids, viewer).await?).into_response())
+    publish(locked, next, ids).await?;
+    Ok(Json(snapshot(locked, viewer)).into_response())
 }
 
-async fn commit_value(
-    locked: &mut Locked<'_>,
-    next: Doc,
-    ids: &[&str],
-    viewer: &Viewer,
-) -> Result<Value, ApiError> {
-    let data = event_data(&next, ids);
-    locked.commit(next, "questions", data).await?;
-    Ok(snapshot(locked, viewer))
+/// A student's action done: [`own_answer`] built under the lock, which is
+/// released before the answer is encoded and sent.
+fn small(locked: Locked<'_>, viewer: &Viewer, qid: &str, status: StatusCode) -> Response {
+    let answer = own_answer(locked.doc(), viewer, qid);
+    drop(locked);
+    (status, Json(answer)).into_response()
 }
 
 /// `POST /classroom/api/sessions/{sid}/questions {text, anonymous?}`: ask
@@ -326,12 +372,10 @@ pub async fn ask(
         next.held_back_rev += 1;
     }
     let id = q.id.clone();
-    let view = public_view(&q);
     next.questions.push(q);
     tracing::info!(session = %sid, question = %id, by = %who.user.id, pending, "question asked");
-    let mut answer = commit_value(&mut locked, next, &[&id], &viewer).await?;
-    answer["question"] = view;
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    publish(&mut locked, next, &[&id]).await?;
+    Ok(small(locked, &viewer, &id, StatusCode::CREATED))
 }
 
 /// `PATCH /classroom/api/sessions/{sid}/questions/{qid} {text}`: the author
@@ -349,7 +393,7 @@ pub async fn edit(
     let i = own_open_question(&next, &qid, &viewer, "edited")?;
     let q = &mut next.questions[i];
     if q.text == text {
-        return Ok(Json(snapshot(&locked, &viewer)).into_response());
+        return Ok(small(locked, &viewer, &qid, StatusCode::OK));
     }
     q.text = text;
     q.updated_at = live::now_ms();
@@ -362,7 +406,8 @@ pub async fn edit(
     if pending {
         next.held_back_rev += 1;
     }
-    commit(&mut locked, next, &[&qid], &viewer).await
+    publish(&mut locked, next, &[&qid]).await?;
+    Ok(small(locked, &viewer, &qid, StatusCode::OK))
 }
 
 /// `DELETE /classroom/api/sessions/{sid}/questions/{qid}`: the author withdraws
@@ -380,7 +425,8 @@ pub async fn withdraw(
     if q.state == QuestionState::Pending {
         next.held_back_rev += 1;
     }
-    commit(&mut locked, next, &[&qid], &viewer).await
+    publish(&mut locked, next, &[&qid]).await?;
+    Ok(small(locked, &viewer, &qid, StatusCode::OK))
 }
 
 /// The index of the caller's own question `qid`, refused once answered or
@@ -455,7 +501,7 @@ async fn cast(
             ));
         }
     } else if !had {
-        return Ok(Json(snapshot(&locked, &viewer)).into_response());
+        return Ok(small(locked, &viewer, &qid, StatusCode::OK));
     }
     if !state.live.within_rate(&who.user.id, "vote", VOTES_PER_MINUTE) {
         return Err(ApiError::new(
@@ -482,10 +528,10 @@ async fn cast(
     }
     // Votes are coalesced: the document changes now (snapshots show it), the
     // event goes out with the other votes of the next quarter second.
-    next.votes_dirty.insert(qid);
+    next.votes_dirty.insert(qid.clone());
     locked.stage(next);
     state.live.coalesce(&sid, "votes", flush_votes);
-    Ok(Json(snapshot(&locked, &viewer)).into_response())
+    Ok(small(locked, &viewer, &qid, StatusCode::OK))
 }
 
 /// Publishes ONE `questions` event with the questions whose votes changed
@@ -749,21 +795,9 @@ fn author_of(q: &Question) -> &str {
     }
 }
 
-/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line
-/// break, quotes doubled. A field a spreadsheet would take for a formula (it
-/// starts with `=`, `+`, `-`, `@`, a tab or a carriage return: anyone can type a
-/// question) gets a leading `'`, as OWASP advises against CSV injection.
+/// One CSV field (RFC 4180, formulas defused): the one the poll exports use.
 fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
+    crate::polls::csv::field(s)
 }
 
 /// The questions as CSV, CRLF line ends, with a header line.

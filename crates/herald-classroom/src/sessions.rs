@@ -139,6 +139,7 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let role = session_role(&state, &sid, &who).await?;
     let personal = questions::personal_channel(&sid, &who.user.id)?;
+    state.live.here.ensure(&state.live, &sid);
     let mut locked = state.live.lock(&sid).await?;
     locked.anchored().await?;
     let private_cursor = locked.position_of(&personal).await?;
@@ -437,6 +438,7 @@ pub async fn token(
         .live
         .token(&channels, &who.user.id, &who.user.name, role)
         .await?;
+    state.live.here.ensure(&state.live, &sid);
     let mut locked = state.live.lock(&sid).await?;
     locked.anchored().await?;
     let private_cursor = locked.position_of(&personal).await?;
@@ -488,6 +490,10 @@ pub(crate) fn snapshot(locked: &Locked<'_>, viewer: &Viewer) -> serde_json::Valu
     snap.insert("hands".into(), json!(doc.hands));
     snap.insert("roles".into(), json!(doc.roles));
     snap.insert("activity".into(), json!(doc.activity));
+    snap.insert("here_count".into(), json!(doc.here.len()));
+    if viewer.staff {
+        snap.insert("here".into(), json!(doc.here));
+    }
     questions::snapshot_fields(doc, viewer, &mut snap);
     slides::snapshot_fields(doc, viewer, &mut snap);
     polls::snapshot_fields(doc, viewer, &mut snap);
@@ -546,6 +552,30 @@ pub(crate) fn staff(role: Role, what: &str) -> Result<(), ApiError> {
         Err(ApiError::new(
             ErrorCode::Forbidden,
             format!("only the course's trainers and co-trainers may {what}"),
+        ))
+    }
+}
+
+/// The rule most changes follow: staff may change a session until it has
+/// ended, students only while it is live; `409 invalid_state` with
+/// `staff_why` or `student_why` otherwise.
+pub(crate) fn allowed_now(
+    now: LiveState,
+    staff_action: bool,
+    staff_why: &str,
+    student_why: &str,
+) -> Result<(), ApiError> {
+    let allowed = if staff_action {
+        now != LiveState::Ended
+    } else {
+        now == LiveState::Live
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(invalid_state(
+            now,
+            if staff_action { staff_why } else { student_why },
         ))
     }
 }

@@ -19,6 +19,10 @@
 //! - a live session's `doc` (its state document, JSON) and `cursor` are opaque
 //!   text to the store: the classroom's sequencer writes them together with the
 //!   state in one statement, so a reader always gets a matching pair;
+//! - `lock_live_session` serialises the changes of one live session across
+//!   every node sharing the database (PostgreSQL: an advisory transaction
+//!   lock, the row re-read under it); an engine used by one node only answers
+//!   `None` (SQLite);
 //! - a question's row is written whole (`save_question` inserts or replaces);
 //!   a vote's key is (question, user): `add_vote` answers `false` for a second
 //!   vote and writes nothing; deleting a question deletes its votes.
@@ -283,6 +287,33 @@ pub struct LiveSession {
     pub updated_at: i64,
 }
 
+/// The cluster-wide lock of one live session, held for one change
+/// ([`ClassroomStore::lock_live_session`]), with the row as read under it.
+///
+/// [`LiveLease::finish`] writes what [`LiveLease::save`] saved and releases
+/// the lock; dropping a lease unfinished releases it too and writes nothing
+/// (a read-only look, or a change given up).
+#[async_trait]
+pub trait LiveLease: Send + Sync {
+    /// The session's row, read once the lock was held: the newest one.
+    fn row(&self) -> &LiveSession;
+
+    /// Writes the row like [`ClassroomStore::save_live_session`], under the
+    /// lock; it is visible to others once [`LiveLease::finish`] returns.
+    ///
+    /// # Errors
+    /// [`ClassroomError::SessionNotFound`]; [`ClassroomError::Unavailable`]
+    /// (then the lease can only be dropped).
+    async fn save(&mut self, session: &LiveSession) -> Result<(), ClassroomError>;
+
+    /// Makes the saves durable and visible, and releases the lock.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`]: nothing saved through the lease was
+    /// written; the lock is released anyway.
+    async fn finish(self: Box<Self>) -> Result<(), ClassroomError>;
+}
+
 /// A question asked during a live session, as stored. `state` and
 /// `answer_mode` are the classroom's names (opaque to the store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -545,6 +576,18 @@ pub trait ClassroomStore: Send + Sync + 'static {
     /// # Errors
     /// [`ClassroomError::SessionNotFound`]; [`ClassroomError::Unavailable`].
     async fn save_live_session(&self, session: &LiveSession) -> Result<(), ClassroomError>;
+
+    /// Takes the cluster-wide lock of live session `id` for one change, and
+    /// reads its row under it ([`LiveLease`]). `None` when the engine needs no
+    /// such lock: only one node uses it (SQLite), and the sequencer's own
+    /// mutex is enough. While a lease is held, every other `lock_live_session`
+    /// of the same id, on any node, waits; other ids do not.
+    ///
+    /// # Errors
+    /// [`ClassroomError::SessionNotFound`] (no lock is held then);
+    /// [`ClassroomError::Unavailable`] (also when the wait for the lock is
+    /// longer than the engine's lock timeout).
+    async fn lock_live_session(&self, id: &str) -> Result<Option<Box<dyn LiveLease>>, ClassroomError>;
 
     /// Inserts a question, or replaces every field but its id, session, author
     /// and creation time when it exists.

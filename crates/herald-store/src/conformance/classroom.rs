@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::classroom::{
     ClassroomError, ClassroomStore, CourseUpdate, DeckRow, FileRow, LiveState, NewUser, PollVote,
@@ -29,6 +29,7 @@ pub async fn run_all(store: &dyn ClassroomStore) {
     rotate_join_code(store).await;
     live_sessions(store).await;
     live_sessions_newest_first(store).await;
+    live_session_leases(store).await;
     questions_and_votes(store).await;
     decks_and_files(store).await;
     poll_votes(store).await;
@@ -434,6 +435,80 @@ pub async fn live_sessions(store: &dyn ClassroomStore) {
     let mut ghost = saved.clone();
     ghost.id = "s_missing".to_owned();
     let r = store.save_live_session(&ghost).await;
+    assert!(matches!(r, Err(ClassroomError::SessionNotFound)), "{r:?}");
+}
+
+/// `lock_live_session`: an engine answers `None` for every session (no
+/// cluster lock: SQLite), or leases that serialise one session's changes: a
+/// second lease of the same id waits until the first finishes (or is dropped)
+/// and reads what it saved; a lease of another id does not wait; a dropped
+/// lease writes nothing.
+pub async fn live_session_leases(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("k.{}@example.org", suffix()), "K").await;
+    let course = store.create_course("Leases", &owner.id).await.unwrap();
+    let s = store.create_live_session(&course.id, "A", "{}").await.unwrap();
+    let other = store.create_live_session(&course.id, "B", "{}").await.unwrap();
+    let Some(mut first) = store.lock_live_session(&s.id).await.expect("lock_live_session") else {
+        // No cluster lock: never one, for any session.
+        assert!(store.lock_live_session(&other.id).await.unwrap().is_none());
+        assert!(store.lock_live_session("s_missing").await.unwrap().is_none());
+        return;
+    };
+    assert_eq!(first.row(), &s);
+    let r = store.lock_live_session("s_missing").await;
+    assert!(matches!(r, Err(ClassroomError::SessionNotFound)), "{:?}", r.err());
+
+    let wait = Duration::from_millis(300);
+    let mut second = Box::pin(store.lock_live_session(&s.id));
+    assert!(
+        tokio::time::timeout(wait, &mut second).await.is_err(),
+        "a second lease of the same session waits for the first"
+    );
+    // Another session does not wait.
+    let elsewhere = tokio::time::timeout(wait * 10, store.lock_live_session(&other.id))
+        .await
+        .expect("another session's lease does not wait")
+        .unwrap()
+        .expect("a lease");
+    assert_eq!(elsewhere.row(), &other);
+    drop(elsewhere);
+
+    let mut saved = s.clone();
+    saved.doc = r#"{"hands":[1]}"#.to_owned();
+    saved.cursor = "c1".to_owned();
+    saved.updated_at = s.updated_at + 1;
+    first.save(&saved).await.expect("save under the lease");
+    assert!(
+        tokio::time::timeout(wait, &mut second).await.is_err(),
+        "still waiting while the first lease is held"
+    );
+    first.finish().await.expect("finish");
+    let mut second = tokio::time::timeout(wait * 10, second)
+        .await
+        .expect("the second lease is granted once the first finished")
+        .unwrap()
+        .expect("a lease");
+    assert_eq!(second.row(), &saved, "read under the lock: the newest row");
+    assert_eq!(store.live_session(&s.id).await.unwrap(), Some(saved.clone()));
+
+    // Dropped unfinished: nothing written, the lock released.
+    let mut dropped = saved.clone();
+    dropped.doc = r#"{"hands":[2]}"#.to_owned();
+    dropped.updated_at += 1;
+    second.save(&dropped).await.unwrap();
+    drop(second);
+    let third = tokio::time::timeout(wait * 10, store.lock_live_session(&s.id))
+        .await
+        .expect("a dropped lease releases the lock")
+        .unwrap()
+        .expect("a lease");
+    assert_eq!(third.row(), &saved, "a dropped lease wrote nothing");
+    third.finish().await.unwrap();
+    let mut ghost = saved.clone();
+    ghost.id = other.id.clone();
+    let mut lease = store.lock_live_session(&other.id).await.unwrap().expect("a lease");
+    ghost.id = "s_missing".to_owned();
+    let r = lease.save(&ghost).await;
     assert!(matches!(r, Err(ClassroomError::SessionNotFound)), "{r:?}");
 }
 

@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::{is_unique_violation, now_ms, PgStore};
 use crate::classroom::{
     generate_id, generate_join_code, sort_roster, ClassroomError, ClassroomStore, Course, CourseUpdate,
-    CourseWithRole, DeckRow, Enrolment, FileRow, LiveSession, LiveState, Member, NewUser, PollVote,
+    CourseWithRole, DeckRow, Enrolment, FileRow, LiveLease, LiveSession, LiveState, Member, NewUser, PollVote,
     QuestionRow, Role, User, UserLogin, Vote, WebSession, MAX_ATTEMPTS,
 };
 
@@ -435,24 +435,39 @@ impl ClassroomStore for PgStore {
     }
 
     async fn save_live_session(&self, s: &LiveSession) -> Result<(), ClassroomError> {
-        let updated = sqlx::query(
-            "UPDATE class_live_sessions SET state = $2, started_at = $3, ended_at = $4, \
-               doc = $5, cursor = $6, updated_at = $7 WHERE id = $1",
-        )
-        .bind(&s.id)
-        .bind(s.state.as_str())
-        .bind(s.started_at)
-        .bind(s.ended_at)
-        .bind(&s.doc)
-        .bind(&s.cursor)
-        .bind(s.updated_at)
-        .execute(&self.pool)
+        save_live(&mut *self.pool.acquire().await.map_err(fail)?, s).await
+    }
+
+    async fn lock_live_session(&self, id: &str) -> Result<Option<Box<dyn LiveLease>>, ClassroomError> {
+        // At most half the pool is held by leases, so that the calls made
+        // under a lease (vote rows, poll answers) always find a connection.
+        let permit = lease_permits()
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ClassroomError::Unavailable(e.to_string()))?;
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(live_lock_key(id))
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        // A statement of its own: at READ COMMITTED its snapshot is taken once
+        // the lock is held, so it sees every change committed before.
+        let row = sqlx::query(&format!(
+            "SELECT {LIVE_COLUMNS} FROM class_live_sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(fail)?;
-        if updated.rows_affected() == 0 {
-            return Err(ClassroomError::SessionNotFound);
-        }
-        Ok(())
+        // Dropping `tx` on these returns rolls back: the lock is released.
+        let row = row.as_ref().map(live_row).transpose()?.ok_or(ClassroomError::SessionNotFound)?;
+        Ok(Some(Box::new(PgLiveLease {
+            tx,
+            row,
+            _permit: permit,
+        })))
     }
 
     async fn save_question(&self, q: &QuestionRow) -> Result<(), ClassroomError> {
@@ -685,5 +700,86 @@ impl ClassroomStore for PgStore {
             .map(poll_vote_row)
             .collect::<Result<_, _>>()
             .map_err(fail)
+    }
+}
+
+/// Writes a live session's row on `conn` (the pool's, or a lease's transaction).
+async fn save_live(conn: &mut sqlx::PgConnection, s: &LiveSession) -> Result<(), ClassroomError> {
+    let updated = sqlx::query(
+        "UPDATE class_live_sessions SET state = $2, started_at = $3, ended_at = $4, \
+           doc = $5, cursor = $6, updated_at = $7 WHERE id = $1",
+    )
+    .bind(&s.id)
+    .bind(s.state.as_str())
+    .bind(s.started_at)
+    .bind(s.ended_at)
+    .bind(&s.doc)
+    .bind(&s.cursor)
+    .bind(s.updated_at)
+    .execute(conn)
+    .await
+    .map_err(fail)?;
+    if updated.rows_affected() == 0 {
+        return Err(ClassroomError::SessionNotFound);
+    }
+    Ok(())
+}
+
+/// The advisory lock key of a live session: FNV-1a (64 bits) of
+/// `herald.classroom.live:` + its id. The same on every node and every build
+/// (unlike std's hasher); two ids sharing a key only wait for each other.
+fn live_lock_key(id: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in b"herald.classroom.live:".iter().chain(id.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::from_ne_bytes(h.to_ne_bytes())
+}
+
+/// Leases held at once in this process: half the pool.
+fn lease_permits() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
+    static PERMITS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        std::sync::Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(super::POOL_MAX / 2).unwrap_or(1).max(1),
+        ))
+    })
+}
+
+/// A live session's lock on PostgreSQL: a transaction that took
+/// `pg_advisory_xact_lock` on the session's key and read the row. Committing
+/// or rolling it back (a drop) releases the lock.
+struct PgLiveLease {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    row: LiveSession,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+#[async_trait]
+impl LiveLease for PgLiveLease {
+    fn row(&self) -> &LiveSession {
+        &self.row
+    }
+
+    async fn save(&mut self, session: &LiveSession) -> Result<(), ClassroomError> {
+        save_live(&mut self.tx, session).await
+    }
+
+    async fn finish(self: Box<Self>) -> Result<(), ClassroomError> {
+        self.tx.commit().await.map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::live_lock_key;
+
+    #[test]
+    fn lock_keys_are_stable_and_differ() {
+        // Fixed: every node of a cluster (any build) must compute the same key.
+        assert_eq!(live_lock_key("s_0"), live_lock_key("s_0"));
+        assert_ne!(live_lock_key("s_0"), live_lock_key("s_1"));
+        assert_eq!(live_lock_key(""), i64::from_ne_bytes(0xe529_2b63_4ec7_bd34_u64.to_ne_bytes()));
     }
 }

@@ -108,11 +108,17 @@ pub(crate) async fn subscribe(server: &TestServer, token: &Value, cursor: Option
     sse
 }
 
-/// The next event that is not a presence event.
+/// Who-is-here events: they come on their own, once a second at most, as
+/// people connect and leave (crate `here`).
+pub(crate) fn is_presence(event: &str) -> bool {
+    matches!(event, "presence" | "here" | "here.count")
+}
+
+/// The next event that is not about who is here.
 pub(crate) async fn next_change(sse: &mut Sse) -> SseEvent {
     loop {
         let ev = sse.next_event().await;
-        if ev.event != "presence" {
+        if !is_presence(&ev.event) {
             return ev;
         }
     }
@@ -615,49 +621,91 @@ async fn after_a_restart_the_snapshot_is_the_same_and_its_cursor_works() {
     server.stop().await;
 }
 
+/// Who is here: no join/leave event per connection on the session's channel
+/// (N students would make N² deliveries); the staff channel gets `here` with
+/// names and roles, coalesced; every screen gets `here.count`; staff
+/// snapshots list who is here, students' carry the count only.
 #[tokio::test]
-async fn presence_on_the_session_channel_lists_names_and_roles() {
+async fn who_is_here_is_coalesced_for_staff_and_counted_for_all() {
     let server = TestServer::start().await;
     let class = Class::new(&server).await;
     let sid = class.session("Week 5").await;
     assert_eq!(class.trainer.act(&sid, "start").await.0, 200);
 
     let trainer_token = class.trainer.live_token(&sid).await;
-    let mut trainer_sse = subscribe(&server, &trainer_token, None).await;
+    let mut staff_token = trainer_token.clone();
+    staff_token["channel"] = trainer_token["staff_channel"].clone();
+    let mut staff_sse = subscribe(&server, &staff_token, trainer_token["staff_cursor"].as_str()).await;
+    let _trainer_sse = subscribe(&server, &trainer_token, None).await;
     let student_token = class.student.live_token(&sid).await;
-    let _student_sse = subscribe(&server, &student_token, None).await;
+    let student_snap = class.student.snapshot(&sid).await;
+    let mut student_sse = subscribe(&server, &student_token, student_snap["cursor"].as_str()).await;
 
-    // The trainer's screen sees the student join, with name and role.
-    let join = loop {
-        let ev = trainer_sse.next_event().await;
-        if ev.event == "presence" && ev.json()["user"] == class.student_id.as_str() {
-            break ev.json();
+    // Staff see the student arrive, with name and role (within the watcher's second).
+    let mut here = serde_json::Map::new();
+    while !here.contains_key(&class.student_id) {
+        let ev = tokio::time::timeout(Duration::from_secs(5), staff_sse.next_event())
+            .await
+            .expect("a here event within the watcher's tick");
+        assert_ne!(ev.event, "presence", "no per-connection presence events");
+        if ev.event == "here" {
+            let d = ev.json()["data"].clone();
+            for (id, p) in d["joined"].as_object().unwrap() {
+                here.insert(id.clone(), p.clone());
+            }
+        }
+    }
+    assert_eq!(
+        here[&class.student_id],
+        json!({ "name": "Sam", "role": "student" })
+    );
+    assert_eq!(
+        here[&class.trainer_id],
+        json!({ "name": "Tess", "role": "trainer" })
+    );
+
+    // The student's screen gets counts only, never names.
+    let count = loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), student_sse.next_event())
+            .await
+            .expect("a here.count event");
+        assert_ne!(ev.event, "presence");
+        assert_ne!(ev.event, "here", "the list is for staff");
+        if ev.event == "here.count" && ev.json()["data"]["count"] == 2 {
+            break 2;
         }
     };
-    assert_eq!(join["action"], "join");
-    assert_eq!(join["info"], json!({ "name": "Sam", "role": "student" }));
+    assert_eq!(count, 2);
+    let staff_snap = class.trainer.snapshot(&sid).await;
+    assert_eq!(staff_snap["snapshot"]["here_count"], 2);
+    assert_eq!(staff_snap["snapshot"]["here"][&class.student_id]["name"], "Sam");
+    let student_snap = class.student.snapshot(&sid).await;
+    assert_eq!(student_snap["snapshot"]["here_count"], 2);
+    assert!(student_snap["snapshot"].get("here").is_none());
 
-    // The presence API lists both.
+    // The presence API lists both, with the info of their tokens.
     let path = format!(
         "/v1/apps/classroom/channels/{}/presence",
         enc(&format!("class:{sid}"))
     );
-    let members = eventually("both are present", WAIT, || async {
-        let (status, v) = server.get_within(&path, Some(&server.admin_key)).await;
-        assert_eq!(status, 200, "{v}");
-        let m = v["members"].as_array().unwrap().clone();
-        (m.len() == 2).then_some(m)
-    })
-    .await;
-    let find = |id: &str| members.iter().find(|m| m["user"] == id).unwrap()["info"].clone();
-    assert_eq!(
-        find(&class.student_id),
-        json!({ "name": "Sam", "role": "student" })
-    );
-    assert_eq!(
-        find(&class.trainer_id),
-        json!({ "name": "Tess", "role": "trainer" })
-    );
+    let (status, v) = server.get_within(&path, Some(&server.admin_key)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["members"].as_array().unwrap().len(), 2);
+
+    // The student leaves: staff get `left`, the count goes down.
+    drop(student_sse);
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), staff_sse.next_event())
+            .await
+            .expect("a here event when the student leaves");
+        if ev.event == "here" {
+            let d = ev.json()["data"].clone();
+            if d["left"].as_array().unwrap().contains(&json!(class.student_id)) {
+                assert_eq!(d["count"], 1);
+                break;
+            }
+        }
+    }
 }
 
 impl Sse {
@@ -668,7 +716,7 @@ impl Sse {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.next_within(left).await {
                 Err(()) => return,
-                Ok(Some(ev)) if ev.event == "presence" => continue,
+                Ok(Some(ev)) if is_presence(&ev.event) => continue,
                 Ok(other) => panic!("expected nothing, got {other:?}"),
             }
         }

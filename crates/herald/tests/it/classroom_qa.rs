@@ -54,7 +54,12 @@ async fn ask_edit_vote_once_and_withdraw() {
     let (status, v, qid) = class.student.ask(&sid, "  Why is the sky blue?  ", false).await;
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["question"]["text"], "Why is the sky blue?", "trimmed");
-    assert_eq!(v["snapshot"]["my_questions"], json!([qid]));
+    assert_eq!(v["mine"]["my_questions"], json!([qid]));
+    assert_eq!(
+        v["mine"],
+        json!({ "my_questions": [qid], "my_votes": [], "my_answers": {}, "pending": {} })
+    );
+    assert!(v.get("snapshot").is_none(), "{v}");
     let ev = next_change(&mut ben_sse).await;
     assert_eq!(ev.event, "questions");
     let data = ev.json()["data"].clone();
@@ -75,8 +80,20 @@ async fn ask_edit_vote_once_and_withdraw() {
         )
         .await;
     assert_eq!(status, 200, "{v}");
+    assert_eq!(v["question"]["text"], "Why blue?");
+    assert_eq!(v["mine"]["my_questions"], json!([qid]));
     let ev = next_change(&mut ben_sse).await;
     assert_eq!(ev.json()["data"]["questions"][&qid]["text"], "Why blue?");
+    // The same text again: no change, the same small answer.
+    let (status, v) = class
+        .student
+        .patch(
+            &format!("/sessions/{sid}/questions/{qid}"),
+            json!({ "text": "Why blue?" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["question"]["text"], "Why blue?");
     // Someone else's question cannot be edited.
     let r = ben
         .patch(
@@ -91,8 +108,9 @@ async fn ask_edit_vote_once_and_withdraw() {
         .post(&format!("/sessions/{sid}/questions/{qid}/vote"), json!({}))
         .await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["snapshot"]["my_votes"], json!([qid]));
-    assert_eq!(v["snapshot"]["questions"][&qid]["votes"], 1);
+    assert_eq!(v["mine"]["my_votes"], json!([qid]));
+    assert_eq!(v["mine"]["my_questions"], json!([]));
+    assert_eq!(v["question"]["votes"], 1);
     let ev = next_change(&mut ben_sse).await;
     assert_eq!(ev.json()["data"]["questions"][&qid]["votes"], 1);
     let r = ben
@@ -117,7 +135,15 @@ async fn ask_edit_vote_once_and_withdraw() {
     // Taking a vote back.
     let (status, v) = ben.delete(&format!("/sessions/{sid}/questions/{qid}/vote")).await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["snapshot"]["my_votes"], json!([]));
+    assert_eq!(v["mine"]["my_votes"], json!([]));
+    assert_eq!(v["question"]["votes"], 1);
+    // No vote to take back: no change, the same small answer.
+    let (status, v) = ben.delete(&format!("/sessions/{sid}/questions/{qid}/vote")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["mine"]["my_votes"].clone(), v["question"]["votes"].clone()),
+        (json!([]), json!(1))
+    );
     assert_eq!(
         next_change(&mut ben_sse).await.json()["data"]["questions"][&qid]["votes"],
         1
@@ -153,6 +179,14 @@ async fn ask_edit_vote_once_and_withdraw() {
         .delete(&format!("/sessions/{sid}/questions/{qid}"))
         .await;
     assert_eq!(status, 200, "{v}");
+    assert_eq!(v["question"], Value::Null, "withdrawn");
+    assert!(
+        !v["mine"]["my_questions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(qid)),
+        "{v}"
+    );
     let ev = next_change(&mut ben_sse).await;
     assert_eq!(ev.json()["data"]["questions"][&qid], Value::Null);
     assert!(ben.snapshot(&sid).await["snapshot"]["questions"]
@@ -203,10 +237,8 @@ async fn moderation_holds_questions_back_from_the_audience() {
     let (status, v, qid) = class.student.ask(&sid, secret, false).await;
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["question"]["state"], "pending");
-    assert_eq!(
-        v["snapshot"]["pending"][&qid]["text"], secret,
-        "the author sees it"
-    );
+    assert_eq!(v["question"]["text"], secret);
+    assert_eq!(v["mine"]["pending"][&qid]["text"], secret, "the author sees it");
 
     let ev = next_change(&mut ben_sse).await;
     assert!(!ev.data.contains(secret), "{ev:?}");
@@ -223,6 +255,15 @@ async fn moderation_holds_questions_back_from_the_audience() {
         .post(&format!("/sessions/{sid}/questions/{qid}/vote"), json!({}))
         .await;
     assert_refused(&r, 404, "question_not_found");
+    // Staff's small answers hold every pending question (taking back a vote
+    // never cast changes nothing).
+    let (status, v) = class
+        .trainer
+        .delete(&format!("/sessions/{sid}/questions/{qid}/vote"))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["question"]["text"], secret);
+    assert_eq!(v["mine"]["pending"][&qid]["text"], secret);
 
     // Staff see it (reload on a new held_back_rev), and publish it.
     let staff = class.trainer.snapshot(&sid).await;
@@ -271,10 +312,12 @@ async fn anonymous_questions_name_nobody() {
     let (status, v, qid) = class.student.ask(&sid, "Secretly?", true).await;
     assert_eq!(status, 201, "{v}");
     assert_eq!(
-        v["snapshot"]["my_questions"],
+        v["mine"]["my_questions"],
         json!([qid]),
         "the author knows it is theirs"
     );
+    assert_eq!(v["question"]["author"], Value::Null);
+    assert!(!v.to_string().contains(&class.student_id), "{v}");
     let ev = next_change(&mut ben_sse).await;
     assert_eq!(ev.json()["data"]["questions"][&qid]["author"], Value::Null);
     assert!(!ev.data.contains("Sam") && !ev.data.contains(&class.student_id));
@@ -484,6 +527,17 @@ async fn a_private_answer_reaches_the_asker_only() {
     assert_eq!(ben_snap["snapshot"]["my_answers"], json!({}));
     let sam_snap = class.student.snapshot(&sid).await;
     assert_eq!(sam_snap["snapshot"]["my_answers"][&qid], secret);
+    // A small answer carries the private answer to its asker (taking back a
+    // vote never cast changes nothing), and to nobody else.
+    let path = format!("/sessions/{sid}/questions/{qid}/vote");
+    let (status, v) = class.student.delete(&path).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["mine"]["my_answers"], json!({ &qid: secret }));
+    assert_eq!(v["question"]["answer"], Value::Null);
+    let (status, v) = ben.delete(&path).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["mine"]["my_answers"], json!({}));
+    assert!(!v.to_string().contains(secret), "{v}");
     ben_sse.assert_quiet(std::time::Duration::from_millis(300)).await;
     server.stop().await;
 }
@@ -585,10 +639,8 @@ async fn upvotes_are_coalesced_into_few_events() {
     let answers = futures_util::future::join_all(voters.iter().map(|b| b.post(&path, json!({})))).await;
     for (status, v) in &answers {
         assert_eq!(*status, 200, "{v}");
-        assert!(v["snapshot"]["my_votes"]
-            .as_array()
-            .unwrap()
-            .contains(&json!(qid)));
+        assert!(v["mine"]["my_votes"].as_array().unwrap().contains(&json!(qid)));
+        assert!(v["question"]["votes"].as_u64().unwrap() >= 1, "{v}");
     }
     let mut events = 0;
     let mut last = 0;
@@ -604,4 +656,54 @@ async fn upvotes_are_coalesced_into_few_events() {
     assert!(events <= 8, "{events} events for 30 votes");
     let snap = class.trainer.snapshot(&sid).await;
     assert_eq!(snap["snapshot"]["questions"][&qid]["votes"], 30);
+}
+
+/// A student's action answers only their own data, however many questions the
+/// session holds: a vote among 50 questions carries the voted question and
+/// the caller's `mine`, no snapshot and none of the other questions.
+#[tokio::test]
+async fn a_vote_answers_small_among_many_questions() {
+    let server = TestServer::start().await;
+    let (class, sid, ben, _) = live_class(&server).await;
+    let text = |n: usize| format!("Question number {n}, padded to look like a real one?");
+    let mut ids = Vec::new();
+    for s in 0..10 {
+        let (asker, _) = class.another_student(&server, &format!("Asker{s}")).await;
+        for k in 0..5 {
+            let (status, v, id) = asker.ask(&sid, &text(s * 5 + k), false).await;
+            assert_eq!(status, 201, "{v}");
+            assert!(v.get("snapshot").is_none(), "{v}");
+            assert_eq!(v["mine"]["my_questions"].as_array().unwrap().len(), k + 1);
+            ids.push(id);
+        }
+    }
+    let snap = ben.snapshot(&sid).await;
+    assert_eq!(snap["snapshot"]["questions"].as_object().unwrap().len(), 50);
+
+    let target = &ids[17];
+    let (status, v) = ben
+        .post(&format!("/sessions/{sid}/questions/{target}/vote"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v.get("snapshot").is_none(), "{v}");
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["mine", "question"]);
+    assert_eq!(v["question"]["id"], json!(target));
+    assert_eq!(v["question"]["text"], text(17));
+    assert_eq!(v["question"]["votes"], 1);
+    assert_eq!(
+        v["mine"],
+        json!({ "my_questions": [], "my_votes": [target], "my_answers": {}, "pending": {} })
+    );
+    let body = v.to_string();
+    for (n, id) in ids.iter().enumerate().filter(|(_, id)| *id != target) {
+        assert!(!body.contains(id.as_str()) && !body.contains(&text(n)), "{body}");
+    }
+    let whole = snap.to_string().len();
+    assert!(
+        body.len() < 600 && body.len() * 10 < whole,
+        "{} bytes (the snapshot: {whole})",
+        body.len()
+    );
+    server.stop().await;
 }
