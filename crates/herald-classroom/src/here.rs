@@ -135,7 +135,7 @@ async fn apply(
     if locked.doc().state == LiveState::Ended {
         return Ok(false);
     }
-    let before = &locked.doc().here;
+    let before = &*locked.doc().here;
     if *before == now {
         return Ok(true);
     }
@@ -152,7 +152,7 @@ async fn apply(
     // tick sends the same changes again (they replace, so twice is harmless).
     locked.notify(&live::staff_channel(sid)?, "here", changes).await?;
     let mut next: Doc = locked.doc().clone();
-    next.here = now;
+    next.here = Arc::new(now);
     let count = next.here.len();
     if count_changed {
         locked

@@ -27,11 +27,22 @@
 //! the first message after it. A client still holding the old cursor gets a
 //! `reset` and reloads the snapshot.
 //!
-//! **Cluster.** The mutex is per node. With several nodes behind a load
-//! balancer, two nodes can change one session at once, and each caches its own
-//! copy of the document. Until a session's writes are sequenced by a store lock
-//! (`pg_advisory_xact_lock` on the session id, re-reading the row under it),
-//! run the classroom's live sessions on one node.
+//! **Cluster.** The mutex is per node. With several nodes on one PostgreSQL
+//! database, the store also gives a lease per change
+//! ([`ClassroomStore::lock_live_session`]: `pg_advisory_xact_lock` on the
+//! session id, the row re-read under it), taken after the node's own mutex.
+//! If the row is the version this node last read or saved (`updated_at`,
+//! `cursor`), the cached document is used; otherwise another node changed the
+//! session and the document is parsed again (with the `on_load` rebuilds of a
+//! first load), keeping what this node alone holds (activity, who is here,
+//! its pending coalesced changes and poll timers). Saves go through the lease,
+//! which the first save finishes (commits: the lock is released); a lock
+//! dropped without a save gives it back. In cluster mode staged changes
+//! ([`Locked::stage`]) are saved when the lock is dropped, still under the
+//! lease, and [`Locked::publish_unsaved`] saves the new cursor with the
+//! document; what is not saved stays per node. Every save in cluster mode
+//! makes a new `updated_at`, so versions never repeat. With no lease (SQLite,
+//! one node) none of this runs.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -40,6 +51,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use herald_node::{Claims, NamespaceOptions, Node, NodeError, PublishInput};
 use herald_protocol::{AppName, ChannelName, Cursor, ErrorCode, EventName, Position};
 use herald_server::error::ApiError;
+use herald_store::classroom::LiveLease;
 use herald_store::{ClassroomStore, LiveSession, LiveState, Role};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -174,8 +186,10 @@ pub struct Doc {
     pub activity: BTreeMap<String, Activity>,
     /// Who is here now (user id -> name and role), as the presence watcher
     /// last read it ([`crate::here`]). Not saved.
+    /// Shared, replaced whole: every change clones the document, and this
+    /// list has an entry per person (5 000 in a big session).
     #[serde(skip)]
-    pub here: BTreeMap<String, crate::here::Present>,
+    pub here: Arc<BTreeMap<String, crate::here::Present>>,
     /// Questions whose votes changed since the last `questions` event (votes
     /// are coalesced: [`crate::questions`]).
     #[serde(skip)]
@@ -326,6 +340,34 @@ pub struct Question {
 struct Loaded {
     row: LiveSession,
     doc: Doc,
+    /// In cluster mode, the version (`updated_at`, `cursor`) of the row in the
+    /// store that `doc` was read from or last saved as: a lease reading the
+    /// same version keeps `doc`, any other makes the node read it again.
+    stored: Option<(i64, String)>,
+}
+
+/// The version of a row that tells whether another node saved it since.
+fn version_of(row: &LiveSession) -> (i64, String) {
+    (row.updated_at, row.cursor.clone())
+}
+
+/// Keeps what a node holds of a session and never saves (who is here, activity,
+/// the coalesced changes this node has to publish, its poll timers) when the
+/// document is read again from the store.
+fn carry_over(old: &Doc, doc: &mut Doc) {
+    doc.activity = old.activity.clone();
+    doc.here = old.here.clone();
+    doc.votes_dirty.extend(old.votes_dirty.iter().cloned());
+    doc.polls.dirty.extend(old.polls.dirty.iter().cloned());
+    for p in &mut doc.polls.polls {
+        if old
+            .polls
+            .find(&p.id)
+            .is_some_and(|o| o.timer_armed && o.closes_at == p.closes_at)
+        {
+            p.timer_armed = true;
+        }
+    }
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Loaded>>>;
@@ -435,20 +477,42 @@ impl Live {
             slots.entry(session_id.to_owned()).or_default().clone()
         };
         let mut guard = slot.lock_owned().await;
-        let loaded = match guard.as_ref() {
-            Some(loaded) => loaded.clone(),
+        // The node's own queue first, then the cluster's: a node holds at most
+        // one lease per session, and waits for it with the row it will use.
+        let lease = self
+            .store
+            .lock_live_session(session_id)
+            .await
+            .map_err(store_error)?;
+        let cached = match (guard.as_ref(), &lease) {
+            (Some(loaded), None) => Some(loaded.clone()),
+            (Some(loaded), Some(lease)) if loaded.stored == Some(version_of(lease.row())) => {
+                Some(loaded.clone())
+            }
+            _ => None,
+        };
+        let loaded = match cached {
+            Some(loaded) => loaded,
             None => {
-                let mut row = self
-                    .store
-                    .live_session(session_id)
-                    .await
-                    .map_err(store_error)?
-                    .ok_or_else(not_found)?;
+                let mut row = match &lease {
+                    Some(lease) => lease.row().clone(),
+                    None => self
+                        .store
+                        .live_session(session_id)
+                        .await
+                        .map_err(store_error)?
+                        .ok_or_else(not_found)?,
+                };
                 let mut doc = parse_doc(&row)?;
                 crate::questions::on_load(self.store.as_ref(), &row, &mut doc).await?;
                 crate::polls::on_load(self.store.as_ref(), &row, &mut doc).await?;
+                if let Some(old) = guard.as_ref() {
+                    // Another node changed it: what this node alone knows stays.
+                    carry_over(&old.doc, &mut doc);
+                }
                 row.doc = String::new();
-                let loaded = Loaded { row, doc };
+                let stored = lease.as_ref().map(|_| version_of(&row));
+                let loaded = Loaded { row, doc, stored };
                 *guard = Some(loaded.clone());
                 loaded
             }
@@ -457,6 +521,10 @@ impl Live {
             live: self,
             channel,
             guard,
+            clustered: lease.is_some(),
+            lease,
+            staged: false,
+            stored: loaded.stored,
             row: loaded.row,
             doc: loaded.doc,
         })
@@ -500,12 +568,83 @@ impl Live {
 
 /// A live session under its lock: read the document, commit a change. The lock
 /// is released when this is dropped.
+///
+/// In cluster mode it also holds the session's lease ([`LiveLease`]): the
+/// first save finishes it; a later save takes a new one (and fails if another
+/// node saved in between); staged changes are saved when this is dropped,
+/// still under the lease; dropped without a change, the lease is given back.
 pub struct Locked<'a> {
     live: &'a Live,
     channel: ChannelName,
     guard: OwnedMutexGuard<Option<Loaded>>,
+    /// The store gave a lease: other nodes change this session too.
+    clustered: bool,
+    /// The lease, until a save finishes it.
+    lease: Option<Box<dyn LiveLease>>,
+    /// Cluster mode: the document was staged and not saved since.
+    staged: bool,
+    /// Cluster mode: the version of the row in the store ([`Loaded::stored`]).
+    stored: Option<(i64, String)>,
     row: LiveSession,
     doc: Doc,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if !self.staged {
+            // Dropped unfinished: rolled back, the cluster lock released.
+            return;
+        }
+        // Staged changes in cluster mode: saved now, under the lease still, so
+        // that other nodes see them (their events stay coalesced). The node's
+        // mutex is released at once; the next lease of this session, here or
+        // elsewhere, waits for this save.
+        let row = match self.staged_row() {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::error!(session = %self.row.id, error = ?e, "staged changes not saved");
+                return;
+            }
+        };
+        let base = self.stored.replace(version_of(&row));
+        self.row.updated_at = row.updated_at;
+        self.remember();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let lease = self.lease.take();
+        let store = self.live.store.clone();
+        runtime.spawn(async move {
+            if let Err(e) = save_staged(store.as_ref(), lease, base, &row).await {
+                // The rows (votes, answers) are in the store: the next node to
+                // read the document rebuilds them from there.
+                tracing::warn!(session = %row.id, error = %e, "staged changes not saved; the next load rebuilds them from their rows");
+            }
+        });
+    }
+}
+
+/// Saves staged changes through `lease`, or (staged after this lock's lease was
+/// finished by a save) through a new one if the row is still at `base`.
+async fn save_staged(
+    store: &dyn ClassroomStore,
+    lease: Option<Box<dyn LiveLease>>,
+    base: Option<(i64, String)>,
+    row: &LiveSession,
+) -> Result<(), herald_store::ClassroomError> {
+    let mut lease = match lease {
+        Some(lease) => lease,
+        None => match store.lock_live_session(&row.id).await? {
+            Some(lease) if base == Some(version_of(lease.row())) => lease,
+            _ => {
+                return Err(herald_store::ClassroomError::Unavailable(
+                    "the session was saved by another change first".to_owned(),
+                ))
+            }
+        },
+    };
+    lease.save(row).await?;
+    lease.finish().await
 }
 
 impl Locked<'_> {
@@ -558,12 +697,8 @@ impl Locked<'_> {
             offset: read.top,
         }
         .encode();
-        row.updated_at = now_ms();
-        self.live
-            .store
-            .save_live_session(&row)
-            .await
-            .map_err(store_error)?;
+        row.updated_at = self.next_updated_at();
+        self.write(&row).await?;
         tracing::info!(session = %row.id, "live session re-anchored on its channel's current position");
         row.doc = String::new();
         self.row = row;
@@ -662,8 +797,8 @@ impl Locked<'_> {
         row.ended_at = next.ended_at;
         row.doc = doc_json;
         row.cursor = cursor;
-        row.updated_at = now_ms();
-        let saved = self.live.store.save_live_session(&row).await.map_err(store_error);
+        row.updated_at = self.next_updated_at();
+        let saved = self.write(&row).await;
         // In memory whether saved or not: it is what the channel says now.
         row.doc = String::new();
         self.row = row;
@@ -675,9 +810,11 @@ impl Locked<'_> {
     /// Replaces the document in memory only, with no event and no save: for
     /// changes whose rows are in the store already and whose event is
     /// published later, coalesced (poll answers: [`crate::polls`]). The next
-    /// [`Locked::commit`] saves it.
+    /// [`Locked::commit`] saves it. In cluster mode it is also saved when this
+    /// lock is dropped (without an event), so that other nodes see it.
     pub fn stage(&mut self, next: Doc) {
         self.doc = next;
+        self.staged = self.clustered;
         self.remember();
     }
 
@@ -688,14 +825,8 @@ impl Locked<'_> {
     /// # Errors
     /// `store_unavailable`, `internal`.
     pub async fn save(&mut self) -> Result<(), ApiError> {
-        let mut row = self.session().clone();
-        row.doc = self.doc_json()?;
-        row.updated_at = now_ms();
-        self.live
-            .store
-            .save_live_session(&row)
-            .await
-            .map_err(store_error)?;
+        let row = self.staged_row()?;
+        self.write(&row).await?;
         self.row.updated_at = row.updated_at;
         self.remember();
         Ok(())
@@ -707,6 +838,12 @@ impl Locked<'_> {
     /// carries the new cursor; the next save writes that cursor with the
     /// document, which is valid there (nothing saved changed).
     ///
+    /// In cluster mode the cursor is saved now, with the document, so that
+    /// every node's snapshot carries it; what is not saved stays per node (each
+    /// node knows the activity reported to it, and reads who is here itself).
+    /// A failed save is logged only: the event is out, and a client subscribing
+    /// from the older cursor gets it again, which changes nothing.
+    ///
     /// # Errors
     /// Those of [`Node::publish`] (then nothing changed).
     pub async fn publish_unsaved(
@@ -717,7 +854,76 @@ impl Locked<'_> {
     ) -> Result<(), ApiError> {
         self.row.cursor = self.publish_to(&self.channel, event, &data).await?;
         self.doc = next;
+        if self.clustered {
+            match self.staged_row() {
+                Ok(row) => match self.write(&row).await {
+                    Ok(()) => self.row.updated_at = row.updated_at,
+                    Err(e) => {
+                        tracing::warn!(session = %row.id, error = ?e, "the cursor after an unsaved event was not saved");
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(session = %self.row.id, error = ?e, "the cursor after an unsaved event was not saved");
+                }
+            }
+        }
         self.remember();
+        Ok(())
+    }
+
+    /// The row to save the document as it is now with the current cursor.
+    fn staged_row(&self) -> Result<LiveSession, ApiError> {
+        let mut row = self.session().clone();
+        row.doc = self.doc_json()?;
+        row.updated_at = self.next_updated_at();
+        Ok(row)
+    }
+
+    /// `updated_at` of the next save: now, and in cluster mode always after the
+    /// version in the store, so that every save makes a new version even within
+    /// one millisecond.
+    fn next_updated_at(&self) -> i64 {
+        match &self.stored {
+            Some((at, _)) if self.clustered => now_ms().max(at.saturating_add(1)),
+            _ => now_ms(),
+        }
+    }
+
+    /// Writes `row`: with no lease, to the store as is; in cluster mode through
+    /// the lease, which is then finished (a second write under this lock takes
+    /// a new lease, and refuses if another node saved in between).
+    async fn write(&mut self, row: &LiveSession) -> Result<(), ApiError> {
+        if !self.clustered {
+            return self.live.store.save_live_session(row).await.map_err(store_error);
+        }
+        let mut lease = match self.lease.take() {
+            Some(lease) => lease,
+            None => {
+                let lease = self
+                    .live
+                    .store
+                    .lock_live_session(&row.id)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::Internal,
+                            "the store gave no lease for a session it leased",
+                        )
+                    })?;
+                if self.stored != Some(version_of(lease.row())) {
+                    return Err(ApiError::new(
+                        ErrorCode::StoreUnavailable,
+                        "this session was changed on another server meanwhile; try again",
+                    ));
+                }
+                lease
+            }
+        };
+        lease.save(row).await.map_err(store_error)?;
+        lease.finish().await.map_err(store_error)?;
+        self.staged = false;
+        self.stored = Some(version_of(row));
         Ok(())
     }
 
@@ -731,6 +937,7 @@ impl Locked<'_> {
         *self.guard = Some(Loaded {
             row: self.row.clone(),
             doc: self.doc.clone(),
+            stored: self.stored.clone(),
         });
     }
 }

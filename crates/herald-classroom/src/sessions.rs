@@ -492,7 +492,7 @@ pub(crate) fn snapshot(locked: &Locked<'_>, viewer: &Viewer) -> serde_json::Valu
     snap.insert("activity".into(), json!(doc.activity));
     snap.insert("here_count".into(), json!(doc.here.len()));
     if viewer.staff {
-        snap.insert("here".into(), json!(doc.here));
+        snap.insert("here".into(), json!(&*doc.here));
     }
     questions::snapshot_fields(doc, viewer, &mut snap);
     slides::snapshot_fields(doc, viewer, &mut snap);

@@ -505,8 +505,11 @@ pub async fn live_session_leases(store: &dyn ClassroomStore) {
     assert_eq!(third.row(), &saved, "a dropped lease wrote nothing");
     third.finish().await.unwrap();
     let mut ghost = saved.clone();
-    ghost.id = other.id.clone();
-    let mut lease = store.lock_live_session(&other.id).await.unwrap().expect("a lease");
+    let mut lease = store
+        .lock_live_session(&other.id)
+        .await
+        .unwrap()
+        .expect("a lease");
     ghost.id = "s_missing".to_owned();
     let r = lease.save(&ghost).await;
     assert!(matches!(r, Err(ClassroomError::SessionNotFound)), "{r:?}");

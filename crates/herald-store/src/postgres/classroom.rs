@@ -1,7 +1,9 @@
 //! [`ClassroomStore`] on PostgreSQL (the SQL of `sqlite/classroom.rs` in this
 //! dialect). Statements run at `READ COMMITTED`; a role change locks the course's
 //! row first, so concurrent role changes in one course run one after the other
-//! and the last trainer cannot be demoted by two calls racing.
+//! and the last trainer cannot be demoted by two calls racing. A live session's
+//! lease (`lock_live_session`) is a transaction holding `pg_advisory_xact_lock`
+//! on the session's key, with the row re-read after the lock was granted.
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
@@ -10,8 +12,8 @@ use sqlx::Row;
 use super::{is_unique_violation, now_ms, PgStore};
 use crate::classroom::{
     generate_id, generate_join_code, sort_roster, ClassroomError, ClassroomStore, Course, CourseUpdate,
-    CourseWithRole, DeckRow, Enrolment, FileRow, LiveLease, LiveSession, LiveState, Member, NewUser, PollVote,
-    QuestionRow, Role, User, UserLogin, Vote, WebSession, MAX_ATTEMPTS,
+    CourseWithRole, DeckRow, Enrolment, FileRow, LiveLease, LiveSession, LiveState, Member, NewUser,
+    PollVote, QuestionRow, Role, User, UserLogin, Vote, WebSession, MAX_ATTEMPTS,
 };
 
 crate::classroom::classroom_rows!(PgRow);
@@ -462,7 +464,11 @@ impl ClassroomStore for PgStore {
         .await
         .map_err(fail)?;
         // Dropping `tx` on these returns rolls back: the lock is released.
-        let row = row.as_ref().map(live_row).transpose()?.ok_or(ClassroomError::SessionNotFound)?;
+        let row = row
+            .as_ref()
+            .map(live_row)
+            .transpose()?
+            .ok_or(ClassroomError::SessionNotFound)?;
         Ok(Some(Box::new(PgLiveLease {
             tx,
             row,
@@ -780,6 +786,9 @@ mod tests {
         // Fixed: every node of a cluster (any build) must compute the same key.
         assert_eq!(live_lock_key("s_0"), live_lock_key("s_0"));
         assert_ne!(live_lock_key("s_0"), live_lock_key("s_1"));
-        assert_eq!(live_lock_key(""), i64::from_ne_bytes(0xe529_2b63_4ec7_bd34_u64.to_ne_bytes()));
+        assert_eq!(
+            live_lock_key(""),
+            i64::from_ne_bytes(0xe529_2b63_4ec7_bd34_u64.to_ne_bytes())
+        );
     }
 }

@@ -9,8 +9,8 @@ use sqlx::Row;
 use super::{is_unique_violation, now_ms, SqliteStore};
 use crate::classroom::{
     generate_id, generate_join_code, sort_roster, ClassroomError, ClassroomStore, Course, CourseUpdate,
-    CourseWithRole, DeckRow, Enrolment, FileRow, LiveLease, LiveSession, LiveState, Member, NewUser, PollVote,
-    QuestionRow, Role, User, UserLogin, Vote, WebSession, MAX_ATTEMPTS,
+    CourseWithRole, DeckRow, Enrolment, FileRow, LiveLease, LiveSession, LiveState, Member, NewUser,
+    PollVote, QuestionRow, Role, User, UserLogin, Vote, WebSession, MAX_ATTEMPTS,
 };
 
 crate::classroom::classroom_rows!(SqliteRow);

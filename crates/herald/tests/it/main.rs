@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod bench_smoke;
 mod classroom;
+mod classroom_cluster;
 mod classroom_groups;
 mod classroom_live;
 mod classroom_polls;
