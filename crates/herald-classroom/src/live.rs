@@ -190,10 +190,10 @@ pub struct Doc {
     /// list has an entry per person (5 000 in a big session).
     #[serde(skip)]
     pub here: Arc<BTreeMap<String, crate::here::Present>>,
-    /// Questions whose votes changed since the last `questions` event (votes
-    /// are coalesced: [`crate::questions`]).
+    /// Questions asked or voted on since the last `questions` event (asks and
+    /// votes are coalesced: [`crate::questions`]).
     #[serde(skip)]
-    pub votes_dirty: std::collections::BTreeSet<String>,
+    pub questions_dirty: std::collections::BTreeSet<String>,
 }
 
 /// How present a person on the session page is, as their screen reports it.
@@ -357,7 +357,7 @@ fn version_of(row: &LiveSession) -> (i64, String) {
 fn carry_over(old: &Doc, doc: &mut Doc) {
     doc.activity = old.activity.clone();
     doc.here = old.here.clone();
-    doc.votes_dirty.extend(old.votes_dirty.iter().cloned());
+    doc.questions_dirty.extend(old.questions_dirty.iter().cloned());
     doc.polls.dirty.extend(old.polls.dirty.iter().cloned());
     for p in &mut doc.polls.polls {
         if old

@@ -374,7 +374,12 @@ pub async fn ask(
     let id = q.id.clone();
     next.questions.push(q);
     tracing::info!(session = %sid, question = %id, by = %who.user.id, pending, "question asked");
-    publish(&mut locked, next, &[&id]).await?;
+    // Coalesced like votes: the row is written, the document changes now, the
+    // event goes out with the other questions of the next quarter second (a
+    // burst of 500 questions makes a few events, not 500 to every screen).
+    next.questions_dirty.insert(id.clone());
+    locked.stage(next);
+    state.live.coalesce(&sid, "questions", flush_questions);
     Ok(small(locked, &viewer, &id, StatusCode::CREATED))
 }
 
@@ -528,34 +533,36 @@ async fn cast(
     }
     // Votes are coalesced: the document changes now (snapshots show it), the
     // event goes out with the other votes of the next quarter second.
-    next.votes_dirty.insert(qid.clone());
+    next.questions_dirty.insert(qid.clone());
     locked.stage(next);
-    state.live.coalesce(&sid, "votes", flush_votes);
+    state.live.coalesce(&sid, "questions", flush_questions);
     Ok(small(locked, &viewer, &qid, StatusCode::OK))
 }
 
-/// Publishes ONE `questions` event with the questions whose votes changed
-/// since the last one (the [`Flush`](live::Flush) of votes).
-fn flush_votes<'a>(
+/// Publishes ONE `questions` event with the questions asked or voted on
+/// since the last one (the [`Flush`](live::Flush) of asks and votes).
+fn flush_questions<'a>(
     live: &'a live::Live,
     sid: &'a str,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>> {
     Box::pin(async move {
         let mut locked = live.lock(sid).await?;
-        if locked.doc().votes_dirty.is_empty() {
+        if locked.doc().questions_dirty.is_empty() {
             return Ok(());
         }
         let mut next = locked.doc().clone();
-        let dirty = std::mem::take(&mut next.votes_dirty);
+        let dirty = std::mem::take(&mut next.questions_dirty);
         let ids: Vec<&str> = dirty.iter().map(String::as_str).collect();
         let data = event_data(&next, &ids);
         locked.commit(next, "questions", data).await
     })
 }
 
-/// Brings a document loaded from the store up to date with the vote rows
-/// (votes are rows first, the document is saved with the coalesced event, so
-/// a crash in between loses nothing).
+/// Brings a document loaded from the store up to date with the question and
+/// vote rows (asks and votes are rows first, the document is saved with the
+/// coalesced event, so a crash in between loses nothing): a question whose
+/// row is newer than the document is added, every question's voters are its
+/// vote rows.
 ///
 /// # Errors
 /// `store_unavailable`.
@@ -564,9 +571,44 @@ pub(crate) async fn on_load(
     row: &herald_store::LiveSession,
     doc: &mut Doc,
 ) -> Result<(), ApiError> {
-    if doc.questions.is_empty() {
+    let rows = store.questions_of_session(&row.id).await.map_err(store_error)?;
+    if rows.is_empty() && doc.questions.is_empty() {
         return Ok(());
     }
+    let known: std::collections::HashSet<String> = doc.questions.iter().map(|q| q.id.clone()).collect();
+    for r in rows.into_iter().filter(|r| !known.contains(&r.id)) {
+        let Some(state) = QuestionState::parse(&r.state) else {
+            continue;
+        };
+        let author_name = match store.user(&r.author_id).await.map_err(store_error)? {
+            Some(u) => u.name,
+            None => continue,
+        };
+        let answer_mode = match r.answer_mode.as_deref() {
+            Some("public") => Some(AnswerMode::Public),
+            Some("private") => Some(AnswerMode::Private),
+            Some("live") => Some(AnswerMode::Live),
+            _ => None,
+        };
+        if state == QuestionState::Pending {
+            doc.held_back_rev += 1;
+        }
+        doc.questions.push(Question {
+            id: r.id,
+            author_id: r.author_id,
+            author_name,
+            anonymous: r.anonymous,
+            text: r.text,
+            state,
+            answer_mode,
+            answer: r.answer,
+            voters: Vec::new(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        });
+    }
+    doc.questions
+        .sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
     let mut voters: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
     for v in store.votes_of_session(&row.id).await.map_err(store_error)? {
         voters.entry(v.question_id).or_default().push(v.user_id);

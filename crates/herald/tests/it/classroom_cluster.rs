@@ -188,6 +188,9 @@ async fn changes_on_two_nodes_make_one_session() {
     let (status, _) = ana.post(&format!("/sessions/{sid}/hand"), json!({})).await;
     assert_eq!(status, 200);
 
+    // Asks, votes and poll answers are coalesced: let their events go out
+    // (a quarter second each) before the snapshot whose cursor must cover them.
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let snap = same_on_both(&mut class.trainer, &a, &b, &sid).await;
     let s = &snap["snapshot"];
     assert_eq!(

@@ -474,8 +474,11 @@ async fn answering_now_is_unique_and_states_go_back() {
 async fn a_private_answer_reaches_the_asker_only() {
     let server = TestServer::start().await;
     let (class, sid, ben, _) = live_class(&server).await;
-    let (_, _, qid) = class.student.ask(&sid, "Can I get an extension?", false).await;
     let (_, mut ben_sse) = watch(&server, &ben, &sid).await;
+    let (_, _, qid) = class.student.ask(&sid, "Can I get an extension?", false).await;
+    // The ask's (coalesced) event, before anything else.
+    let ev = next_change(&mut ben_sse).await;
+    assert_eq!(ev.json()["data"]["questions"][&qid]["state"], "published");
 
     // Sam listens on their personal channel, from the snapshot's private cursor.
     let snap = class.student.snapshot(&sid).await;
@@ -705,5 +708,28 @@ async fn a_vote_answers_small_among_many_questions() {
         "{} bytes (the snapshot: {whole})",
         body.len()
     );
+    server.stop().await;
+}
+
+/// An ask is a row first and its event is coalesced: a server stopped right
+/// after it (before the quarter second is up) still has the question after a
+/// restart, with its author, in every snapshot.
+#[tokio::test]
+async fn a_question_asked_just_before_a_stop_is_kept() {
+    let server = TestServer::start().await;
+    let (mut class, sid, _, _) = live_class(&server).await;
+    let (status, v, qid) = class.student.ask(&sid, "Right before the stop?", false).await;
+    assert_eq!(status, 201, "{v}");
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    for b in [&mut class.trainer, &mut class.student] {
+        b.base = format!("{}/classroom/api", server.url);
+    }
+    let snap = class.trainer.snapshot(&sid).await;
+    let q = &snap["snapshot"]["questions"][&qid];
+    assert_eq!(q["text"], "Right before the stop?", "{snap}");
+    assert_eq!(q["author"], "Sam");
+    let mine = class.student.snapshot(&sid).await;
+    assert_eq!(mine["snapshot"]["my_questions"], json!([qid]));
     server.stop().await;
 }
