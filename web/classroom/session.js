@@ -250,6 +250,12 @@ export async function sessionView(root, sid, ui) {
   /// Applies one event of the session channel: each carries the new value of what changed.
   function apply(m) {
     const d = m.data || {};
+    if (m.channel === `class:${sid}` && typeof m.offset === 'number' && m.offset <= snapOffset) return;
+    if (m.event === 'reload') {
+      // A change too large to push (docs/classroom.md): the snapshot has it.
+      reloadSnapshot();
+      return;
+    }
     for (const p of panels) {
       const patch = p.apply(m, snap);
       if (patch) { snap = { ...snap, ...patch }; render(); return; }
@@ -304,9 +310,14 @@ export async function sessionView(root, sid, ui) {
     render();
   }
 
+  /// The offset of the session channel the snapshot is valid at: events at or
+  /// below it are already in it (they can still arrive after a reload).
+  let snapOffset = first.offset || 0;
+
   async function reloadSnapshot() {
     const again = await sessionsApi.get(sid);
     snap = again.snapshot;
+    snapOffset = again.offset || 0;
     render();
   }
 

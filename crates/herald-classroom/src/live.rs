@@ -71,6 +71,10 @@ const MAX_IDLE_SLOTS: usize = 1024;
 const RATE_WINDOW_MS: i64 = 60_000;
 /// Users x kinds tracked before idle entries are dropped.
 const MAX_RATE_ENTRIES: usize = 10_000;
+/// The largest event the classroom pushes, in bytes of JSON data (under the
+/// server's default message limit of 64 KiB); larger changes go out as
+/// `reload` ([`Locked::commit`]).
+pub const MAX_EVENT_BYTES: usize = 48 * 1024;
 /// How long changes wait to be published together ([`Live::coalesce`]): at
 /// most 4 events a second per session and kind, whatever the audience.
 pub const COALESCE_WINDOW: Duration = Duration::from_millis(250);
@@ -741,12 +745,25 @@ impl Locked<'_> {
     }
 
     /// Publishes one event on `channel`; answers the cursor just after it.
+    ///
+    /// An event whose data is over [`MAX_EVENT_BYTES`] (a breakout of thousands
+    /// of students with their names, a deck of hundreds of slides shown) goes
+    /// out as `reload` `{reload: event}` instead: screens load the snapshot
+    /// again, which has the change. Rare, and every message stays within the
+    /// server's message size limit.
     async fn publish_to(
         &self,
         channel: &ChannelName,
         event: &str,
         data: &serde_json::Value,
     ) -> Result<String, ApiError> {
+        let mut text = data.to_string();
+        let mut event = event;
+        if text.len() > MAX_EVENT_BYTES {
+            tracing::info!(channel = %channel, event, bytes = text.len(), "an event too large to push: screens reload their snapshot");
+            text = serde_json::json!({ "reload": event }).to_string();
+            event = "reload";
+        }
         let event = EventName::parse(event)
             .map_err(|e| ApiError::new(ErrorCode::Internal, format!("bad classroom event name: {e}")))?;
         let published = self
@@ -757,7 +774,7 @@ impl Locked<'_> {
                 PublishInput {
                     channels: vec![channel.clone()],
                     event,
-                    data: Arc::from(data.to_string()),
+                    data: Arc::from(text),
                     idempotency_key: None,
                 },
             )

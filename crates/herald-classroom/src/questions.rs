@@ -552,11 +552,41 @@ fn flush_questions<'a>(
         }
         let mut next = locked.doc().clone();
         let dirty = std::mem::take(&mut next.questions_dirty);
-        let ids: Vec<&str> = dirty.iter().map(String::as_str).collect();
-        let data = event_data(&next, &ids);
+        // A burst can change more questions than one event holds: several
+        // events of at most EVENT_CHUNK_BYTES of views, the last one saved.
+        let mut chunks: Vec<Vec<&str>> = Vec::new();
+        let mut size = 0;
+        for id in &dirty {
+            let bytes = next
+                .questions
+                .iter()
+                .find(|q| q.id == *id)
+                .map_or(64, |q| public_view(q).to_string().len());
+            match chunks.last_mut() {
+                Some(chunk) if size + bytes <= EVENT_CHUNK_BYTES => chunk.push(id),
+                _ => {
+                    chunks.push(vec![id]);
+                    size = 0;
+                }
+            }
+            size += bytes;
+        }
+        let last = chunks.pop().unwrap_or_default();
+        for chunk in &chunks {
+            // Still dirty until the last one is out: a failure part way
+            // publishes them all again (replacing the same views).
+            let mut interim = next.clone();
+            interim.questions_dirty = dirty.clone();
+            let data = event_data(&next, chunk);
+            locked.publish_unsaved(interim, "questions", data).await?;
+        }
+        let data = event_data(&next, &last);
         locked.commit(next, "questions", data).await
     })
 }
+
+/// The most question views one `questions` event carries, in bytes of JSON.
+const EVENT_CHUNK_BYTES: usize = 32 * 1024;
 
 /// Brings a document loaded from the store up to date with the question and
 /// vote rows (asks and votes are rows first, the document is saved with the

@@ -498,10 +498,17 @@ pub(crate) fn snapshot(locked: &Locked<'_>, viewer: &Viewer) -> serde_json::Valu
     slides::snapshot_fields(doc, viewer, &mut snap);
     polls::snapshot_fields(doc, viewer, &mut snap);
     groups::snapshot_fields(doc, viewer, &mut snap);
+    // The offset the cursor names, so that a screen reloading its snapshot
+    // mid-stream can skip the events it already has.
+    let offset = herald_protocol::Cursor::parse(locked.cursor())
+        .ok()
+        .and_then(|c| c.get(locked.channel()).map(|p| p.offset))
+        .unwrap_or(0);
     json!({
         "session": SessionView::from(locked.session()),
         "snapshot": snap,
         "cursor": locked.cursor(),
+        "offset": offset,
     })
 }
 

@@ -956,3 +956,90 @@ async fn a_demo_lesson_is_ready_in_one_call() {
     assert_eq!(status, 201);
     assert_ne!(again["course"]["id"], course_id.as_str());
 }
+
+/// A change too large for one event (a deck of ~100 KB shown) goes out as
+/// `reload`, and the snapshot has it; a burst of questions larger than one
+/// event goes out in several `questions` events, each within the limit, that
+/// together carry every question.
+#[tokio::test]
+async fn large_changes_stay_within_the_message_limit() {
+    let server = TestServer::start().await;
+    let class = Class::new(&server).await;
+    let sid = class.session("Big").await;
+    assert_eq!(class.trainer.act(&sid, "start").await.0, 200);
+    let (status, v) = class
+        .trainer
+        .call(
+            Method::PATCH,
+            &format!("/courses/{}", class.course_id),
+            json!({ "guests_allowed": true }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let snap = class.student.snapshot(&sid).await;
+    let token = class.student.live_token(&sid).await;
+    let mut sse = subscribe(&server, &token, snap["cursor"].as_str()).await;
+
+    // A deck of 120 slides of ~900 bytes each.
+    let markdown: String = (0..120)
+        .map(|i| format!("# Slide {i}\n\n{}\n\n", "Lorem ipsum dolor sit amet. ".repeat(32)))
+        .collect();
+    let (status, deck) = class
+        .trainer
+        .post(
+            &format!("/courses/{}/decks", class.course_id),
+            json!({ "title": "Long", "markdown": markdown }),
+        )
+        .await;
+    assert_eq!(status, 201, "{deck}");
+    let (status, v) = class
+        .trainer
+        .post(
+            &format!("/sessions/{sid}/slides"),
+            json!({ "deck_id": deck["deck"]["id"] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let ev = next_change(&mut sse).await;
+    assert_eq!(ev.event, "reload", "{}", ev.data);
+    assert_eq!(ev.json()["data"]["reload"], "slides");
+    let snap = class.student.snapshot(&sid).await;
+    assert_eq!(snap["snapshot"]["deck"]["slides"].as_array().unwrap().len(), 120);
+
+    // 150 questions of 480 characters, asked at once by 30 guests.
+    let mut guests = Vec::new();
+    for i in 0..30 {
+        let mut g = Browser::new(&server);
+        let (status, v) = g
+            .post(
+                "/auth/guest",
+                json!({ "code": class.join_code, "name": format!("Guest {i}") }),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        g.csrf = v["csrf"].as_str().map(String::from);
+        guests.push(g);
+    }
+    let path = format!("/sessions/{sid}/questions");
+    let path = path.as_str();
+    let asks = guests.iter().flat_map(|g| {
+        (0..5).map(move |k| g.post(path, json!({ "text": format!("{k} {}", "why ".repeat(119)) })))
+    });
+    for (status, v) in futures_util::future::join_all(asks).await {
+        assert_eq!(status, 201, "{v}");
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut events = 0;
+    while seen.len() < 150 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), next_change(&mut sse))
+            .await
+            .expect("every question arrives");
+        assert_eq!(ev.event, "questions");
+        assert!(ev.data.len() < 64 * 1024, "{} bytes", ev.data.len());
+        events += 1;
+        for id in ev.json()["data"]["questions"].as_object().unwrap().keys() {
+            seen.insert(id.clone());
+        }
+    }
+    assert!(events >= 2, "150 long questions need more than one event");
+}
