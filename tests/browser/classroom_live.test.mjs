@@ -128,5 +128,11 @@ test('questions: ask, upvote, answering now, a private answer only the asker see
   assert.equal(await lea.getByText('A count of microstates').count(), 0, 'the private answer never reaches another student');
   await sam.reload();
   await questions(sam).getByText('A count of microstates, in log form.').waitFor({ timeout: 10000 });
+
+  // The trainer's queue filters by state.
+  await trainer.getByLabel('Show questions').selectOption('starred');
+  await questions(trainer).getByText('No question in this state.').waitFor({ timeout: 10000 });
+  await trainer.getByLabel('Show questions').selectOption('answered');
+  await questions(trainer).getByText('What is entropy, really? In one line.').waitFor({ timeout: 10000 });
   for (const c of ctx) await c.close();
 });

@@ -69,6 +69,7 @@ export async function sessionView(root, sid, ui) {
   const qaBox = h('div', { class: 'qa' });
   const questionsList = h('ol', { 'aria-label': 'Questions', class: 'questions' });
   let sortBy = 'votes';
+  let showState = 'all'; // the queue's filter: all, or one question state
 
   function act(label, fn) {
     return h('button', {
@@ -184,12 +185,12 @@ export async function sessionView(root, sid, ui) {
 
   function renderQuestions() {
     const all = { ...(snap.pending || {}), ...(snap.questions || {}) };
-    const list = Object.values(all).filter(Boolean);
+    const list = Object.values(all).filter(Boolean).filter((q) => showState === 'all' || q.state === showState);
     list.sort(sortBy === 'votes'
       ? (a, b) => (b.state === 'answering') - (a.state === 'answering') || b.votes - a.votes || a.created_at - b.created_at
       : (a, b) => b.created_at - a.created_at);
     questionsList.replaceChildren(...(list.length === 0
-      ? [h('li', { class: 'empty', text: 'No question yet.' })]
+      ? [h('li', { class: 'empty', text: showState === 'all' ? 'No question yet.' : 'No question in this state.' })]
       : list.map(questionItem)));
     qaBox.replaceChildren();
     const qa = snap.qa || {};
@@ -226,7 +227,12 @@ export async function sessionView(root, sid, ui) {
       h('option', { value: 'votes', selected: sortBy === 'votes', text: 'Most votes' }),
       h('option', { value: 'time', selected: sortBy === 'time', text: 'Newest' }));
     sort.addEventListener('change', () => { sortBy = sort.value; renderQuestions(); });
-    qaBox.append(h('p', {}, sort));
+    const states = ['all', 'pending', 'published', 'starred', 'answering', 'answered', 'dismissed'];
+    const STATE_NAME = { all: 'All questions', pending: 'Held for moderation', published: 'Published', starred: 'Starred', answering: 'Answering now', answered: 'Answered', dismissed: 'Dismissed' };
+    const filter = h('select', { id: 'question-filter', 'aria-label': 'Show questions' },
+      ...states.filter((x) => staff || x !== 'pending').map((x) => h('option', { value: x, selected: showState === x, text: STATE_NAME[x] })));
+    filter.addEventListener('change', () => { showState = filter.value; renderQuestions(); });
+    qaBox.append(h('p', { class: 'queue-controls' }, sort, ' ', filter));
   }
 
   // The panels of later slices, each in its own module (slides.js, polls.js,
