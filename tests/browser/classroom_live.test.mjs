@@ -134,5 +134,20 @@ test('questions: ask, upvote, answering now, a private answer only the asker see
   await questions(trainer).getByText('No question in this state.').waitFor({ timeout: 10000 });
   await trainer.getByLabel('Show questions').selectOption('answered');
   await questions(trainer).getByText('What is entropy, really? In one line.').waitFor({ timeout: 10000 });
+  await trainer.getByLabel('Show questions').selectOption('all');
+
+  // Moderation: a new question waits; the audience sees only how many are held back.
+  await trainer.getByLabel('Hold new questions for moderation').check();
+  await sam.getByLabel('Your question', { exact: true }).waitFor({ timeout: 10000 });
+  await sam.getByLabel('Your question', { exact: true }).fill('Is this one held back?');
+  await sam.getByRole('button', { name: 'Ask', exact: true }).click();
+  await lea.getByText('1 question held back by moderation.').waitFor({ timeout: 10000 });
+  assert.equal(await questions(lea).getByText('Is this one held back?').count(), 0, 'held back from the audience');
+  await questions(sam).getByText('Is this one held back?').waitFor({ timeout: 10000 });
+  const held = questions(trainer).getByRole('listitem').filter({ hasText: 'Is this one held back?' });
+  await held.getByText('Held for moderation').waitFor({ timeout: 10000 });
+  await held.getByRole('button', { name: 'Publish' }).click();
+  await questions(lea).getByText('Is this one held back?').waitFor({ timeout: 10000 });
+  assert.equal(await lea.getByText(/held back by moderation/).count(), 0);
   for (const c of ctx) await c.close();
 });
