@@ -29,8 +29,9 @@ pub const MAX_CLOUD_WORDS: usize = 3;
 pub const MAX_WORD_CHARS: usize = 30;
 /// Shortest and longest timer, in seconds.
 pub const TIMER_RANGE_S: (u32, u32) = (5, 3600);
-/// Open-text answers a view carries (the newest); the CSV has them all.
-pub const MAX_TEXTS_SHOWN: usize = 200;
+/// Open-text answers a view carries (the newest; 50 of 200 characters stay
+/// within one event even in 4-byte characters); the CSV has them all.
+pub const MAX_TEXTS_SHOWN: usize = 50;
 /// Word-cloud entries a view carries (the most frequent); the CSV has them all.
 pub const MAX_WORDS_SHOWN: usize = 100;
 /// Students a leaderboard carries (the best); the CSV has them all.
