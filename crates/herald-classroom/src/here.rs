@@ -87,6 +87,11 @@ async fn watch(live: &Arc<Live>, sid: &str, seen: &Mutex<i64>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut empty_since = live::now_ms();
+    // The session's one background task on this node: also arm the timers of
+    // timed polls loaded from the store (a restart loses the sleeping tasks).
+    if let Err(e) = crate::polls::rearm_timers(live, sid).await {
+        tracing::debug!(session = %sid, error = ?e, "poll timers not re-armed");
+    }
     loop {
         tick.tick().await;
         let members = match live.node().presence(&app, &channel).await {

@@ -288,6 +288,33 @@ fn arm_timer(live: &Arc<Live>, sid: &str, next: &mut Doc, pid: &str) {
     });
 }
 
+/// Arms the timers of the session's open timed polls that have none on this
+/// node (after a restart, or a document another node changed): run once by
+/// the session's watcher ([`crate::here`]) when it starts.
+///
+/// # Errors
+/// Those of [`Live::lock`].
+pub(crate) async fn rearm_timers(live: &Arc<Live>, sid: &str) -> Result<(), ApiError> {
+    let mut locked = live.lock(sid).await?;
+    let waiting: Vec<String> = locked
+        .doc()
+        .polls
+        .polls
+        .iter()
+        .filter(|p| p.state == PollState::Open && p.closes_at.is_some() && !p.timer_armed)
+        .map(|p| p.id.clone())
+        .collect();
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let mut next = locked.doc().clone();
+    for pid in &waiting {
+        arm_timer(live, sid, &mut next, pid);
+    }
+    locked.stage(next);
+    Ok(())
+}
+
 async fn close_on_time(live: &Live, sid: &str, pid: &str, closes_at: i64) -> Result<(), ApiError> {
     let mut locked = live.lock(sid).await?;
     let mut next = locked.doc().clone();

@@ -730,6 +730,42 @@ async fn a_restart_keeps_polls_and_answers() {
     server.stop().await;
 }
 
+/// A timed quiz open when the server stops is closed on time after the
+/// restart: the session's watcher arms its timer again, and a `polls` event
+/// announces the close.
+#[tokio::test]
+async fn a_restart_closes_a_timed_quiz_on_time() {
+    let server = TestServer::start().await;
+    let (mut class, sid, mut ben, _) = live_class(&server).await;
+    let pid = class
+        .trainer
+        .new_poll(
+            &sid,
+            json!({ "kind": "yes_no", "question": "Ready?", "correct": [0], "duration_s": 5 }),
+        )
+        .await;
+    assert_eq!(class.trainer.poll_act(&sid, &pid, "open").await.0, 200);
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    for b in [&mut class.trainer, &mut class.student, &mut ben] {
+        b.base = format!("{}/classroom/api", server.url);
+    }
+    let mut audience = watch(&server, &ben, &sid).await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let ev = next_change(&mut audience).await;
+            let p = ev.json()["data"]["polls"][&pid].clone();
+            if ev.event == "polls" && p["state"] == "closed" {
+                return p;
+            }
+        }
+    })
+    .await
+    .expect("the quiz is closed by its timer after the restart");
+    assert!(closed["closed_at"].as_i64().is_some(), "{closed}");
+    server.stop().await;
+}
+
 /// The hot path at full scale: 5 000 students answer one poll within 10 s on
 /// one node (run it alone: `cargo test -p herald --test it
 /// five_thousand_students -- --ignored`; building the accounts takes a while).
