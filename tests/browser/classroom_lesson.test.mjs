@@ -97,6 +97,9 @@ test('a whole live lesson: demo, guests, page, poll, Q&A, groups, late joiner, e
   assert.equal(await trainer.getByLabel('Let guests join live sessions by name').isChecked(), true, 'the demo lets guests in');
   await trainer.goto(sessionUrl);
   await connected(trainer);
+  // The session page invites with the same link.
+  await trainer.locator('#session-join-link').waitFor(T);
+  assert.equal(await trainer.locator('#session-join-link').getAttribute('href'), link);
 
   await Promise.all([joinAsGuest(ada, link, 'Ada Guest'), joinAsGuest(ben, link, 'Ben Guest')]);
   for (const p of [ada, ben]) {

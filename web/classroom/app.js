@@ -147,7 +147,7 @@ async function coursesView() {
         e.target.disabled = true;
         try {
           const r = await api.demo();
-          say(`Demo ready: you are the trainer of "${r.course.title}". Open the join link on the course page in another browser to join as a student.`);
+          say(`Demo ready: you are the trainer of "${r.course.title}". Open the invite link at the top of the session in another browser (or a private window) to join as a student.`);
           location.hash = `#/session/${encodeURIComponent(r.session.id)}`;
         } catch (err) { say(err.message, 'error'); } finally { e.target.disabled = false; }
       },

@@ -327,6 +327,17 @@ export async function sessionView(root, sid, ui) {
     render();
   }
 
+  // Staff: the course's join link, to invite students without leaving the page.
+  const invite = h('p', { class: 'muted invite' });
+  if (staff) {
+    api.course(session.course_id).then(({ course }) => {
+      if (!course.join_code) return;
+      const link = `${location.origin}/#/join/${encodeURIComponent(course.join_code)}`;
+      invite.append('Invite students: ', h('a', { id: 'session-join-link', href: link, text: link }),
+        course.guests_allowed ? ' (guests may join by name)' : '');
+    }).catch(() => { /* the course page has the link too */ });
+  }
+
   // The console: on a laptop the lesson (slides, polls, groups) on the left and
   // the room (questions, hands, who is here) on the right; on a phone one column,
   // the lesson first.
@@ -335,7 +346,7 @@ export async function sessionView(root, sid, ui) {
     h('section', { 'aria-labelledby': 'session-title', class: 'card session-head' },
       h('h2', { id: 'session-title', text: session.title }),
       h('p', {}, 'State: ', stateEl, ' · Your role: ', h('span', { id: 'session-role', text: ROLE_LABEL[role] || role })),
-      controls, live),
+      invite, controls, live),
     h('div', { class: 'console' },
       h('div', { class: 'lesson' }, panels[0].section, panels[1].section, panels[2].section),
       h('div', { class: 'room' },

@@ -32,7 +32,7 @@ pub const DECK: &str = "\
 
 This is a **live session**: everything you do here reaches every screen at once.
 
-- Open the *join link* (below the title of the course) in another browser or a private window
+- Open the *invite link* (at the top of this page) in another browser or a private window
 - Join as a guest with any name: you are now a student too
 - Turn this page with **Next page**: the student follows
 
