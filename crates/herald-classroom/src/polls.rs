@@ -530,18 +530,7 @@ pub async fn reset(
     who: SignedIn,
     Path((sid, pid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (viewer, mut locked) = staff_lock(&state, &sid, &who).await?;
-    let mut next = locked.doc().clone();
-    let i = index_of(&next, &pid)?;
-    locked
-        .store()
-        .delete_poll_votes(&sid, &pid)
-        .await
-        .map_err(store_error)?;
-    next.polls.polls[i].answers = Answers::default();
-    tracing::info!(session = %sid, poll = %pid, by = %who.user.id, "poll reset");
-    publish_or_stage(&state, &mut locked, next, &pid).await?;
-    Ok(Json(snapshot(&locked, &viewer)).into_response())
+    clear(&state, &who, &sid, &pid, false).await
 }
 
 /// `DELETE /classroom/api/sessions/{sid}/polls/{pid}` (staff, until ended):
@@ -551,17 +540,33 @@ pub async fn remove(
     who: SignedIn,
     Path((sid, pid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (viewer, mut locked) = staff_lock(&state, &sid, &who).await?;
+    clear(&state, &who, &sid, &pid, true).await
+}
+
+/// Deletes the answers of poll `pid` (rows first), and the poll itself when
+/// `delete`; answers the caller's snapshot.
+async fn clear(
+    state: &ClassroomState,
+    who: &SignedIn,
+    sid: &str,
+    pid: &str,
+    delete: bool,
+) -> Result<Response, ApiError> {
+    let (viewer, mut locked) = staff_lock(state, sid, who).await?;
     let mut next = locked.doc().clone();
-    let i = index_of(&next, &pid)?;
+    let i = index_of(&next, pid)?;
     locked
         .store()
-        .delete_poll_votes(&sid, &pid)
+        .delete_poll_votes(sid, pid)
         .await
         .map_err(store_error)?;
-    next.polls.polls.remove(i);
-    tracing::info!(session = %sid, poll = %pid, by = %who.user.id, "poll deleted");
-    publish_or_stage(&state, &mut locked, next, &pid).await?;
+    if delete {
+        next.polls.polls.remove(i);
+    } else {
+        next.polls.polls[i].answers = Answers::default();
+    }
+    tracing::info!(session = %sid, poll = %pid, by = %who.user.id, deleted = delete, "poll answers cleared");
+    publish_or_stage(state, &mut locked, next, pid).await?;
     Ok(Json(snapshot(&locked, &viewer)).into_response())
 }
 
