@@ -3,7 +3,7 @@
 // their role allows, and a reload keeps them signed in.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, startHerald } from './harness.mjs';
+import { launch, startHerald, signUp as harnessSignUp } from './harness.mjs';
 
 let server;
 let browser;
@@ -18,14 +18,7 @@ after(async () => {
   await server?.cleanup();
 });
 
-async function signUp(page, name, email) {
-  await page.goto(`${server.url}/`);
-  await page.getByLabel('Your name', { exact: true }).fill(name);
-  await page.getByLabel('Email address', { exact: true }).fill(email);
-  await page.getByLabel('Choose a password', { exact: true }).fill('correct horse battery');
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByText(`Signed in as ${name}`).waitFor({ timeout: 10000 });
-}
+const signUp = (...args) => harnessSignUp(server, ...args);
 
 test('a trainer creates a course and a student joins it by link', async () => {
   const tctx = await browser.newContext();

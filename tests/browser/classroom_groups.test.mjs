@@ -5,7 +5,7 @@
 // student joins a group themselves; the trainer ends the breakouts.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, startHerald } from './harness.mjs';
+import { launch, startHerald, signUp as harnessSignUp } from './harness.mjs';
 
 let server;
 let browser;
@@ -20,14 +20,7 @@ after(async () => {
   await server?.cleanup();
 });
 
-async function signUp(page, name, email, next = '/') {
-  await page.goto(`${server.url}${next}`);
-  await page.getByLabel('Your name', { exact: true }).fill(name);
-  await page.getByLabel('Email address', { exact: true }).fill(email);
-  await page.getByLabel('Choose a password', { exact: true }).fill('correct horse battery');
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByText(`Signed in as ${name}`).waitFor({ timeout: 10000 });
-}
+const signUp = (...args) => harnessSignUp(server, ...args);
 
 const card = (page) => page.locator('section.groups-card');
 const myGroup = (page) => page.locator('#my-group');

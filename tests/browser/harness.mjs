@@ -66,6 +66,17 @@ export async function startHerald({ config = '', dataDir } = {}) {
 }
 
 /** Creates an app through the admin API. */
+/// Signs a new classroom user up through the page, starting at `next` (a
+/// join link, say), and waits until the page says they are signed in.
+export async function signUp(server, page, name, email, next = '/') {
+  await page.goto(`${server.url}${next}`);
+  await page.getByLabel('Your name', { exact: true }).fill(name);
+  await page.getByLabel('Email address', { exact: true }).fill(email);
+  await page.getByLabel('Choose a password', { exact: true }).fill('correct horse battery');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByText(`Signed in as ${name}`).waitFor({ timeout: 10000 });
+}
+
 export async function createApp(server, name) {
   const res = await fetch(`${server.url}/v1/admin/apps`, {
     method: 'POST',
