@@ -34,6 +34,9 @@ use async_trait::async_trait;
 use rand::Rng;
 use serde::Serialize;
 
+mod sql;
+pub(crate) use sql::classroom_store;
+
 /// Why a classroom store operation failed. On any error nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum ClassroomError {
@@ -680,118 +683,6 @@ pub trait ClassroomStore: Send + Sync + 'static {
     /// [`ClassroomError::Unavailable`].
     async fn poll_votes_of_session(&self, session_id: &str) -> Result<Vec<PollVote>, ClassroomError>;
 }
-
-/// The column lists, row mappers and error mapping both engines share: one body,
-/// expanded with each engine's row type (`classroom_rows!(SqliteRow)`), so the two
-/// engines differ only in their SQL dialect.
-macro_rules! classroom_rows {
-    ($row:ty) => {
-        const COURSE_COLUMNS: &str = "c.id, c.title, c.owner_id, c.join_code, c.guests_allowed, c.created_at";
-
-        fn user_row(row: &$row) -> Result<User, sqlx::Error> {
-            Ok(User {
-                id: row.try_get("id")?,
-                email: row.try_get("email")?,
-                name: row.try_get("name")?,
-                created_at: row.try_get("created_at")?,
-            })
-        }
-
-        fn course_row(row: &$row) -> Result<Course, sqlx::Error> {
-            Ok(Course {
-                id: row.try_get("id")?,
-                title: row.try_get("title")?,
-                owner_id: row.try_get("owner_id")?,
-                join_code: row.try_get("join_code")?,
-                guests_allowed: row.try_get("guests_allowed")?,
-                created_at: row.try_get("created_at")?,
-            })
-        }
-
-        const LIVE_COLUMNS: &str =
-            "id, course_id, title, state, created_at, started_at, ended_at, doc, cursor, updated_at";
-
-        fn live_row(row: &$row) -> Result<LiveSession, ClassroomError> {
-            let state: String = row.try_get("state").map_err(fail)?;
-            Ok(LiveSession {
-                id: row.try_get("id").map_err(fail)?,
-                course_id: row.try_get("course_id").map_err(fail)?,
-                title: row.try_get("title").map_err(fail)?,
-                state: LiveState::parse(&state).ok_or_else(|| {
-                    ClassroomError::Unavailable(format!("unknown session state {state:?} in the store"))
-                })?,
-                created_at: row.try_get("created_at").map_err(fail)?,
-                started_at: row.try_get("started_at").map_err(fail)?,
-                ended_at: row.try_get("ended_at").map_err(fail)?,
-                doc: row.try_get("doc").map_err(fail)?,
-                cursor: row.try_get("cursor").map_err(fail)?,
-                updated_at: row.try_get("updated_at").map_err(fail)?,
-            })
-        }
-
-        const QUESTION_COLUMNS: &str =
-            "id, session_id, author_id, text, anonymous, state, answer_mode, answer, created_at, updated_at";
-
-        fn question_row(row: &$row) -> Result<QuestionRow, sqlx::Error> {
-            Ok(QuestionRow {
-                id: row.try_get("id")?,
-                session_id: row.try_get("session_id")?,
-                author_id: row.try_get("author_id")?,
-                text: row.try_get("text")?,
-                anonymous: row.try_get("anonymous")?,
-                state: row.try_get("state")?,
-                answer_mode: row.try_get("answer_mode")?,
-                answer: row.try_get("answer")?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        }
-
-        fn role_of(raw: &str) -> Result<Role, ClassroomError> {
-            Role::parse(raw)
-                .ok_or_else(|| ClassroomError::Unavailable(format!("unknown role {raw:?} in the store")))
-        }
-
-        const DECK_COLUMNS: &str = "id, course_id, title, slides, created_at, updated_at";
-
-        fn deck_row(row: &$row) -> Result<DeckRow, sqlx::Error> {
-            Ok(DeckRow {
-                id: row.try_get("id")?,
-                course_id: row.try_get("course_id")?,
-                title: row.try_get("title")?,
-                slides: row.try_get("slides")?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        }
-
-        fn file_row(row: &$row) -> Result<FileRow, sqlx::Error> {
-            Ok(FileRow {
-                id: row.try_get("id")?,
-                deck_id: row.try_get("deck_id")?,
-                content_type: row.try_get("content_type")?,
-                bytes: row.try_get("bytes")?,
-                created_at: row.try_get("created_at")?,
-            })
-        }
-
-        fn poll_vote_row(row: &$row) -> Result<PollVote, sqlx::Error> {
-            Ok(PollVote {
-                poll_id: row.try_get("poll_id")?,
-                session_id: row.try_get("session_id")?,
-                user_id: row.try_get("user_id")?,
-                answer: row.try_get("answer")?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        }
-
-        fn fail(e: sqlx::Error) -> ClassroomError {
-            ClassroomError::Unavailable(e.to_string())
-        }
-    };
-}
-pub(crate) use classroom_rows;
 
 #[cfg(test)]
 mod tests {

@@ -138,6 +138,12 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// A transaction for a write that reads first (at `READ COMMITTED`: the
+    /// statements that must not race lock what they need).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.pool.begin().await.map_err(unavailable)
+    }
 }
 
 /// `host:port/database` (or the socket directory), without user or password.
@@ -247,7 +253,7 @@ impl Store for PgStore {
     async fn rotate_app(&self, name: &str, grace: Duration) -> Result<NewCredentials, StoreError> {
         let creds = credentials::generate(name);
         let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = self.begin_write().await?;
         // Lock the app's row: a concurrent rotation of the same app waits here
         // until this one commits, then sees (and expires) this one's credential.
         let now: Option<i64> = sqlx::query_scalar(

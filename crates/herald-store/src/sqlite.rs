@@ -382,6 +382,22 @@ mod tests {
         store.close().await;
     }
 
+    /// The classroom's SQL is one text for both engines (`classroom/sql.rs`):
+    /// it relies on this sqlx's SQLite driver binding `$N` by its number, as
+    /// PostgreSQL does, out of order and repeated.
+    #[tokio::test]
+    async fn dollar_placeholders_bind_by_number() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        let text: String = sqlx::query_scalar("SELECT $2 || $1 || $2 || $3")
+            .bind("a")
+            .bind("b")
+            .bind(7_i64)
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(text, "bab7");
+    }
+
     #[tokio::test]
     async fn usage_saturates() {
         let store = SqliteStore::in_memory().await.unwrap();
