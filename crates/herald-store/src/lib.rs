@@ -12,6 +12,7 @@ pub mod classroom;
 pub mod conformance;
 pub mod credentials;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 mod store;
 

@@ -26,12 +26,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Postgres, Row};
 
 mod classroom;
 
 use crate::credentials::{self, AppRecord, NewCredentials};
+use crate::sql::{is_unique_violation, now_ms, unavailable};
 use crate::store::{AppSummary, DailyUsage, Store, StoreError, UsageDelta};
+
+crate::sql::store_sql!(Postgres, PgRow);
 
 /// The schema, embedded at compile time from `migrations/postgres`.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -210,28 +213,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let mut record = AppRecord {
-            name: name.to_owned(),
-            key_hashes: Vec::with_capacity(rows.len()),
-            token_secrets: Vec::with_capacity(rows.len()),
-            created_at: first.try_get("app_created_at").map_err(unavailable)?,
-        };
-        for row in &rows {
-            let hash: Option<Vec<u8>> = row.try_get("key_hash").map_err(unavailable)?;
-            let secret: Option<String> = row.try_get("token_secret").map_err(unavailable)?;
-            // Both are NULL only when the app has no valid credential left.
-            let (Some(hash), Some(secret)) = (hash, secret) else {
-                continue;
-            };
-            let hash = <[u8; 32]>::try_from(hash.as_slice())
-                .map_err(|_| StoreError::Unavailable(format!("corrupt key hash for app {name:?}")))?;
-            record.key_hashes.push(hash);
-            record.token_secrets.push(secret);
-        }
-        Ok(Some(record))
+        app_record(name, &rows)
     }
 
     async fn list_apps(&self) -> Result<Vec<AppSummary>, StoreError> {
@@ -239,15 +221,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                Ok(AppSummary {
-                    name: row.try_get("name")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(unavailable)
+        app_summaries(&rows)
     }
 
     async fn rotate_app(&self, name: &str, grace: Duration) -> Result<NewCredentials, StoreError> {
@@ -310,102 +284,16 @@ impl Store for PgStore {
         if delta.is_empty() {
             return Ok(());
         }
-        sqlx::query(
-            "INSERT INTO usage_daily \
-               (app, day, published, delivered, bytes_in, bytes_out, peak_connections) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (app, day) DO UPDATE SET \
-               published = CASE \
-                 WHEN usage_daily.published > 9223372036854775807 - excluded.published \
-                 THEN 9223372036854775807 \
-                 ELSE usage_daily.published + excluded.published END, \
-               delivered = CASE \
-                 WHEN usage_daily.delivered > 9223372036854775807 - excluded.delivered \
-                 THEN 9223372036854775807 \
-                 ELSE usage_daily.delivered + excluded.delivered END, \
-               bytes_in = CASE \
-                 WHEN usage_daily.bytes_in > 9223372036854775807 - excluded.bytes_in \
-                 THEN 9223372036854775807 \
-                 ELSE usage_daily.bytes_in + excluded.bytes_in END, \
-               bytes_out = CASE \
-                 WHEN usage_daily.bytes_out > 9223372036854775807 - excluded.bytes_out \
-                 THEN 9223372036854775807 \
-                 ELSE usage_daily.bytes_out + excluded.bytes_out END, \
-               peak_connections = \
-                 GREATEST(usage_daily.peak_connections, excluded.peak_connections)",
-        )
-        .bind(app)
-        .bind(day)
-        .bind(to_i64(delta.published))
-        .bind(to_i64(delta.delivered))
-        .bind(to_i64(delta.bytes_in))
-        .bind(to_i64(delta.bytes_out))
-        .bind(to_i64(delta.peak_connections))
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(())
+        add_usage(&self.pool, app, day, delta).await
     }
 
     async fn usage(&self, app: &str, days: u32) -> Result<Vec<DailyUsage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT day, published, delivered, bytes_in, bytes_out, peak_connections \
-             FROM usage_daily WHERE app = $1 ORDER BY day DESC LIMIT $2",
-        )
-        .bind(app)
-        .bind(i64::from(days))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        rows.iter()
-            .map(usage_row)
-            .collect::<Result<_, _>>()
-            .map_err(unavailable)
+        usage(&self.pool, app, days).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        ping(&self.pool).await
     }
-}
-
-fn usage_row(row: &PgRow) -> Result<DailyUsage, sqlx::Error> {
-    let count = |column: &str| row.try_get::<i64, _>(column).map(to_u64);
-    Ok(DailyUsage {
-        day: row.try_get("day")?,
-        published: count("published")?,
-        delivered: count("delivered")?,
-        bytes_in: count("bytes_in")?,
-        bytes_out: count("bytes_out")?,
-        peak_connections: count("peak_connections")?,
-    })
-}
-
-/// Now, in Unix milliseconds, from this node's clock (the classroom's rows; see
-/// `ClassroomStore`), 0 if the clock is before 1970.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| d.is_unique_violation())
-}
-
-fn unavailable(e: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
 }
 
 #[cfg(test)]
@@ -420,14 +308,6 @@ mod tests {
         let d = describe(&o);
         assert_eq!(d, "db.example:6543/herald");
         assert!(!d.contains("s3cret") && !d.contains("alice"));
-    }
-
-    #[test]
-    fn counters_clamp() {
-        assert_eq!(to_i64(u64::MAX), i64::MAX);
-        assert_eq!(to_i64(7), 7);
-        assert_eq!(to_u64(-1), 0);
-        assert_eq!(to_u64(i64::MAX), i64::MAX as u64);
     }
 
     #[tokio::test]
