@@ -373,19 +373,21 @@ impl Hub {
         &self.shards[(h.finish() as usize) % SHARDS]
     }
 
-    /// Registers connection `id`'s queue on `key`; true when it is the first local
-    /// listener (the node must then subscribe at the broker).
+    /// Registers connection `id`'s queue on `key`; true when it was not registered
+    /// yet (the node then subscribes at the broker for it: every listener counts
+    /// there, so each one waits until the broker delivers the channel).
     pub fn add(&self, key: &ChannelKey, id: u64, queue: Arc<Queue>) -> bool {
         let mut l = self.shard(key).listeners.lock();
         let list = l.entry(key.clone()).or_default();
-        let first = list.is_empty();
-        if !list.iter().any(|(i, _)| *i == id) {
-            list.push((id, queue));
+        if list.iter().any(|(i, _)| *i == id) {
+            return false;
         }
-        first
+        list.push((id, queue));
+        true
     }
 
-    /// Removes connection `id` from `key`; true when no local listener is left.
+    /// Removes connection `id` from `key`; true when it was registered (the node
+    /// then undoes its broker subscription).
     pub fn remove(&self, key: &ChannelKey, id: u64) -> bool {
         let mut l = self.shard(key).listeners.lock();
         let Some(list) = l.get_mut(key) else {
@@ -396,9 +398,8 @@ impl Hub {
         let removed = list.len() != before;
         if list.is_empty() {
             l.remove(key);
-            return removed;
         }
-        false
+        removed
     }
 
     /// Local listener counts of `app`'s channels.

@@ -368,9 +368,15 @@ impl Node {
         ))
     }
 
+    /// Registers connection `id` on `key` and returns once the broker delivers
+    /// the channel to this node. Every listener subscribes at the broker (which
+    /// counts them): a second one arriving while the first one's subscription
+    /// is still being confirmed waits for it too, instead of reading history
+    /// before the channel's messages reach the node.
     pub(crate) async fn listen(&self, key: &ChannelKey, id: u64, queue: Arc<Queue>) -> Result<(), NodeError> {
         if self.inner.hub.add(key, id, queue) {
             if let Err(e) = self.inner.broker.subscribe(key).await {
+                // The broker counts a failed subscribe too: undo both.
                 self.unlisten(key, id);
                 return Err(e.into());
             }
@@ -378,6 +384,7 @@ impl Node {
         Ok(())
     }
 
+    /// Undoes [`Node::listen`] (the broker's part in the background).
     pub(crate) fn unlisten(&self, key: &ChannelKey, id: u64) {
         if self.inner.hub.remove(key, id) {
             let broker = self.inner.broker.clone();

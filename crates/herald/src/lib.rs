@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use herald_broker::memory::MemoryBroker;
+use herald_broker::{Broker, Presence};
 use herald_node::Node;
 use herald_server::AppState;
 use herald_store::postgres::PgStore;
@@ -99,16 +100,61 @@ pub struct Started {
     pub admin_key: String,
 }
 
+/// Wraps an engine in something of the same trait ([`Hooks`]).
+pub type Wrap<T> = Box<dyn FnOnce(Arc<T>) -> Arc<T> + Send>;
+
+/// What a test may put between the node and its engines (e.g. a broker that
+/// delays or fails some calls); nothing by default.
+#[derive(Default)]
+pub struct Hooks {
+    /// Wraps the broker the node uses.
+    pub broker: Option<Wrap<dyn Broker>>,
+    /// Wraps the presence engine the node uses.
+    pub presence: Option<Wrap<dyn Presence>>,
+}
+
+impl Hooks {
+    fn wire(
+        self,
+        broker: Arc<dyn Broker>,
+        presence: Arc<dyn Presence>,
+    ) -> (Arc<dyn Broker>, Arc<dyn Presence>) {
+        let broker = match self.broker {
+            Some(wrap) => wrap(broker),
+            None => broker,
+        };
+        let presence = match self.presence {
+            Some(wrap) => wrap(presence),
+            None => presence,
+        };
+        (broker, presence)
+    }
+}
+
 /// Runs Herald on `listener` until `shutdown` resolves, then drains connections.
 /// `on_start` is called once the server is ready, with what a user must be told.
 ///
 /// # Errors
 /// The store cannot be opened, or the listener fails.
 pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_start: impl FnOnce(&Started),
+) -> anyhow::Result<()> {
+    run_with(config, listener, shutdown, on_start, Hooks::default()).await
+}
+
+/// [`run`] with the engines wrapped by `hooks` (for tests).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
     mut config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_start: impl FnOnce(&Started),
+    hooks: Hooks,
 ) -> anyhow::Result<()> {
     let admin_key = ensure_admin_key(&config)?;
     config.node.admin_key = Some(admin_key.clone());
@@ -130,9 +176,10 @@ pub async fn run(
         .entry(herald_classroom::live::NAMESPACE.to_owned())
         .or_insert_with(herald_classroom::live::namespace_options);
     let node = if config.broker == "memory" {
-        let broker = Arc::new(MemoryBroker::new());
-        let node = Node::new(config.node.clone(), broker.clone(), broker.clone(), store);
-        spawn_eviction(&node, broker);
+        let memory = Arc::new(MemoryBroker::new());
+        let (broker, presence) = hooks.wire(memory.clone(), memory.clone());
+        let node = Node::new(config.node.clone(), broker, presence, store);
+        spawn_eviction(&node, memory);
         node
     } else {
         let urls: Vec<String> = config::redis_urls(&config.broker)
@@ -144,7 +191,8 @@ pub async fn run(
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot use the Redis broker ({} shard(s)): {e}", urls.len()))?;
         let broker = Arc::new(broker);
-        Node::new(config.node.clone(), broker.clone(), broker, store)
+        let (broker, presence) = hooks.wire(broker.clone(), broker);
+        Node::new(config.node.clone(), broker, presence, store)
     };
     let state = AppState {
         node: node.clone(),

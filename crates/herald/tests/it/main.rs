@@ -20,6 +20,7 @@ mod longpoll;
 mod ops;
 mod postgres_store;
 mod presence;
+mod races;
 mod refusals;
 mod resume;
 mod shutdown;

@@ -49,6 +49,15 @@ impl TestServer {
 
     /// Starts a server on an existing data dir (to test restarts).
     pub async fn start_in(dir: tempfile::TempDir, f: impl FnOnce(&mut Config)) -> Self {
+        Self::start_hooked(dir, herald::Hooks::default(), f).await
+    }
+
+    /// Starts a server whose engines `hooks` wraps (a broker that delays, ...).
+    pub async fn start_hooked(
+        dir: tempfile::TempDir,
+        hooks: herald::Hooks,
+        f: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config::with_data_dir(dir.path());
         config.demo_app = false;
         config.node.admin_key = Some("test-admin-key-0123456789".into());
@@ -57,13 +66,14 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let admin_key = config.node.admin_key.clone().unwrap();
-        let task = tokio::spawn(herald::run(
+        let task = tokio::spawn(herald::run_with(
             config,
             listener,
             async {
                 let _ = stopped.await;
             },
             |_| {},
+            hooks,
         ));
         let server = Self {
             url: format!("http://{addr}"),
