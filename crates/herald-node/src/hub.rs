@@ -28,6 +28,9 @@ const SHARDS: usize = 16;
 /// the shard writes, they pile up there and each connection gets them in one
 /// write: the busier the channel, the fewer write calls per message.
 const BATCH: usize = 64;
+/// Listener slots a shard task keeps allocated between batches (its copy of
+/// the listeners it writes to; see the shard task in [`Hub::new`]).
+const TARGETS_KEPT: usize = 1024;
 
 /// Groups a batch by channel, keeping each channel's order.
 fn group(batch: &mut Vec<(ChannelKey, Item)>, groups: &mut Vec<(ChannelKey, Vec<Item>)>) {
@@ -330,27 +333,44 @@ impl Hub {
                 tokio::spawn(async move {
                     let mut batch = Vec::with_capacity(BATCH);
                     let mut groups: Vec<(ChannelKey, Vec<Item>)> = Vec::new();
+                    // The listeners of the batch's channels, copied under the shard
+                    // lock (group i's are `targets[ends[i-1]..ends[i]]`), so that the
+                    // writes happen after it is released: subscribe, unsubscribe and
+                    // disconnect on this shard never wait for a socket.
+                    let mut targets: Vec<Arc<Queue>> = Vec::new();
+                    let mut ends: Vec<usize> = Vec::new();
+                    let mut behind: Vec<Arc<Queue>> = Vec::new();
                     while rx.recv_many(&mut batch, BATCH).await > 0 {
                         b.queued.fetch_sub(batch.len(), Ordering::AcqRel);
                         // Empty raw items only wake this task (see `dispatch`).
                         batch.retain(|(_, item)| !matches!(item, Item::Raw(b) if b.is_empty()));
                         group(&mut batch, &mut groups);
                         let overflowed = std::mem::take(&mut *b.overflowed.lock());
-                        let l = l.lock();
-                        for key in overflowed {
-                            // Messages of these channels were left out: every local
-                            // listener catches up from history.
-                            for (_, q) in l.get(&key).into_iter().flatten() {
-                                q.mark_lagged();
+                        {
+                            let l = l.lock();
+                            for key in &overflowed {
+                                behind.extend(l.get(key).into_iter().flatten().map(|(_, q)| q.clone()));
+                            }
+                            for (key, _) in &groups {
+                                targets.extend(l.get(key).into_iter().flatten().map(|(_, q)| q.clone()));
+                                ends.push(targets.len());
                             }
                         }
-                        for (key, items) in groups.drain(..) {
-                            if let Some(queues) = l.get(&key) {
-                                for (_, q) in queues {
-                                    q.push_all(&items);
-                                }
-                            }
+                        // Messages of these channels were left out: every local
+                        // listener catches up from history.
+                        for q in behind.drain(..) {
+                            q.mark_lagged();
                         }
+                        let mut from = 0;
+                        for ((_, items), end) in groups.drain(..).zip(ends.drain(..)) {
+                            for q in &targets[from..end] {
+                                q.push_all(&items);
+                            }
+                            from = end;
+                        }
+                        // A channel of many listeners does not keep its copy's memory.
+                        targets.clear();
+                        targets.shrink_to(TARGETS_KEPT);
                     }
                 });
                 Shard {
@@ -470,5 +490,94 @@ impl BrokerHandler for HubHandler {
     fn on_disruption(&self) {
         tracing::warn!("broker delivery was disrupted; every connection catches up from history");
         self.0.disrupt_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use herald_protocol::EventName;
+
+    use super::*;
+
+    /// A direct writer that reports when the hub calls it and then blocks the
+    /// calling thread until released: a socket write that takes long.
+    struct Stuck {
+        entered: mpsc::Sender<()>,
+        release: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    }
+
+    impl Direct for Stuck {
+        fn offer(&mut self, _items: &[Item]) -> Offered {
+            let _ = self.entered.send(());
+            let (lock, cv) = &*self.release;
+            let mut go = lock.lock().unwrap();
+            while !*go {
+                let (g, timeout) = cv.wait_timeout(go, Duration::from_secs(30)).unwrap();
+                go = g;
+                if timeout.timed_out() {
+                    break;
+                }
+            }
+            Offered::All
+        }
+
+        fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+            self
+        }
+    }
+
+    fn message(key: &ChannelKey, offset: u64) -> Item {
+        Item::Message(Arc::new(Delivery::new(Arc::new(Envelope {
+            channel: key.channel.clone(),
+            offset,
+            epoch: Arc::from("e"),
+            event: EventName::parse("message").unwrap(),
+            data: Arc::from("{}"),
+            ts: 0,
+        }))))
+    }
+
+    /// While the hub writes to one connection's socket, other connections
+    /// subscribe to and leave channels of the same shard without waiting for
+    /// that write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn subscribing_does_not_wait_for_a_slow_socket_write() {
+        let hub = Hub::new(1024, prometheus_client::metrics::counter::Counter::default());
+        let app = AppName::parse("acme").unwrap();
+        let key = ChannelKey::new(app, ChannelName::parse("news").unwrap());
+        let (entered_tx, entered) = mpsc::channel();
+        let release: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)> = Arc::default();
+        let writer = Arc::new(Queue::new(16));
+        writer.set_direct(Box::new(Stuck {
+            entered: entered_tx,
+            release: release.clone(),
+        }));
+        assert!(writer.park(|_| {}));
+        hub.add(&key, 1, writer.clone());
+        hub.dispatch(key.clone(), message(&key, 1));
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the hub writes to the parked connection");
+
+        // The write is stuck: another connection joins and leaves the same channel.
+        let (done_tx, done) = mpsc::channel();
+        let (h, k) = (hub.clone(), key.clone());
+        let joiner = std::thread::spawn(move || {
+            h.add(&k, 2, Arc::new(Queue::new(16)));
+            h.remove(&k, 2);
+            let _ = done_tx.send(());
+        });
+        let joined = done.recv_timeout(Duration::from_secs(5));
+        let (lock, cv) = &*release;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+        joiner.join().unwrap();
+        assert!(
+            joined.is_ok(),
+            "a subscribe on the shard waited for a socket write to finish"
+        );
     }
 }
