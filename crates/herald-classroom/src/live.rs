@@ -613,12 +613,9 @@ impl Drop for Locked<'_> {
         let base = self.stored.replace(version_of(&row));
         self.row.updated_at = row.updated_at;
         self.remember();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let lease = self.lease.take();
         let store = self.live.store.clone();
-        runtime.spawn(async move {
+        self.live.node.spawn_io("staged save", async move {
             if let Err(e) = save_staged(store.as_ref(), lease, base, &row).await {
                 // The rows (votes, answers) are in the store: the next node to
                 // read the document rebuilds them from there.

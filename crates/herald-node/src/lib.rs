@@ -21,5 +21,5 @@ pub use config::{Limits, NamespaceOptions, NodeConfig};
 pub use error::NodeError;
 pub use hub::{Delivery, Direct, Item, Offered};
 pub use metrics::Metrics;
-pub use node::{ChannelInfo, Credential, Node, PublishInput, Stats};
+pub use node::{ChannelInfo, Credential, Node, PublishInput, Stats, SHUTDOWN_IO_LIMIT};
 pub use session::{ChannelPosition, Event, Reset, Session, Tally, Transport, Waiter};

@@ -1,8 +1,11 @@
 //! The `Node` facade: every operation the HTTP faces (and the classroom) use.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use herald_broker::{
     Broker, ChannelKey, HistoryPolicy, HistoryRead, Idempotency, Member, Presence, PresenceEntry,
@@ -16,6 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Identity};
 use crate::config::{NamespaceOptions, NodeConfig};
@@ -69,6 +73,11 @@ pub enum Credential {
 
 type AppCache = HashMap<String, (Option<Arc<AppRecord>>, Instant)>;
 
+/// How long shutdown waits, once the connections are closed, for the I/O they
+/// and the classroom left running where nothing could await it (a `Drop`):
+/// presence leaves, broker unsubscribes, staged saves ([`Node::spawn_io`]).
+pub const SHUTDOWN_IO_LIMIT: Duration = Duration::from_secs(5);
+
 struct Inner {
     config: NodeConfig,
     broker: Arc<dyn Broker>,
@@ -82,6 +91,8 @@ struct Inner {
     /// sees it in neither place.
     usage_flush: tokio::sync::Mutex<()>,
     shutdown: CancellationToken,
+    /// I/O started where nothing can await it; shutdown waits for it.
+    io: TaskTracker,
     next_id: AtomicU64,
     node_id: String,
 }
@@ -116,6 +127,7 @@ impl Node {
                 apps: Mutex::new(HashMap::new()),
                 usage_flush: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
+                io: TaskTracker::new(),
                 next_id: AtomicU64::new(1),
                 node_id: herald_broker::new_epoch().to_string(),
             }),
@@ -171,6 +183,42 @@ impl Node {
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.flush_usage().await;
+    }
+
+    /// Runs `io` to its end, for I/O started where nothing can await it (a
+    /// `Drop`): it is polled once at once (most such calls finish right there),
+    /// and what is left runs as a task that [`Node::drain_io`] waits for at
+    /// shutdown. Outside a tokio runtime it cannot run: logged and dropped.
+    pub fn spawn_io(&self, what: &'static str, io: impl Future<Output = ()> + Send + 'static) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            tracing::warn!(what, "no runtime to finish this on; skipped");
+            return;
+        }
+        let mut io = Box::pin(io);
+        if io.as_mut().poll(&mut Context::from_waker(Waker::noop())) == Poll::Ready(()) {
+            return;
+        }
+        self.inner.io.spawn(io);
+    }
+
+    /// Waits for the I/O handed to [`Node::spawn_io`], at most `limit`; false
+    /// (and logged) when some was still running then.
+    pub async fn drain_io(&self, limit: Duration) -> bool {
+        self.inner.io.close();
+        let left = self.inner.io.len();
+        if left == 0 {
+            return true;
+        }
+        tracing::info!(tasks = left, "waiting for the I/O of closed connections");
+        if tokio::time::timeout(limit, self.inner.io.wait()).await.is_err() {
+            tracing::warn!(
+                tasks = self.inner.io.len(),
+                ?limit,
+                "shutdown did not wait longer for the I/O of closed connections"
+            );
+            return false;
+        }
+        true
     }
 
     // ---- apps and credentials ----
@@ -384,18 +432,16 @@ impl Node {
         Ok(())
     }
 
-    /// Undoes [`Node::listen`] (the broker's part in the background).
+    /// Undoes [`Node::listen`] (the broker's part finishes in the background).
     pub(crate) fn unlisten(&self, key: &ChannelKey, id: u64) {
         if self.inner.hub.remove(key, id) {
             let broker = self.inner.broker.clone();
             let key = key.clone();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    if let Err(e) = broker.unsubscribe(&key).await {
-                        tracing::warn!(error = %e, "broker unsubscribe failed");
-                    }
-                });
-            }
+            self.spawn_io("broker unsubscribe", async move {
+                if let Err(e) = broker.unsubscribe(&key).await {
+                    tracing::warn!(error = %e, "broker unsubscribe failed");
+                }
+            });
         }
     }
 

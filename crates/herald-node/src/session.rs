@@ -730,13 +730,11 @@ impl Drop for Session {
         if !leaving.is_empty() {
             let node = self.node.clone();
             let client = std::mem::take(&mut self.client_id);
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    for (key, ns) in leaving {
-                        node.presence_leave(&key, &client, &ns).await;
-                    }
-                });
-            }
+            self.node.spawn_io("presence leave", async move {
+                for (key, ns) in leaving {
+                    node.presence_leave(&key, &client, &ns).await;
+                }
+            });
         }
     }
 }

@@ -210,6 +210,9 @@ pub async fn run_with(
     on_start(&started);
     tracing::info!(addr = %started.addr, "herald listening");
     herald_server::serve(listener, router, state, shutdown).await?;
+    // What closed connections and classroom changes left running (presence
+    // leaves, broker unsubscribes, staged saves) ends before the process does.
+    node.drain_io(herald_node::SHUTDOWN_IO_LIMIT).await;
     Ok(())
 }
 

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_broker::{
-    Broker, BrokerError, BrokerHandler, ChannelKey, HistoryPolicy, HistoryRead, Publication, Published,
+    Broker, BrokerError, BrokerHandler, ChannelKey, HistoryPolicy, HistoryRead, Member, Presence,
+    PresenceEntry, PresenceEvent, Publication, Published,
 };
 use herald_protocol::{AppName, Envelope};
 use parking_lot::Mutex;
@@ -212,4 +213,93 @@ async fn a_second_subscriber_waits_until_the_broker_delivers_the_channel() {
         json!({"n": 1}),
         "the first subscriber gets it too"
     );
+}
+
+/// The real presence engine behind one whose `leave` takes `delay`.
+pub struct SlowLeave {
+    inner: Arc<dyn Presence>,
+    delay: Duration,
+    /// `leave` calls finished.
+    pub left: AtomicUsize,
+}
+
+impl SlowLeave {
+    /// Hooks that put a `SlowLeave` in front of the server's presence engine.
+    pub fn hooks(
+        delay: Duration,
+        mut hooks: herald::Hooks,
+    ) -> (herald::Hooks, Arc<Mutex<Option<Arc<SlowLeave>>>>) {
+        let slot: Arc<Mutex<Option<Arc<SlowLeave>>>> = Arc::default();
+        let put = slot.clone();
+        hooks.presence = Some(Box::new(move |inner| {
+            let slow = Arc::new(SlowLeave {
+                inner,
+                delay,
+                left: AtomicUsize::new(0),
+            });
+            *put.lock() = Some(slow.clone());
+            slow as Arc<dyn Presence>
+        }));
+        (hooks, slot)
+    }
+}
+
+#[async_trait::async_trait]
+impl Presence for SlowLeave {
+    async fn join(
+        &self,
+        key: &ChannelKey,
+        client: &str,
+        entry: PresenceEntry,
+        ttl: Duration,
+    ) -> Result<bool, BrokerError> {
+        self.inner.join(key, client, entry, ttl).await
+    }
+
+    async fn leave(&self, key: &ChannelKey, client: &str) -> Result<Option<PresenceEntry>, BrokerError> {
+        tokio::time::sleep(self.delay).await;
+        let r = self.inner.leave(key, client).await;
+        self.left.fetch_add(1, Ordering::SeqCst);
+        r
+    }
+
+    async fn members(&self, key: &ChannelKey) -> Result<Vec<Member>, BrokerError> {
+        self.inner.members(key).await
+    }
+
+    async fn sweep(&self) -> Result<Vec<PresenceEvent>, BrokerError> {
+        self.inner.sweep().await
+    }
+}
+
+/// A shutdown ends every connection; what their ends start (the presence
+/// leave others would otherwise see only when the entry expires, the broker
+/// unsubscribe) finishes before the server says it stopped, however slow the
+/// engines are (within the shutdown's limit).
+#[tokio::test]
+async fn shutdown_waits_for_the_presence_leaves_and_unsubscribes_of_closed_connections() {
+    let (hooks, brokers) = SlowBroker::hooks(Duration::ZERO, Duration::from_secs(1));
+    let (hooks, presences) = SlowLeave::hooks(Duration::from_secs(1), hooks);
+    let server = TestServer::start_hooked(tempfile::tempdir().unwrap(), hooks, |c| {
+        c.server.shutdown_deadline = Duration::from_secs(5);
+    })
+    .await;
+    let app = server.create_app("acme").await;
+    let tok = user_token(&app, "alice");
+    let sse = Sse::connect(&server.events_url(&app, &["room"], &tok), None).await;
+    assert_eq!(sse.status, 200);
+    let (broker, presence) = (slow(&brokers), presences.lock().clone().unwrap());
+
+    server.stop().await;
+    assert_eq!(
+        broker.unsubscribed.load(Ordering::SeqCst),
+        1,
+        "the broker unsubscribe finished before the server stopped"
+    );
+    assert_eq!(
+        presence.left.load(Ordering::SeqCst),
+        1,
+        "the presence leave finished before the server stopped"
+    );
+    drop(sse);
 }
