@@ -152,8 +152,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsConn<S> {
                 OP_PONG => return Ok(Some(Incoming::Control)),
                 OP_CLOSE => {
                     // Echo the code and reason (RFC 6455 5.5.1); a body of one
-                    // byte, or a reason that is not UTF-8, is invalid.
+                    // byte, a code no endpoint may send (7.4), or a reason that
+                    // is not UTF-8, is invalid.
                     if payload.len() == 1 {
+                        return Err(self.fail(1002).await);
+                    }
+                    if payload.len() >= 2 && !valid_close_code(u16::from_be_bytes([payload[0], payload[1]])) {
                         return Err(self.fail(1002).await);
                     }
                     if payload.len() > 2 && std::str::from_utf8(&payload[2..]).is_err() {
@@ -227,6 +231,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsConn<S> {
         payload.extend_from_slice(&reason.as_bytes()[..end]);
         self.write_frame(0x88, &payload).await
     }
+}
+
+/// Whether an endpoint may send `code` in a close frame (RFC 6455 7.4): the
+/// defined codes 1000-1003 and 1007-1011, the ones registered since (1012
+/// restart, 1013 try again later, 1014 bad gateway), and 3000-4999 (registered
+/// and private). 1004-1006 and 1015 are reserved and never sent; the rest is
+/// undefined.
+fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// Appends a text frame holding `payload` to `out` (for several frames in one write).
@@ -393,6 +406,14 @@ mod tests {
         assert_eq!(read_all(lone_continuation, 1024).await.0, vec![Err(1002)]);
         let long_ping = client_frame(0x89, &[0; 126]);
         assert_eq!(read_all(long_ping, 1024).await.0, vec![Err(1002)]);
+        for code in [0u16, 999, 1005, 1006, 1015, 2999, 5000] {
+            let close = client_frame(0x88, &code.to_be_bytes());
+            assert_eq!(
+                read_all(close, 1024).await.0,
+                vec![Err(1002)],
+                "close code {code}"
+            );
+        }
         let reserved_bits = client_frame(0xC1, b"x");
         assert_eq!(read_all(reserved_bits, 1024).await.0, vec![Err(1002)]);
         let unknown_opcode = client_frame(0x83, b"x");

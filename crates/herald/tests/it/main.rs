@@ -14,6 +14,7 @@ mod classroom_qa;
 mod classroom_slides;
 mod cli;
 mod cluster;
+mod hostile;
 mod idempotency;
 mod isolation;
 mod longpoll;

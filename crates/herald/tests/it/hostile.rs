@@ -1,0 +1,154 @@
+//! Found when tried as an attacker would (issue 12, 1b): raw bytes on a socket,
+//! frames and heads that no polite client sends, and the answers they must get.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+/// A WebSocket spoken byte by byte, for frames a library would not send.
+pub struct RawWs {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// A server frame: opcode and payload.
+#[derive(Debug, PartialEq)]
+pub struct RawFrame {
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    /// The close code of a close frame (None when it has no body).
+    pub fn close_code(&self) -> Option<u16> {
+        assert_eq!(self.opcode, 8, "a close frame: {self:?}");
+        (self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+impl RawWs {
+    /// Opens `url` (http://host/path?query) with a fresh connection; the
+    /// status line and head of the answer, and the socket when it is a 101.
+    pub async fn open(url: &str, extra: &[(&str, &str)]) -> (String, Option<RawWs>) {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, target) = rest.split_at(rest.find('/').unwrap());
+        let mut stream = TcpStream::connect(host).await.unwrap();
+        let mut head = format!(
+            "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        );
+        for (k, v) in extra {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+                .await
+                .expect("an answer to the upgrade")
+                .unwrap();
+            assert!(n > 0, "the server closed before answering the upgrade");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let answer = String::from_utf8_lossy(&buf[..end]).into_owned();
+        if !answer.starts_with("HTTP/1.1 101") {
+            // The rest is the body: read it to the end for the caller.
+            let mut rest = buf[end..].to_vec();
+            let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await;
+            return (format!("{answer}{}", String::from_utf8_lossy(&rest)), None);
+        }
+        let rest = buf[end..].to_vec();
+        (answer, Some(RawWs { stream, buf: rest }))
+    }
+
+    /// Sends one masked frame with `first` as its first byte.
+    pub async fn send(&mut self, first: u8, payload: &[u8]) {
+        let mask = [7u8, 1, 9, 3];
+        let mut out = vec![first];
+        assert!(payload.len() < 126);
+        out.push(0x80 | payload.len() as u8);
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next server frame within `WAIT`; None when the socket closed first.
+    pub async fn frame(&mut self) -> Option<RawFrame> {
+        loop {
+            if self.buf.len() >= 2 {
+                let op = self.buf[0] & 0x0F;
+                let (len, at) = match self.buf[1] & 0x7F {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    126 => (usize::MAX, 0),
+                    127 => panic!("no test expects a frame that long"),
+                    n => (n as usize, 2),
+                };
+                if len != usize::MAX && self.buf.len() >= at + len {
+                    let payload = self.buf[at..at + len].to_vec();
+                    self.buf.drain(..at + len);
+                    return Some(RawFrame { opcode: op, payload });
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("a frame within the wait")
+            {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// The next frame that is not a ping.
+    pub async fn frame_not_ping(&mut self) -> Option<RawFrame> {
+        loop {
+            match self.frame().await {
+                Some(f) if f.opcode == 9 => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Opens a WebSocket on `server` for `app` with `tok` (a fresh connection: the native path).
+async fn raw_ws(server: &TestServer, app: &App, tok: &str) -> RawWs {
+    let (head, ws) = RawWs::open(&server.ws_url(app, tok), &[]).await;
+    ws.unwrap_or_else(|| panic!("the upgrade succeeds: {head}"))
+}
+
+#[tokio::test]
+async fn a_close_with_an_invalid_code_is_answered_with_1002() {
+    let server = TestServer::start().await;
+    let app = server.create_app("acme").await;
+    let tok = user_token(&app, "alice");
+    // RFC 6455 7.4: 1004-1006 and 1015 are reserved, never sent; below 1000,
+    // 1016-2999 and from 5000 they are not defined.
+    for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
+        let mut ws = raw_ws(&server, &app, &tok).await;
+        ws.send(0x88, &[&bad.to_be_bytes()[..], b"bye"].concat()).await;
+        let f = ws.frame_not_ping().await.expect("a close frame");
+        assert_eq!(f.close_code(), Some(1002), "a client close with {bad}");
+    }
+    // Valid codes are echoed, and a close without a code gets one without a code.
+    for good in [1000u16, 1001, 1003, 1011, 3000, 4999] {
+        let mut ws = raw_ws(&server, &app, &tok).await;
+        ws.send(0x88, &good.to_be_bytes()).await;
+        let f = ws.frame_not_ping().await.expect("a close frame");
+        assert_eq!(f.close_code(), Some(good), "a client close with {good}");
+    }
+    let mut ws = raw_ws(&server, &app, &tok).await;
+    ws.send(0x88, b"").await;
+    assert_eq!(
+        ws.frame_not_ping().await.expect("a close frame").close_code(),
+        None
+    );
+}
