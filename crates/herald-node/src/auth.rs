@@ -6,7 +6,8 @@
 //!   pinned to HS256 (no `none`, no algorithm confusion); `exp` is required, `nbf`
 //!   honoured, both with a small leeway.
 //! - Permissions: `channels` and `publish` claims are patterns (herald-protocol's
-//!   `pattern`); a user-limited channel (`im#alice,bob`) admits exactly its users;
+//!   `pattern`); a user-limited channel (`im#alice,bob`) admits exactly its users,
+//!   to subscribe and to publish from a client, whatever the patterns say;
 //!   a namespace may open subscribing to everyone (`anonymous_subscribe`) and may
 //!   close client publishing altogether (`client_publish = false`).
 
@@ -123,7 +124,13 @@ impl Identity {
                 ),
             ));
         }
-        let ok = pattern::any_matches(&self.publish, channel.as_str()) || channel.is_limited_to(&self.user);
+        // A user-limited channel takes only its users' messages, whatever the
+        // grants say (as for subscribing); any other needs a matching grant.
+        let ok = if channel.allowed_users().is_some() {
+            channel.is_limited_to(&self.user)
+        } else {
+            pattern::any_matches(&self.publish, channel.as_str())
+        };
         if ok {
             Ok(())
         } else {

@@ -152,3 +152,48 @@ async fn a_close_with_an_invalid_code_is_answered_with_1002() {
         None
     );
 }
+
+#[tokio::test]
+async fn only_the_listed_users_publish_to_a_user_limited_channel_from_a_client() {
+    let server = TestServer::start().await;
+    let app = server.create_app("acme").await;
+    let ch = "im#alice,bob";
+    // carol may publish everywhere else, and tries the private line over HTTP
+    // and over WebSocket.
+    let carol = token(&app, &claims(Some("carol"), &["*"], &["*"]));
+    let body = serde_json::json!({"channel": ch, "data": "from carol"}).to_string();
+    let got = server.publish_raw(&app, Some(&carol), &body).await;
+    assert_refused(&got, 403, "forbidden");
+    let mut ws = server.ws(&app, Some(&carol)).await.unwrap();
+    let r = ws
+        .request(serde_json::json!({"op": "publish", "channel": ch, "data": "from carol"}))
+        .await;
+    assert_ws_refused(&r, "forbidden");
+    // Elsewhere her grant works.
+    let r = ws
+        .request(serde_json::json!({"op": "publish", "channel": "im#carol,dave", "data": "ok"}))
+        .await;
+    assert!(r.get("ok").is_some(), "{r}");
+
+    // alice, without any grant, may publish to her own line both ways.
+    let alice = token(&app, &claims(Some("alice"), &[], &[]));
+    let body = serde_json::json!({"channel": ch, "data": "from alice"}).to_string();
+    assert_eq!(server.publish_raw(&app, Some(&alice), &body).await.0, 200);
+    let mut ws = server.ws(&app, Some(&alice)).await.unwrap();
+    let r = ws
+        .request(serde_json::json!({"op": "publish", "channel": ch, "data": "again"}))
+        .await;
+    assert!(r.get("ok").is_some(), "{r}");
+    let h = server.history(&app, ch, "").await;
+    let data: Vec<&serde_json::Value> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["data"])
+        .collect();
+    assert_eq!(
+        data,
+        ["from alice", "again"],
+        "only alice's messages are on the line"
+    );
+}
