@@ -4,7 +4,7 @@
 //!   hashed and compared in constant time (herald-store).
 //! - Browsers carry a JWT signed with the app's token secret. The algorithm is
 //!   pinned to HS256 (no `none`, no algorithm confusion); `exp` is required, `nbf`
-//!   honoured, both with a small leeway.
+//!   honoured, an `iat` in the future refused, all with a small leeway.
 //! - Permissions: `channels` and `publish` claims are patterns (herald-protocol's
 //!   `pattern`); a user-limited channel (`im#alice,bob`) admits exactly its users,
 //!   to subscribe and to publish from a client, whatever the patterns say;
@@ -165,6 +165,20 @@ pub fn verify_token(app: &AppRecord, token: &str, leeway: Duration) -> Result<Id
                         return Err(NodeError::new(
                             ErrorCode::InvalidToken,
                             format!("the token is for app {a:?}, not {:?}", app.name),
+                        ));
+                    }
+                }
+                // A token issued in the future was made by a wrong clock or
+                // forged to outlive a key rotation's audit: refuse it beyond the
+                // leeway, as `nbf`.
+                if let Some(iat) = data.claims.iat {
+                    let now = herald_broker::now_millis() / 1000;
+                    if iat > now.saturating_add(leeway.as_secs() as i64) {
+                        return Err(NodeError::new(
+                            ErrorCode::InvalidToken,
+                            format!(
+                                "the token was issued in the future (iat {iat}, now {now}); check the issuer's clock"
+                            ),
                         ));
                     }
                 }

@@ -96,7 +96,7 @@ pub struct NodeConfig {
     pub idempotency_window: Duration,
     /// Presence entry lifetime; refreshed by live connections at a third of it.
     pub presence_ttl: Duration,
-    /// Clock leeway when checking token `exp` and `nbf`.
+    /// Clock leeway when checking token `exp`, `nbf` and `iat`.
     pub token_leeway: Duration,
     /// How long app records are cached (CLI changes take effect within it).
     pub app_cache_ttl: Duration,

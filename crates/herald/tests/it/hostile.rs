@@ -197,3 +197,52 @@ async fn only_the_listed_users_publish_to_a_user_limited_channel_from_a_client()
         "only alice's messages are on the line"
     );
 }
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_refused_on_every_transport() {
+    let server = TestServer::start().await;
+    let app = server.create_app("acme").await;
+    let mut c = claims(Some("alice"), &["*"], &["*"]);
+    let now = herald_broker::now_millis() / 1000;
+    c.iat = Some(now + 10 * 365 * 24 * 3600);
+    c.exp = now + 11 * 365 * 24 * 3600;
+    let future = token(&app, &c);
+    let q = format!("channel=room&token={future}");
+    assert_refused(
+        &server
+            .get_within(&format!("/v1/apps/acme/events?{q}"), None)
+            .await,
+        401,
+        "invalid_token",
+    );
+    assert_refused(
+        &server
+            .get_within(&format!("/v1/apps/acme/poll?{q}&timeout=0"), None)
+            .await,
+        401,
+        "invalid_token",
+    );
+    let got = server
+        .ws(&app, Some(&future))
+        .await
+        .err()
+        .expect("the upgrade is refused");
+    assert_refused(&got, 401, "invalid_token");
+    let body = serde_json::json!({"channel": "room", "data": 1}).to_string();
+    assert_refused(
+        &server.publish_raw(&app, Some(&future), &body).await,
+        401,
+        "invalid_token",
+    );
+    // Nor does a WebSocket take it as a refresh.
+    let mut ws = server.ws(&app, Some(&user_token(&app, "alice"))).await.unwrap();
+    let r = ws
+        .request(serde_json::json!({"op": "refresh", "token": future}))
+        .await;
+    assert_ws_refused(&r, "invalid_token");
+
+    // Within the clock leeway (10 s by default) a clock a little ahead is fine.
+    c.iat = Some(now + 5);
+    let ahead = token(&app, &c);
+    server.subscribe_sse(&app, "room", &ahead).await;
+}
