@@ -627,6 +627,17 @@ export class Herald {
     const s = this._subs.get(channel);
     if (!s) return;
     if (err.code === 'disconnected') return; // resubscribed on reconnect
+    if (err.code === 'unauthorized' && this.opts.getToken) {
+      // Subscribed without a token where one is needed: get one and connect
+      // again (the subscription stays; 403 `forbidden` below is final).
+      if (this._t && this._t.name === 'websocket') {
+        this._t.stop();
+        this._t = null;
+        this._token = null;
+        this._scheduleRetry();
+      }
+      return;
+    }
     this._subs.delete(channel);
     for (const h of s.handlers) if (h.onError) h.onError(err);
   }

@@ -90,10 +90,16 @@ impl Identity {
         }
     }
 
+    /// True when the holder sent a token (an anonymous one included).
+    pub fn has_token(&self) -> bool {
+        self.expires.is_some()
+    }
+
     /// Checks that this identity may subscribe to `channel`.
     ///
     /// # Errors
-    /// `forbidden` with a message naming the channel.
+    /// `unauthorized` without a token (no credentials: the client should get
+    /// one), `forbidden` when the token does not allow it; both name the channel.
     pub fn check_subscribe(&self, channel: &ChannelName, ns: &NamespaceOptions) -> Result<(), NodeError> {
         let ok = if channel.allowed_users().is_some() {
             channel.is_limited_to(&self.user)
@@ -102,6 +108,14 @@ impl Identity {
         };
         if ok {
             Ok(())
+        } else if !self.has_token() {
+            Err(NodeError::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "subscribing to {:?} needs a token: send one as ?token= or 'Authorization: Bearer <token>'",
+                    channel.as_str()
+                ),
+            ))
         } else {
             Err(NodeError::new(
                 ErrorCode::Forbidden,

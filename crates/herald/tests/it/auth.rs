@@ -309,7 +309,8 @@ async fn a_user_limited_channel_admits_exactly_its_users() {
         403,
         "forbidden",
     );
-    assert_refused(&sse_status(&server, &app, ch, None).await, 403, "forbidden");
+    // No token at all: no credentials (the SDK then asks for a token).
+    assert_refused(&sse_status(&server, &app, ch, None).await, 401, "unauthorized");
     let anon_all = token(&app, &claims(None, &["*"], &[]));
     assert_refused(
         &sse_status(&server, &app, ch, Some(&anon_all)).await,
@@ -337,17 +338,27 @@ async fn anonymous_subscribe_is_refused_by_default_and_allowed_where_configured(
     })
     .await;
     let app = server.create_app("acme").await;
-    assert_refused(&sse_status(&server, &app, "news", None).await, 403, "forbidden");
-    assert_refused(&sse_status(&server, &app, "chat:1", None).await, 403, "forbidden");
-    assert_refused(
-        &server
-            .get_within("/v1/apps/acme/poll?channel=news&timeout=0", None)
-            .await,
-        403,
-        "forbidden",
-    );
+    // Without a token (none, or an empty `?token=`) it is "no credentials": 401
+    // `unauthorized`, on which the SDK fetches a token; 403 would tell it to give up.
+    for tok in [None, Some("")] {
+        assert_refused(&sse_status(&server, &app, "news", tok).await, 401, "unauthorized");
+        assert_refused(
+            &sse_status(&server, &app, "chat:1", tok).await,
+            401,
+            "unauthorized",
+        );
+        let t = tok.map(|t| format!("&token={t}")).unwrap_or_default();
+        assert_refused(
+            &server
+                .get_within(&format!("/v1/apps/acme/poll?channel=news&timeout=0{t}"), None)
+                .await,
+            401,
+            "unauthorized",
+        );
+        let mut ws = server.ws(&app, tok).await.unwrap();
+        assert_ws_refused(&ws.subscribe("news").await, "unauthorized");
+    }
     let mut ws = server.ws(&app, None).await.unwrap();
-    assert_ws_refused(&ws.subscribe("news").await, "forbidden");
 
     // In the open namespace: no token needed.
     let mut sse = server.sse(&app, "channel=public:lobby").await;
