@@ -111,6 +111,9 @@ codes! {
     NotFound = ("not_found", 404, 4004),
     /// The route exists, but not with this method.
     MethodNotAllowed = ("method_not_allowed", 405, 4405),
+    /// A WebSocket from which nothing (no frame, no pong) arrived for the idle
+    /// timeout: closed; reconnect.
+    IdleTimeout = ("idle_timeout", 408, 4008),
     /// An app of that name exists already.
     AppExists = ("app_exists", 409, 4409),
     /// An account with that email exists already.
@@ -187,6 +190,31 @@ mod tests {
             assert!(seen.insert(c.as_str()));
             assert!(c.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
             assert!((400..600).contains(&c.status()));
+        }
+    }
+
+    /// docs/protocol.md and this table agree: every code is a row of its Errors
+    /// table with the same status and close code, and every close code of its
+    /// WebSocket table in 4000-4999 (those the server closes with) is one of
+    /// this table's.
+    #[test]
+    fn the_protocol_document_lists_every_code_and_close_code() {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md"));
+        for c in ErrorCode::ALL {
+            let row = format!("| `{}` | {} | {} |", c.as_str(), c.status(), c.close_code());
+            assert!(doc.contains(&row), "docs/protocol.md has no row {row}");
+        }
+        let closes: Vec<u16> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| 4"))
+            .filter_map(|l| format!("4{}", l.split(' ').next()?).parse().ok())
+            .collect();
+        assert!(closes.contains(&4001), "the close code table was found");
+        for code in closes {
+            assert!(
+                ErrorCode::ALL.iter().any(|c| c.close_code() == code),
+                "close code {code} is documented but no error code closes with it"
+            );
         }
     }
 }

@@ -402,7 +402,7 @@ async fn run<S: Io>(mut socket: WsConn<S>, mut session: Session, s: AppState, ra
                 if last_seen.elapsed() >= idle {
                     Box::pin(close(
                         &mut socket,
-                        4008,
+                        ErrorCode::IdleTimeout.close_code(),
                         "idle timeout: no frame or pong received",
                     ))
                     .await;
