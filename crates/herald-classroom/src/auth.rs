@@ -14,16 +14,22 @@
 //!   session (or planted in a cookie) does not match.
 //!
 //! [`SignedIn`] is the extractor that does both checks; handlers that take it
-//! cannot forget either.
+//! cannot forget either. Beside them, [`same_origin`] refuses every request
+//! from a page of another origin (`403 origin_not_allowed`), signing in
+//! included: only this server's pages and the listed `cors_origins` may act
+//! with the visitor's cookies.
 
 use crate::live::now_ms;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
 use base64::Engine;
 use herald_protocol::ErrorCode;
+use herald_server::cors::CorsPolicy;
 use herald_server::error::ApiError;
 use herald_store::classroom::{User, WebSession};
 use rand::RngCore;
@@ -97,6 +103,16 @@ impl FromRequestParts<ClassroomState> for SignedIn {
             session_id: session.id,
         })
     }
+}
+
+/// Refuses a request sent by a page of a foreign origin (herald_server::cors).
+pub async fn same_origin(
+    State(state): State<ClassroomState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    CorsPolicy::new(&state.options.allowed_origins).check_credentialed(req.headers())?;
+    Ok(next.run(req).await)
 }
 
 /// A new web session for `user`: stored, and returned as the `Set-Cookie`

@@ -52,6 +52,10 @@ pub struct ClassroomOptions {
     pub secure_cookies: bool,
     /// How long a sign-in lasts.
     pub session_ttl: Duration,
+    /// Origins, besides this server's own, whose pages may call the API with
+    /// the visitor's cookies: the server's `cors_origins`, where `*` counts for
+    /// nothing (herald_server::cors).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ClassroomOptions {
@@ -59,6 +63,7 @@ impl Default for ClassroomOptions {
         Self {
             secure_cookies: false,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -176,6 +181,10 @@ pub fn routes(state: ClassroomState) -> Router {
         .merge(slides::routes())
         .merge(polls::routes())
         .merge(groups::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::same_origin,
+        ))
         .with_state(state)
 }
 

@@ -89,6 +89,9 @@ codes! {
     /// A state-changing classroom request without the `x-csrf-token` header that
     /// matches the session's `herald_csrf` cookie.
     CsrfFailed = ("csrf_failed", 403, 4003),
+    /// A page of an origin not allowed (`cors_origins`) opened a WebSocket, or
+    /// called the cookie-authenticated classroom API.
+    OriginNotAllowed = ("origin_not_allowed", 403, 4003),
     /// The app does not exist.
     AppNotFound = ("app_not_found", 404, 4004),
     /// No course with that id or join code.

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod cors;
 mod direct;
 pub mod error;
 mod listener;
@@ -42,7 +43,8 @@ pub struct ServerOptions {
     /// After shutdown starts, how long connections may take to drain.
     pub shutdown_deadline: Duration,
     /// Origins whose pages may call Herald from the browser (`*`: any). Tokens
-    /// travel in the URL or a header, never in cookies, so `*` exposes nothing.
+    /// travel in the URL or a header, never in cookies, so `*` exposes nothing;
+    /// a list also limits WebSocket upgrades (see [`cors`]).
     pub cors_origins: Vec<String>,
 }
 
@@ -71,7 +73,7 @@ pub struct AppState {
 
 /// The whole router. `extra` is merged in (the binary adds static pages).
 pub fn router(state: AppState, extra: Router) -> Router {
-    let cors = cors(&state.options.cors_origins);
+    let cors = cors::CorsPolicy::new(&state.options.cors_origins).layer();
     let api = Router::new()
         .route("/v1/apps/{app}/publish", post(api::publish))
         .route("/v1/apps/{app}/channels", get(api::channels))
@@ -92,25 +94,6 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(error::framework_errors))
         .layer(cors)
-}
-
-fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
-    use axum::http::{header, HeaderName, HeaderValue, Method};
-    use tower_http::cors::{AllowOrigin, CorsLayer};
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
-    };
-    CorsLayer::new()
-        .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static("last-event-id"),
-        ])
-        .max_age(Duration::from_secs(3600))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains: the node

@@ -33,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::cors::CorsPolicy;
 use crate::error::ApiError;
 use crate::request::Query;
 use crate::sse::{self, Opened, Stream};
@@ -238,20 +239,6 @@ fn native_request(head: &[u8]) -> Option<NativeRequest> {
     })
 }
 
-/// The `Access-Control-Allow-Origin` line for `origin`, if allowed.
-fn cors_line(origins: &[String], headers: &HeaderMap) -> String {
-    let Some(origin) = headers.get("origin").and_then(|o| o.to_str().ok()) else {
-        return String::new();
-    };
-    if origins.iter().any(|o| o == "*") {
-        return "access-control-allow-origin: *\r\n".to_owned();
-    }
-    if origins.iter().any(|o| o == origin) {
-        return format!("access-control-allow-origin: {origin}\r\nvary: origin\r\n");
-    }
-    String::new()
-}
-
 /// What the native SSE path writes: a whole response, or a head and a live stream.
 enum Answer {
     Whole(Vec<u8>),
@@ -280,7 +267,7 @@ async fn native_sse(mut stream: TcpStream, state: AppState, req: NativeRequest) 
 
 async fn open_native_sse(state: &AppState, req: NativeRequest) -> Answer {
     let query = Query::parse(req.query.as_deref());
-    let cors = cors_line(&state.options.cors_origins, &req.headers);
+    let cors = CorsPolicy::new(&state.options.cors_origins).header_lines(&req.headers);
     let head = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache, no-transform\r\nx-accel-buffering: no\r\nconnection: close\r\n{cors}\r\n"
     );
@@ -312,7 +299,7 @@ fn error_response(e: &ApiError, cors: &str) -> Vec<u8> {
 
 async fn native_ws(mut stream: TcpStream, state: AppState, req: NativeRequest) {
     let write_timeout = state.options.ws_idle_timeout;
-    let cors = cors_line(&state.options.cors_origins, &req.headers);
+    let cors = CorsPolicy::new(&state.options.cors_origins).header_lines(&req.headers);
     let query = Query::parse(req.query.as_deref());
     let opened = Box::pin(crate::ws::accept(&state, &req.app, &req.headers, &query)).await;
     let accept_key = crate::ws::upgrade_key(&req.headers);

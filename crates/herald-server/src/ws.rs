@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::cors::CorsPolicy;
 use crate::direct::{DirectWriter, Framing};
 use crate::error::ApiError;
 use crate::request::{token, Query};
@@ -45,7 +46,9 @@ pub(crate) async fn accept(
     headers: &HeaderMap,
     query: &Query,
 ) -> Result<Session, ApiError> {
-    // Credentials first: a plain GET then tells a client why its upgrade failed
+    // A page of a foreign origin learns nothing, not even whether its token is good.
+    CorsPolicy::new(&s.options.cors_origins).check_websocket(headers)?;
+    // Credentials next: a plain GET then tells a client why its upgrade failed
     // (browsers hide the HTTP status of a refused WebSocket).
     let (app, identity) = s.node.authenticate_client(app, token(headers, query)).await?;
     upgrade_key(headers)?;

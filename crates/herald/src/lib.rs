@@ -198,8 +198,9 @@ pub async fn run_with(
         node: node.clone(),
         options: Arc::new(config.server.clone()),
     };
-    let classroom =
-        herald_classroom::ClassroomState::new(classroom_store, config.classroom.clone(), node.clone())?;
+    let mut classroom_options = config.classroom.clone();
+    classroom_options.allowed_origins = config.server.cors_origins.clone();
+    let classroom = herald_classroom::ClassroomState::new(classroom_store, classroom_options, node.clone())?;
     let extra = web::routes(node.clone(), config.demo_app).merge(herald_classroom::routes(classroom));
     let router = herald_server::router(state.clone(), extra);
     let started = Started {

@@ -28,12 +28,33 @@ impl RawFrame {
 }
 
 impl RawWs {
-    /// Opens `url` (http://host/path?query) with a fresh connection; the
-    /// status line and head of the answer, and the socket when it is a 101.
+    /// Opens `url` (http://host/path?query) with a fresh connection (the
+    /// native path); the answer's head (and body when it is not a 101), and
+    /// the socket when it is a 101.
     pub async fn open(url: &str, extra: &[(&str, &str)]) -> (String, Option<RawWs>) {
+        Self::open_via(url, extra, false).await
+    }
+
+    /// As [`RawWs::open`]; with `after_request`, the connection first serves a
+    /// `GET /healthz`, so the upgrade goes through the router (axum's route).
+    pub async fn open_via(url: &str, extra: &[(&str, &str)], after_request: bool) -> (String, Option<RawWs>) {
         let rest = url.strip_prefix("http://").unwrap();
         let (host, target) = rest.split_at(rest.find('/').unwrap());
         let mut stream = TcpStream::connect(host).await.unwrap();
+        if after_request {
+            let get = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            stream.write_all(get.as_bytes()).await.unwrap();
+            let mut got = Vec::new();
+            while !String::from_utf8_lossy(&got).contains("\"ok\"") {
+                let mut chunk = [0u8; 1024];
+                let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0, "healthz answered");
+                got.extend_from_slice(&chunk[..n]);
+            }
+        }
         let mut head = format!(
             "GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -245,4 +266,92 @@ async fn a_token_issued_in_the_future_is_refused_on_every_transport() {
     c.iat = Some(now + 5);
     let ahead = token(&app, &c);
     server.subscribe_sse(&app, "room", &ahead).await;
+}
+
+#[tokio::test]
+async fn websocket_upgrades_from_origins_not_allowed_are_refused_with_403() {
+    let server =
+        TestServer::start_with(|c| c.server.cors_origins = vec!["https://good.example".into()]).await;
+    let app = server.create_app("acme").await;
+    let url = server.ws_url(&app, &user_token(&app, "alice"));
+    let host = server.url.strip_prefix("http://").unwrap().to_owned();
+    let same_site = format!("http://{host}");
+    for via_router in [false, true] {
+        for foreign in [
+            "https://evil.example",
+            "null",
+            "https://good.example.evil.example",
+            "https://evilgood.example",
+            "http://good.example",
+            "https://good.example:8443",
+        ] {
+            let (answer, ws) = RawWs::open_via(&url, &[("Origin", foreign)], via_router).await;
+            assert!(
+                ws.is_none(),
+                "{foreign} (via the router: {via_router}) was let in"
+            );
+            assert!(answer.starts_with("HTTP/1.1 403"), "{foreign}: {answer}");
+            let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_refused(&(403, v), 403, "origin_not_allowed");
+        }
+        // The allowed origin, the server's own pages, and clients that send no
+        // Origin (not browsers) are let in.
+        for ok in [Some("https://good.example"), Some(same_site.as_str()), None] {
+            let extra: Vec<(&str, &str)> = ok.iter().map(|o| ("Origin", *o)).collect();
+            let (answer, ws) = RawWs::open_via(&url, &extra, via_router).await;
+            assert!(ws.is_some(), "{ok:?} (via the router: {via_router}): {answer}");
+        }
+    }
+    // With the default `*`, any page may open a WebSocket: tokens, not cookies,
+    // say who it is.
+    let open = TestServer::start().await;
+    let app = open.create_app("acme").await;
+    let (answer, ws) = RawWs::open(
+        &open.ws_url(&app, &user_token(&app, "alice")),
+        &[("Origin", "https://any.example")],
+    )
+    .await;
+    assert!(ws.is_some(), "{answer}");
+}
+
+#[tokio::test]
+async fn the_classroom_refuses_a_foreign_origin_even_with_its_csrf_token() {
+    let server = TestServer::start().await;
+    let mut ada = crate::classroom::Browser::new(&server);
+    ada.new_account("Ada").await;
+    let csrf = ada.csrf.clone().unwrap();
+    let create = |origin: &str| {
+        ada.http
+            .post(format!("{}/courses", ada.base))
+            .header("x-csrf-token", &csrf)
+            .header("origin", origin)
+            .json(&serde_json::json!({"title": "Forged"}))
+    };
+    // A page elsewhere (the default `cors_origins = ["*"]` lets pages elsewhere
+    // call the token-authenticated API, never the cookie-authenticated one).
+    for foreign in [
+        "https://evil.example",
+        "null",
+        &format!("{}.evil.example", server.url),
+    ] {
+        let got = ada.send(create(foreign)).await;
+        assert_refused(&got, 403, "origin_not_allowed");
+    }
+    // Signing in from elsewhere (login CSRF) is refused too.
+    let got = ada
+        .send(
+            ada.http
+                .post(format!("{}/auth/signin", ada.base))
+                .header("origin", "https://evil.example")
+                .json(&serde_json::json!({"email": "x@example.org", "password": "whatever it is"})),
+        )
+        .await;
+    assert_refused(&got, 403, "origin_not_allowed");
+    let (status, courses) = ada.get("/courses").await;
+    assert_eq!(status, 200);
+    assert_eq!(courses["courses"].as_array().map(Vec::len), Some(0), "{courses}");
+    // The classroom's own page is this origin.
+    let (status, v) = ada.send(create(&server.url)).await;
+    assert_eq!(status, 201, "{v}");
 }
