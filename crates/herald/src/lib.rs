@@ -1,7 +1,6 @@
 //! The `herald` binary's library: configuration, wiring, and [`run`], which `main`
 //! and the integration tests both call.
 
-pub mod bench;
 pub mod config;
 mod web;
 

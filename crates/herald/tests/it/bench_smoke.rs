@@ -1,4 +1,4 @@
-//! `herald bench` in-process against a test server: small runs of every subscriber
+//! The load generator (`herald-bench`, crates/herald-bench) in-process against a test server: small runs of every subscriber
 //! scenario (idle, fan-out over SSE and WebSocket, churn, resume storms) that must see
 //! every message they are owed exactly once, the SVG chart, the refusals of bad
 //! arguments, and a raw WebSocket peer (no subscribe frame, no resume) whose losses
@@ -6,14 +6,14 @@
 
 use std::time::Duration;
 
-use herald::bench::{self, BenchArgs};
+use herald_bench::{self as bench, BenchArgs, Scenario};
 
 use crate::support::*;
 
-async fn args(server: &TestServer, scenario: &str) -> BenchArgs {
+async fn args(server: &TestServer, scenario: Scenario) -> BenchArgs {
     let app = server.create_app("bench").await;
     BenchArgs {
-        scenario: scenario.into(),
+        scenario,
         url: server.url.clone(),
         app: app.name.clone(),
         token: token(&app, &claims(None, &["bench:*"], &[])),
@@ -30,7 +30,7 @@ async fn args(server: &TestServer, scenario: &str) -> BenchArgs {
 #[tokio::test]
 async fn idle_opens_every_connection_from_spread_source_addresses() {
     let server = TestServer::start().await;
-    let r = bench::run(args(&server, "idle").await).await.unwrap();
+    let r = bench::run(args(&server, Scenario::Idle).await).await.unwrap();
     assert_eq!(r["opened"], 50, "{r}");
     assert_eq!(r["failed"], 0, "{r}");
     assert_eq!(r["source_addresses"], 253, "{r}");
@@ -41,7 +41,7 @@ async fn idle_opens_every_connection_from_spread_source_addresses() {
 #[tokio::test]
 async fn fanout_delivers_every_message_once_in_order() {
     let server = TestServer::start().await;
-    let r = bench::run(args(&server, "fanout").await).await.unwrap();
+    let r = bench::run(args(&server, Scenario::Fanout).await).await.unwrap();
     assert_eq!(r["expected_deliveries"], 50 * 20, "{r}");
     assert_eq!(r["delivered"], 50 * 20, "{r}");
     for k in ["lost", "duplicates", "reordered", "foreign", "closed_early"] {
@@ -53,7 +53,7 @@ async fn fanout_delivers_every_message_once_in_order() {
 #[tokio::test]
 async fn fanout_over_channels_keeps_channels_apart() {
     let server = TestServer::start().await;
-    let mut a = args(&server, "fanout").await;
+    let mut a = args(&server, Scenario::Fanout).await;
     a.channels = 5;
     a.messages = 23;
     let r = bench::run(a).await.unwrap();
@@ -68,7 +68,7 @@ async fn fanout_over_channels_keeps_channels_apart() {
 #[tokio::test]
 async fn fanout_over_websocket_delivers_every_message_once_in_order() {
     let server = TestServer::start().await;
-    let mut a = args(&server, "fanout").await;
+    let mut a = args(&server, Scenario::Fanout).await;
     a.transport = bench::Transport::Ws;
     a.channels = 2;
     let r = bench::run(a).await.unwrap();
@@ -95,7 +95,7 @@ async fn fanout_over_websocket_delivers_every_message_once_in_order() {
 #[tokio::test]
 async fn churn_replaces_connections_while_publishing() {
     let server = TestServer::start().await;
-    let mut a = args(&server, "churn").await;
+    let mut a = args(&server, Scenario::Churn).await;
     a.channels = 5;
     a.messages = 200;
     a.rate = 100;
@@ -120,7 +120,7 @@ async fn churn_replaces_connections_while_publishing() {
 #[tokio::test]
 async fn resume_storm_loses_nothing_over_sse() {
     let server = TestServer::start().await;
-    let mut a = args(&server, "resume").await;
+    let mut a = args(&server, Scenario::Resume).await;
     a.channels = 5;
     a.messages = 60;
     a.rate = 100;
@@ -147,7 +147,7 @@ async fn resume_storm_loses_nothing_over_sse() {
 #[tokio::test]
 async fn resume_storm_loses_nothing_over_websocket() {
     let server = TestServer::start().await;
-    let mut a = args(&server, "resume").await;
+    let mut a = args(&server, Scenario::Resume).await;
     a.transport = bench::Transport::Ws;
     a.channels = 5;
     a.messages = 60;
@@ -165,7 +165,7 @@ async fn svg_chart_has_both_panels() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fanout.svg");
-    let mut a = args(&server, "fanout").await;
+    let mut a = args(&server, Scenario::Fanout).await;
     a.rate = 200;
     a.svg = Some(path.clone());
     let r = bench::run(a).await.unwrap();
@@ -185,7 +185,7 @@ async fn svg_chart_has_both_panels() {
 #[tokio::test]
 async fn bad_arguments_are_refused_with_a_sentence() {
     let server = TestServer::start().await;
-    let base = args(&server, "fanout").await;
+    let base = args(&server, Scenario::Fanout).await;
     let refused = |a: BenchArgs| async move { format!("{:#}", bench::run(a).await.unwrap_err()) };
     let e = refused(BenchArgs {
         connections: 0,
@@ -204,7 +204,7 @@ async fn bad_arguments_are_refused_with_a_sentence() {
     );
     let e = refused(BenchArgs {
         churn_rate: Some(0.0),
-        scenario: "churn".into(),
+        scenario: Scenario::Churn,
         ..base.clone()
     })
     .await;
@@ -216,12 +216,12 @@ async fn bad_arguments_are_refused_with_a_sentence() {
     .await;
     assert!(e.contains("does not exist"), "{e}");
     let e = refused(BenchArgs {
-        scenario: "storm".into(),
+        scenario: Scenario::Idle,
+        svg: Some("x.svg".into()),
         ..base
     })
     .await;
-    assert!(e.contains("unknown scenario"), "{e}");
-    assert!("carrier-pigeon".parse::<bench::Transport>().is_err());
+    assert!(e.contains("--svg needs a scenario that delivers"), "{e}");
 }
 
 /// A raw WebSocket peer in the manner of Nchan: `GET /sub/{channel}` upgrades and
@@ -275,9 +275,9 @@ async fn raw_ws_peer() -> String {
     url
 }
 
-fn raw_args(url: &str, scenario: &str) -> BenchArgs {
+fn raw_args(url: &str, scenario: Scenario) -> BenchArgs {
     BenchArgs {
-        scenario: scenario.into(),
+        scenario,
         url: url.into(),
         sub_url: Some("{url}/sub/{channel}".into()),
         pub_format: bench::PubFormat::Raw,
@@ -295,14 +295,14 @@ fn raw_args(url: &str, scenario: &str) -> BenchArgs {
 #[tokio::test]
 async fn raw_websocket_peer_fanout_and_honest_resume_losses() {
     let url = raw_ws_peer().await;
-    let r = bench::run(raw_args(&url, "fanout")).await.unwrap();
+    let r = bench::run(raw_args(&url, Scenario::Fanout)).await.unwrap();
     assert_eq!(r["ws_subscribe_frame"], "none", "{r}");
     assert_eq!(r["delivered"], 10 * 30, "{r}");
     for k in ["lost", "duplicates", "reordered", "foreign", "failed"] {
         assert_eq!(r[k], 0, "{k}: {r}");
     }
     // The peer cannot resume: what was published while down is lost, and said so.
-    let mut a = raw_args(&url, "resume");
+    let mut a = raw_args(&url, Scenario::Resume);
     a.rate = 200;
     let r = bench::run(a).await.unwrap();
     assert_eq!(r["resume_reconnected"], 20, "{r}");

@@ -1,4 +1,4 @@
-//! `herald bench classroom`: one trainer and N students (guests) in one live
+//! `herald-bench classroom`: one trainer and N students (guests) in one live
 //! session of a running server, as the classroom's own pages drive it: every
 //! student joins, loads the snapshot, gets a token and subscribes to the
 //! session's channel from the snapshot's cursor over SSE; then
@@ -33,7 +33,10 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{percentile_ms, proc_sample, raise_file_limit};
+use crate::proc::{pids_of, proc_sample, raise_file_limit, ProcSample};
+use crate::progress::{Progress, REDRAW};
+use crate::report::percentile_ms;
+use crate::wire::find;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -56,9 +59,11 @@ pub struct ClassroomArgs {
     pub concurrency: usize,
     /// The server's process ids: CPU time and memory per phase.
     pub server_pids: Vec<u32>,
+    /// Also every process whose command name (/proc/PID/comm) is this.
+    pub server_pids_of: Option<String>,
     /// Give up after this long.
     pub deadline: Duration,
-    /// Progress lines on stderr.
+    /// A progress bar (on a terminal) and a line per phase on stderr.
     pub progress: bool,
 }
 
@@ -74,6 +79,7 @@ impl Default for ClassroomArgs {
             upvotes: 5000,
             concurrency: 200,
             server_pids: Vec::new(),
+            server_pids_of: None,
             deadline: Duration::from_secs(600),
             progress: true,
         }
@@ -299,7 +305,14 @@ struct Shared {
 /// # Errors
 /// When the server cannot be reached, or refuses the setup (sign-up, course,
 /// session, deck, poll).
-pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
+pub async fn run(mut a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
+    if let Some(name) = a.server_pids_of.take() {
+        let found = pids_of(&name);
+        if found.is_empty() {
+            bail!("no process named {name:?}");
+        }
+        a.server_pids.extend(found);
+    }
     if a.students == 0 || a.flips == 0 {
         bail!("--connections (students) and --messages (flips) must be at least 1");
     }
@@ -465,13 +478,8 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
     let gate = Arc::new(Semaphore::new(a.concurrency));
     let join_latency = Arc::new(Mutex::new(Vec::with_capacity(a.students)));
     let joined = Arc::new(AtomicU64::new(0));
-    let progress = spawn_progress(
-        a.progress,
-        "joined",
-        joined.clone(),
-        a.students as u64,
-        stop.clone(),
-    );
+    let bar = Progress::new(a.progress, "classroom: joined", a.students as u64);
+    let progress = spawn_progress(bar.clone(), joined.clone(), a.students as u64, stop.clone());
     let started = Instant::now();
     let mut joins = tokio::task::JoinSet::new();
     for i in 0..a.students {
@@ -513,6 +521,7 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
         }
     }
     progress.abort();
+    bar.finish();
     report.join = JoinReport {
         subscribed: students.len(),
         failed: a.students - students.len(),
@@ -520,12 +529,10 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
         join: Latency::of(std::mem::take(&mut *join_latency.lock())),
         cost: cost(&a.server_pids, before),
     };
-    if a.progress {
-        eprintln!(
-            "bench classroom: {} students subscribed in {:.1}s ({} failed)",
-            report.join.subscribed, report.join.seconds, report.join.failed
-        );
-    }
+    bar.note(&format!(
+        "bench classroom: {} students subscribed in {:.1}s ({} failed)",
+        report.join.subscribed, report.join.seconds, report.join.failed
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // 2. Page flips.
@@ -561,15 +568,13 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
         request: Latency::of(flip_requests),
         cost: cost(&a.server_pids, before),
     };
-    if a.progress {
-        eprintln!(
-            "bench classroom: flips delivered {}/{} p50 {:.1} ms p99 {:.1} ms",
-            report.flips.delivered,
-            report.flips.expected,
-            report.flips.delivery.p50_ms,
-            report.flips.delivery.p99_ms
-        );
-    }
+    bar.note(&format!(
+        "bench classroom: flips delivered {}/{} p50 {:.1} ms p99 {:.1} ms",
+        report.flips.delivered,
+        report.flips.expected,
+        report.flips.delivery.p50_ms,
+        report.flips.delivery.p99_ms
+    ));
 
     // 3. A poll answered by everyone within the spread.
     let before = proc_sample(&a.server_pids);
@@ -661,12 +666,10 @@ pub async fn run(a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
         request: Latency::of(std::mem::take(&mut *answer_latency.lock())),
         cost: cost(&a.server_pids, before),
     };
-    if a.progress {
-        eprintln!(
-            "bench classroom: poll answered by {} in {:.1}s, exact tally: {}",
-            report.poll.answered, report.poll.answering_seconds, report.poll.tally_exact
-        );
-    }
+    bar.note(&format!(
+        "bench classroom: poll answered by {} in {:.1}s, exact tally: {}",
+        report.poll.answered, report.poll.answering_seconds, report.poll.tally_exact
+    ));
 
     // 4. Questions, then upvotes.
     let before = proc_sample(&a.server_pids);
@@ -983,15 +986,11 @@ fn string_field<'a>(hay: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     Some(&hay[start..start + len])
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
-fn cost(pids: &[u32], before: Option<super::ProcSample>) -> Cost {
+fn cost(pids: &[u32], before: Option<ProcSample>) -> Cost {
     let after = proc_sample(pids);
     Cost {
         server_cpu_s: before
@@ -1001,32 +1000,21 @@ fn cost(pids: &[u32], before: Option<super::ProcSample>) -> Cost {
     }
 }
 
+/// Moves the join bar every [`REDRAW`] until aborted or `stop`.
 fn spawn_progress(
-    on: bool,
-    what: &'static str,
+    bar: Progress,
     count: Arc<AtomicU64>,
     of: u64,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if !on {
-            return;
-        }
-        let t0 = Instant::now();
-        let mut tick = tokio::time::interval_at(
-            tokio::time::Instant::now() + Duration::from_secs(2),
-            Duration::from_secs(2),
-        );
+        let mut tick = tokio::time::interval(REDRAW);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            eprintln!(
-                "bench classroom {:>4.0}s: {what} {}/{of}",
-                t0.elapsed().as_secs_f64(),
-                count.load(Ordering::Relaxed)
-            );
+            bar.set(count.load(Ordering::Relaxed), of, String::new());
         }
     })
 }
