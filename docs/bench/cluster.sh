@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Cluster-mode benchmarks: `herald serve` nodes on one Redis (its own redis-server on
-# 127.0.0.1:6390, so that its CPU is counted) and PostgreSQL, measured with `herald bench`.
+# 127.0.0.1:6390, so that its CPU is counted) and PostgreSQL, measured with `herald-bench`.
 #
 #   docs/bench/cluster.sh fanout     # 2 nodes: subscribers on node 1, publishes to node 2;
 #                                    # server CPU summed over both nodes and Redis
 #   docs/bench/cluster.sh idle100k   # 6 nodes, 6 generators: 100 000 idle SSE connections
 #                                    # held at once (each process under 20 000 files)
 #
-# Run from the repository root after `cargo build --release`. Needs redis-server and a
-# PostgreSQL that trusts local connections (PG, default the `test` database). Writes
-# docs/bench/DATE-cluster-*.json and appends the summaries to DATE-cluster.log.
+# Run from the repository root after `cargo build --release` (herald and herald-bench).
+# Needs redis-server and a PostgreSQL that trusts local connections (PG, default the
+# `test` database). Writes docs/bench/DATE-cluster-*.json and appends the summaries to
+# DATE-cluster.log.
 set -euo pipefail
 MODE=${1:-fanout}
 B=${B:-target/release/herald}
+BENCH=${BENCH:-target/release/herald-bench}
 OUT=${OUT:-docs/bench}
 D=${DATE:-$(date +%F)}
 LOG=${LOG:-$OUT/$D-cluster.log}
@@ -61,8 +63,10 @@ echo "# $(date -Is) cluster $MODE: $NODES nodes on Redis :$RPORT and $PG; $(npro
 
 bench() { # NAME ARGS...
   local name=$1; shift
-  echo "== cluster $name: herald bench $*" | sed 's/--token [^ ]*/--token $TOKEN/; s/--key [^ ]*/--key $KEY/' | tee -a "$LOG"
-  "$B" bench "$@" --app "$APP" --token "$TOKEN" --key "$KEY" --deadline 300s --quiet \
+  # The app key is for the scenarios that publish (idle refuses flags it does not read).
+  local key=(--key "$KEY"); [ "$1" = idle ] && key=()
+  echo "== cluster $name: herald-bench $*" | sed 's/--token [^ ]*/--token $TOKEN/; s/--key [^ ]*/--key $KEY/' | tee -a "$LOG"
+  "$BENCH" "$@" --app "$APP" --token "$TOKEN" "${key[@]}" --deadline 300s --quiet \
     > "$OUT/$D-cluster-$name.json" 2> >(tee -a "$LOG" >&2)
   sleep 2
 }
@@ -83,8 +87,8 @@ case $MODE in
     PER=16667
     GEN=()
     for i in $(seq 1 "$NODES"); do
-      "$B" bench idle --connections $PER --hold 40s --url "http://127.0.0.1:$((18200 + i))" \
-        --server-pid "${NODE_PIDS[$((i - 1))]}" --app "$APP" --token "$TOKEN" --key "$KEY" \
+      "$BENCH" idle --connections $PER --hold 40s --url "http://127.0.0.1:$((18200 + i))" \
+        --server-pid "${NODE_PIDS[$((i - 1))]}" --app "$APP" --token "$TOKEN" \
         --deadline 300s --quiet > "$OUT/$D-cluster-idle100k-$i.json" 2> "$WORK/gen$i.log" &
       GEN+=($!)
     done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side fan-out benchmark: Herald, Nchan and the floor, measured with the same
-# tool (`herald bench`) and the same parameters, one server at a time, in one session.
-# Run from the repository root after `cargo build --release`; writes
+# tool (`herald-bench`) and the same parameters, one server at a time, in one session.
+# Run from the repository root after `cargo build --release` (herald, herald-bench and
+# herald-floor); writes
 # docs/bench/DATE-SERVER-SCENARIO-ROUND.json and a log of the summaries.
 # Usage: [SERVERS="herald nchan floor"] [ONLY="idle fanout ..."] docs/bench/side-by-side.sh [ROUNDS] (default 2). Needs root for Nchan's
 # start script (it installs nginx and libnginx-mod-nchan if missing).
@@ -9,6 +10,7 @@ set -euo pipefail
 ROUNDS=${1:-2}
 SERVERS=${SERVERS:-herald nchan floor}
 B=${B:-target/release/herald}
+BENCH=${BENCH:-target/release/herald-bench}
 FLOOR=${FLOOR:-target/release/herald-floor}
 NCHAN=${NCHAN:-../shared/peers/nchan/start.sh}
 OUT=${OUT:-docs/bench}
@@ -40,16 +42,19 @@ start_server() {
       for _ in $(seq 1 100); do grep -q '^    key:' /tmp/hb-sbs.out 2>/dev/null && break; sleep 0.1; done
       KEY=$(grep '^    key:' /tmp/hb-sbs.out | awk '{print $2}')
       TOKEN=$("$B" token --app demo --data-dir /tmp/hb-sbs --channel 'bench:*' --ttl 2h)
-      TARGET=(--url http://127.0.0.1:18095 --token "$TOKEN" --key "$KEY" --server-pid "$SPID")
+      TARGET=(--url http://127.0.0.1:18095 --token "$TOKEN" --server-pid "$SPID")
+      PUB=(--key "$KEY")
       ;;
     nchan)
       "$NCHAN"
-      TARGET=(--url http://127.0.0.1:8080 --pub-format raw --server-pids-of nginx)
+      TARGET=(--url http://127.0.0.1:8080 --server-pids-of nginx)
+      PUB=(--pub-format raw)
       ;;
     floor)
       "$FLOOR" --listen 127.0.0.1:18096 > /tmp/floor-sbs.out 2>&1 &
       SPID=$!
-      TARGET=(--url http://127.0.0.1:18096 --pub-format raw --server-pid "$SPID")
+      TARGET=(--url http://127.0.0.1:18096 --server-pid "$SPID")
+      PUB=(--pub-format raw)
       ;;
   esac
   sleep 1
@@ -83,10 +88,12 @@ bench() { # NAME ARGS...
   # ONLY="idle-ws ...": run just those (each on a freshly started server).
   if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
   local file=$OUT/$D-$srv-$name-$round.json
-  echo "== $srv $name round $round: herald bench $* ${TARGET[*]} $(sub_flags "$@")" | sed 's/--token [^ ]*/--token $TOKEN/; s/--key [^ ]*/--key $KEY/' | tee -a "$LOG"
+  # How to publish is for the scenarios that publish (idle refuses flags it does not read).
+  local pub=("${PUB[@]}"); [ "$1" = idle ] && pub=()
+  echo "== $srv $name round $round: herald-bench $* ${TARGET[*]} ${pub[*]} $(sub_flags "$@")" | sed 's/--token [^ ]*/--token $TOKEN/; s/--key [^ ]*/--key $KEY/' | tee -a "$LOG"
   wait_quiet
   # shellcheck disable=SC2046 # sub_flags is split on purpose
-  "$B" bench "$@" "${TARGET[@]}" $(sub_flags "$@") --deadline 300s --quiet > "$file" 2> >(tee -a "$LOG" >&2)
+  "$BENCH" "$@" "${TARGET[@]}" "${pub[@]}" $(sub_flags "$@") --deadline 300s --quiet > "$file" 2> >(tee -a "$LOG" >&2)
   sleep 2
 }
 
