@@ -150,23 +150,30 @@ pub struct Idle {
     measure: Measure,
 }
 
-/// `fanout`.
+/// What the delivering scenarios (fanout, churn, resume) share.
 #[derive(Args, Debug)]
-pub struct Fanout {
+pub struct Delivery {
     #[command(flatten)]
     server: Server,
     #[command(flatten)]
     subscribers: Subscribers,
     #[command(flatten)]
     messages: Messages,
-    /// Publish rate in messages per second (0: as fast as possible).
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
     /// Also draw the latency distribution and the throughput over time into this SVG file.
     #[arg(long, value_name = "PATH")]
     svg: Option<PathBuf>,
     #[command(flatten)]
     measure: Measure,
+}
+
+/// `fanout`.
+#[derive(Args, Debug)]
+pub struct Fanout {
+    #[command(flatten)]
+    delivery: Delivery,
+    /// Publish rate in messages per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
 }
 
 /// `publish`.
@@ -190,41 +197,23 @@ pub struct Publish {
 #[derive(Args, Debug)]
 pub struct Churn {
     #[command(flatten)]
-    server: Server,
-    #[command(flatten)]
-    subscribers: Subscribers,
-    #[command(flatten)]
-    messages: Messages,
+    delivery: Delivery,
     /// Publish rate in messages per second (0: as fast as possible).
     #[arg(long, default_value_t = 100)]
     rate: u64,
     /// Connections dropped and replaced per second (default: a tenth of --connections).
     #[arg(long)]
     churn_rate: Option<f64>,
-    /// Also draw the latency distribution and the throughput over time into this SVG file.
-    #[arg(long, value_name = "PATH")]
-    svg: Option<PathBuf>,
-    #[command(flatten)]
-    measure: Measure,
 }
 
 /// `resume`.
 #[derive(Args, Debug)]
 pub struct Resume {
     #[command(flatten)]
-    server: Server,
-    #[command(flatten)]
-    subscribers: Subscribers,
-    #[command(flatten)]
-    messages: Messages,
+    delivery: Delivery,
     /// Publish rate in messages per second (0: as fast as possible).
     #[arg(long, default_value_t = 100)]
     rate: u64,
-    /// Also draw the latency distribution, the throughput and the storm into this SVG file.
-    #[arg(long, value_name = "PATH")]
-    svg: Option<PathBuf>,
-    #[command(flatten)]
-    measure: Measure,
 }
 
 /// `classroom`.
@@ -280,34 +269,6 @@ pub enum Run {
 impl Command {
     /// What to run.
     pub fn into_run(self) -> Run {
-        let base = |scenario: Scenario, server: Server, measure: Measure| BenchArgs {
-            scenario,
-            url: server.url.trim_end_matches('/').to_owned(),
-            app: server.app,
-            token: server.token,
-            server_pids: measure.server_pids,
-            server_pids_of: measure.server_pids_of,
-            progress: !measure.quiet,
-            deadline: measure.deadline,
-            ..BenchArgs::default()
-        };
-        let subscribe = |a: &mut BenchArgs, s: Subscribers| {
-            a.connections = s.connections;
-            a.connect_concurrency = s.connect_concurrency;
-            a.channels = s.channels;
-            a.sub_url = s.sub_url;
-            a.transport = s.transport;
-            a.ws_frames = s.ws_subscribe_frame;
-            a.source_addresses = s.source_addresses;
-        };
-        let publish = |a: &mut BenchArgs, m: Messages| {
-            a.key = m.key;
-            a.pub_url = m.pub_url;
-            a.pub_format = m.pub_format;
-            a.headers = m.headers;
-            a.messages = m.messages;
-            a.size = m.size;
-        };
         let a = match self {
             Command::Idle(c) => {
                 let mut a = base(Scenario::Idle, c.server, c.measure);
@@ -315,14 +276,7 @@ impl Command {
                 a.hold = c.hold.unwrap_or(Duration::ZERO);
                 a
             }
-            Command::Fanout(c) => {
-                let mut a = base(Scenario::Fanout, c.server, c.measure);
-                subscribe(&mut a, c.subscribers);
-                publish(&mut a, c.messages);
-                a.rate = c.rate;
-                a.svg = c.svg;
-                a
-            }
+            Command::Fanout(c) => deliver(Scenario::Fanout, c.delivery, c.rate),
             Command::Publish(c) => {
                 let mut a = base(Scenario::Publish, c.server, c.measure);
                 publish(&mut a, c.messages);
@@ -330,23 +284,11 @@ impl Command {
                 a.concurrency = c.concurrency;
                 a
             }
-            Command::Churn(c) => {
-                let mut a = base(Scenario::Churn, c.server, c.measure);
-                subscribe(&mut a, c.subscribers);
-                publish(&mut a, c.messages);
-                a.rate = c.rate;
-                a.churn_rate = c.churn_rate;
-                a.svg = c.svg;
-                a
-            }
-            Command::Resume(c) => {
-                let mut a = base(Scenario::Resume, c.server, c.measure);
-                subscribe(&mut a, c.subscribers);
-                publish(&mut a, c.messages);
-                a.rate = c.rate;
-                a.svg = c.svg;
-                a
-            }
+            Command::Churn(c) => BenchArgs {
+                churn_rate: c.churn_rate,
+                ..deliver(Scenario::Churn, c.delivery, c.rate)
+            },
+            Command::Resume(c) => deliver(Scenario::Resume, c.delivery, c.rate),
             Command::Classroom(c) => {
                 return Run::Classroom(ClassroomArgs {
                     url: c.url.trim_end_matches('/').to_owned(),
@@ -366,6 +308,50 @@ impl Command {
         };
         Run::Messaging(Box::new(a))
     }
+}
+
+/// The arguments every messaging scenario has.
+fn base(scenario: Scenario, server: Server, measure: Measure) -> BenchArgs {
+    BenchArgs {
+        scenario,
+        url: server.url.trim_end_matches('/').to_owned(),
+        app: server.app,
+        token: server.token,
+        server_pids: measure.server_pids,
+        server_pids_of: measure.server_pids_of,
+        progress: !measure.quiet,
+        deadline: measure.deadline,
+        ..BenchArgs::default()
+    }
+}
+
+fn subscribe(a: &mut BenchArgs, s: Subscribers) {
+    a.connections = s.connections;
+    a.connect_concurrency = s.connect_concurrency;
+    a.channels = s.channels;
+    a.sub_url = s.sub_url;
+    a.transport = s.transport;
+    a.ws_frames = s.ws_subscribe_frame;
+    a.source_addresses = s.source_addresses;
+}
+
+fn publish(a: &mut BenchArgs, m: Messages) {
+    a.key = m.key;
+    a.pub_url = m.pub_url;
+    a.pub_format = m.pub_format;
+    a.headers = m.headers;
+    a.messages = m.messages;
+    a.size = m.size;
+}
+
+/// A delivering scenario: subscribers, messages at `rate`, maybe a chart.
+fn deliver(scenario: Scenario, d: Delivery, rate: u64) -> BenchArgs {
+    let mut a = base(scenario, d.server, d.measure);
+    subscribe(&mut a, d.subscribers);
+    publish(&mut a, d.messages);
+    a.rate = rate;
+    a.svg = d.svg;
+    a
 }
 
 #[cfg(test)]
