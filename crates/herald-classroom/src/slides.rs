@@ -40,7 +40,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use herald_protocol::ErrorCode;
 use herald_server::error::ApiError;
-use herald_server::request::{json_body, Query};
+use herald_server::request::{body_bytes, json_body, Query};
 use herald_store::classroom::{generate_id, DeckRow, FileRow};
 use herald_store::LiveState;
 use serde::{Deserialize, Serialize};
@@ -384,9 +384,12 @@ pub async fn upload(
     if announced.is_some_and(|n| n > MAX_UPLOAD_BYTES as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, MAX_UPLOAD_BYTES)
+    let bytes = body_bytes(body, MAX_UPLOAD_BYTES)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|e| match e.0.code {
+            ErrorCode::BodyTooLarge => too_large(),
+            _ => e,
+        })?;
     if bytes.is_empty() {
         return Err(invalid("the file is empty"));
     }

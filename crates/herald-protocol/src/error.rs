@@ -117,6 +117,9 @@ codes! {
     /// A WebSocket from which nothing (no frame, no pong) arrived for the idle
     /// timeout: closed; reconnect.
     IdleTimeout = ("idle_timeout", 408, 4008),
+    /// A request head or body that did not arrive within its time (or slower
+    /// than the least rate): answered, and the connection closed.
+    RequestTimeout = ("request_timeout", 408, 4408),
     /// An app of that name exists already.
     AppExists = ("app_exists", 409, 4409),
     /// An account with that email exists already.

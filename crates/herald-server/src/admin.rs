@@ -9,7 +9,7 @@ use herald_protocol::ErrorCode;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::request::{bearer, json_body};
+use crate::request::{bearer, body_bytes, json_body};
 use crate::AppState;
 
 fn check_admin(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -63,9 +63,7 @@ pub async fn rotate_app(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_admin(&s, &headers)?;
-    let bytes = axum::body::to_bytes(body, 4096)
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::BodyTooLarge, "the request body is over 4096 bytes"))?;
+    let bytes = body_bytes(body, 4096).await?;
     let r: Rotate = if bytes.iter().all(u8::is_ascii_whitespace) {
         Rotate::default()
     } else {

@@ -14,6 +14,7 @@ mod listener;
 pub mod longpoll;
 pub mod ops;
 pub mod request;
+mod socket;
 pub mod sse;
 mod subscribe;
 pub mod ws;
@@ -46,6 +47,12 @@ pub struct ServerOptions {
     /// travel in the URL or a header, never in cookies, so `*` exposes nothing;
     /// a list also limits WebSocket upgrades (see [`cors`]).
     pub cors_origins: Vec<String>,
+    /// The longest a client may take to send a whole request head.
+    pub request_head_timeout: Duration,
+    /// The longest a client may take to send a whole request body.
+    pub request_body_timeout: Duration,
+    /// The slowest a request body may arrive (bytes per second, averaged).
+    pub request_body_min_rate: u64,
 }
 
 impl Default for ServerOptions {
@@ -58,6 +65,9 @@ impl Default for ServerOptions {
             longpoll_max_timeout: Duration::from_secs(60),
             shutdown_deadline: Duration::from_secs(10),
             cors_origins: vec!["*".to_owned()],
+            request_head_timeout: Duration::from_secs(30),
+            request_body_timeout: Duration::from_secs(120),
+            request_body_min_rate: 1024,
         }
     }
 }
@@ -74,6 +84,10 @@ pub struct AppState {
 /// The whole router. `extra` is merged in (the binary adds static pages).
 pub fn router(state: AppState, extra: Router) -> Router {
     let cors = cors::CorsPolicy::new(&state.options.cors_origins).layer();
+    let clock = request::BodyClock {
+        timeout: state.options.request_body_timeout,
+        min_rate: state.options.request_body_min_rate,
+    };
     let api = Router::new()
         .route("/v1/apps/{app}/publish", post(api::publish))
         .route("/v1/apps/{app}/channels", get(api::channels))
@@ -93,6 +107,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(error::framework_errors))
+        .layer(axum::middleware::from_fn_with_state(clock, request::timed_body))
         .layer(cors)
 }
 

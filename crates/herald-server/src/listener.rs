@@ -24,8 +24,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::Router;
 use bytes::{Bytes, BytesMut};
-use herald_protocol::ErrorBody;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use herald_protocol::{ErrorBody, ErrorCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -36,13 +36,12 @@ use tracing::Instrument;
 use crate::cors::CorsPolicy;
 use crate::error::ApiError;
 use crate::request::Query;
+use crate::socket::{close_lingering, Shared};
 use crate::sse::{self, Opened, Stream};
 use crate::AppState;
 
 /// The longest request head read before handing the connection to hyper.
 const MAX_HEAD: usize = 16 * 1024;
-/// How long a new connection may take to send its first request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts connections until `shutdown` resolves, then drains (see `crate::serve`).
 pub(crate) async fn run(
@@ -54,7 +53,14 @@ pub(crate) async fn run(
     let node = state.node.clone();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let tracker = TaskTracker::new();
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A whole request head within the limit (a head sent a byte at a time is
+    // cut), on every request of a connection hyper serves.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.options.request_head_timeout);
+    let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -105,10 +111,28 @@ async fn connection(
     // Every step is boxed: a task's future is as large as its largest state, for
     // as long as it lives, so an idle SSE or WebSocket connection must not carry
     // the head reader's or hyper's state (docs/decisions.md, memory per connection).
-    let Some((head, complete)) = Box::pin(read_head(&mut stream)).await else {
-        return;
+    let limit = state.options.request_head_timeout;
+    let (head, complete) = match Box::pin(read_head(&mut stream, limit)).await {
+        Head::Read(head, complete) => (head, complete),
+        Head::Gone => return,
+        Head::TimedOut => {
+            let e = ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!("the request head did not arrive within {limit:?}"),
+            );
+            return Box::pin(answer_and_close(stream, error_response(&e, ""), &state)).await;
+        }
     };
     route(head, complete, stream, router, state, builder, watcher).await;
+}
+
+/// Writes a whole answer, then closes in stages (socket.rs).
+async fn answer_and_close(mut stream: TcpStream, bytes: Vec<u8>, state: &AppState) {
+    let write_timeout = state.options.ws_idle_timeout;
+    if let Ok(Ok(())) = tokio::time::timeout(write_timeout, stream.write_all(&bytes)).await {
+        drop(bytes);
+        close_lingering(stream).await;
+    }
 }
 
 type Boxed = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -131,33 +155,51 @@ fn route(
             };
         }
     }
+    // Shared, so that the socket is closed in stages once hyper is done with it
+    // (unless an upgraded WebSocket still holds it).
+    let socket = Arc::new(stream);
     let io = TokioIo::new(Prefixed {
         prefix: head.freeze(),
-        inner: stream,
+        inner: Shared(socket.clone()),
     });
     let conn = builder
         .serve_connection_with_upgrades(io, TowerToHyperService::new(router))
         .into_owned();
     Box::pin(async move {
         let _ = watcher.watch(conn).await;
+        if let Ok(stream) = Arc::try_unwrap(socket) {
+            Box::pin(close_lingering(stream)).await;
+        }
     })
 }
 
-/// Reads the first request head; None when the client left or sent nothing in
-/// time. The flag is false when the head is too long for this path (hyper answers).
-async fn read_head(stream: &mut TcpStream) -> Option<(BytesMut, bool)> {
+/// What came of reading the first request head.
+enum Head {
+    /// The bytes read, and false when the head is too long for this path
+    /// (hyper answers).
+    Read(BytesMut, bool),
+    /// The client left.
+    Gone,
+    /// The whole head did not arrive in time (one byte at a time is no excuse).
+    TimedOut,
+}
+
+/// Reads the first request head within `limit`, all reads together.
+async fn read_head(stream: &mut TcpStream, limit: Duration) -> Head {
+    let deadline = tokio::time::Instant::now() + limit;
     let mut head = BytesMut::with_capacity(1024);
     loop {
-        match tokio::time::timeout(HEAD_TIMEOUT, stream.read_buf(&mut head)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return None, // closed before a request
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut head)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Head::Gone,
             Ok(Ok(_)) => {}
-            Err(_) => return None, // nothing sent in time
+            Err(_) if head.is_empty() => return Head::Gone, // an idle connection: just close
+            Err(_) => return Head::TimedOut,
         }
         if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Some((head, true));
+            return Head::Read(head, true);
         }
         if head.len() >= MAX_HEAD {
-            return Some((head, false));
+            return Head::Read(head, false);
         }
     }
 }
@@ -245,17 +287,14 @@ enum Answer {
     Live(Box<Stream>, Vec<u8>),
 }
 
-async fn native_sse(mut stream: TcpStream, state: AppState, req: NativeRequest) {
+async fn native_sse(stream: TcpStream, state: AppState, req: NativeRequest) {
     let write_timeout = state.options.ws_idle_timeout;
     // Boxed, and everything the opening needs (the request, the query, the headers,
     // authentication, store and broker calls) ends with it: an open stream's task
     // holds only the stream (docs/decisions.md, memory per connection).
     let answer = Box::pin(open_native_sse(&state, req)).await;
     match answer {
-        Answer::Whole(bytes) => {
-            let _ = tokio::time::timeout(write_timeout, stream.write_all(&bytes)).await;
-            let _ = stream.shutdown().await;
-        }
+        Answer::Whole(bytes) => Box::pin(answer_and_close(stream, bytes, &state)).await,
         Answer::Live(st, head) => {
             let span = st.span();
             st.serve_native(stream, head, write_timeout)
@@ -321,8 +360,7 @@ async fn native_ws(mut stream: TcpStream, state: AppState, req: NativeRequest) {
         }
         (Err(e), _) | (_, Err(e)) => {
             let bytes = error_response(&e, &cors);
-            let _ = tokio::time::timeout(write_timeout, stream.write_all(&bytes)).await;
-            let _ = stream.shutdown().await;
+            Box::pin(answer_and_close(stream, bytes, &state)).await;
         }
     }
 }
@@ -330,7 +368,7 @@ async fn native_ws(mut stream: TcpStream, state: AppState, req: NativeRequest) {
 /// A stream that first yields bytes already read from it.
 struct Prefixed {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: Shared,
 }
 
 impl AsyncRead for Prefixed {

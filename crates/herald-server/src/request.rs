@@ -1,8 +1,15 @@
 //! Reading requests: query strings with repeated keys, bearer credentials,
 //! bounded JSON bodies. Every failure is an [`ApiError`] with the right code.
 
+use std::time::Duration;
+
 use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use herald_protocol::{ChannelName, Cursor, ErrorCode};
 use serde::de::DeserializeOwned;
 
@@ -99,13 +106,11 @@ pub fn token<'a>(headers: &'a HeaderMap, query: &'a Query) -> Option<&'a str> {
 }
 
 /// Reads a JSON body of at most `limit` bytes into `T`.
+///
+/// # Errors
+/// As [`body_bytes`]; `invalid_json` for an empty body or one that is not `T`.
 pub async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::BodyTooLarge,
-            format!("the request body is over the limit of {limit} bytes"),
-        )
-    })?;
+    let bytes = body_bytes(body, limit).await?;
     if bytes.is_empty() {
         return Err(ApiError::new(
             ErrorCode::InvalidJson,
@@ -118,4 +123,190 @@ pub async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<
             format!("the body is not valid JSON of the expected shape: {e}"),
         )
     })
+}
+
+/// Reads a whole body of at most `limit` bytes.
+///
+/// # Errors
+/// `body_too_large` over the limit, `request_timeout` when it came too slowly
+/// ([`timed_body`]), `bad_request` when it is malformed (a bad chunk size) or
+/// the client left mid-body.
+pub async fn body_bytes(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut out = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(body_error)?;
+        if out.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                ErrorCode::BodyTooLarge,
+                format!("the request body is over the limit of {limit} bytes"),
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+/// The answer for a body that could not be read.
+fn body_error(e: axum::Error) -> ApiError {
+    let mut inner: axum::BoxError = e.into_inner();
+    // A body wrapped by `timed_body` nests the transport's error once more.
+    loop {
+        if let Some(slow) = inner.downcast_ref::<BodyTooSlow>() {
+            return ApiError::new(ErrorCode::RequestTimeout, slow.to_string());
+        }
+        match inner.downcast::<axum::Error>() {
+            Ok(nested) => inner = nested.into_inner(),
+            Err(other) => {
+                return ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("the request body could not be read: {other}"),
+                )
+            }
+        }
+    }
+}
+
+/// After a body began, how long before [`BodyClock`] holds it to its least rate.
+pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a body was cut.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyTooSlow(String);
+
+/// The time and rate rules of a request body: whole within `timeout`, and,
+/// after [`BODY_RATE_GRACE`], at least `min_rate` bytes per second on average
+/// since it began (a body sent a byte at a time is cut).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyClock {
+    /// The longest the whole body may take.
+    pub timeout: Duration,
+    /// The least average rate, bytes per second (0: none).
+    pub min_rate: u64,
+}
+
+impl BodyClock {
+    /// Whether a body that began `elapsed` ago with `received` bytes so far
+    /// breaks a rule (the reason), or else when to look again (from its start).
+    pub fn verdict(&self, elapsed: Duration, received: u64) -> Result<Duration, BodyTooSlow> {
+        if elapsed >= self.timeout {
+            return Err(BodyTooSlow(format!(
+                "the request body did not arrive within {:?}",
+                self.timeout
+            )));
+        }
+        if self.min_rate == 0 {
+            return Ok(self.timeout);
+        }
+        // The body keeps to the rate until `received / min_rate` seconds in.
+        let covered = Duration::from_millis(received.saturating_mul(1000) / self.min_rate);
+        if elapsed >= BODY_RATE_GRACE && elapsed > covered {
+            return Err(BodyTooSlow(format!(
+                "the request body arrived slower than {} bytes per second",
+                self.min_rate
+            )));
+        }
+        let next = covered.max(BODY_RATE_GRACE).min(self.timeout);
+        // A hair past the point, so that the check after it decides.
+        Ok(next.saturating_add(Duration::from_millis(1)))
+    }
+
+    /// `body` under these rules: it ends with [`BodyTooSlow`] when it breaks one.
+    pub fn apply(self, body: Body) -> Body {
+        let started = tokio::time::Instant::now();
+        let state = (body.into_data_stream(), 0u64, false);
+        let stream = futures_util::stream::unfold(state, move |(mut inner, mut received, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let look_again = match self.verdict(started.elapsed(), received) {
+                    Ok(at) => started + at,
+                    Err(slow) => {
+                        let e: axum::BoxError = Box::new(slow);
+                        return Some((Err(e), (inner, received, true)));
+                    }
+                };
+                match tokio::time::timeout_at(look_again, inner.next()).await {
+                    Ok(Some(Ok(chunk))) => {
+                        received += chunk.len() as u64;
+                        return Some((Ok(chunk), (inner, received, false)));
+                    }
+                    Ok(Some(Err(e))) => {
+                        let e: axum::BoxError = Box::new(e);
+                        return Some((Err(e), (inner, received, true)));
+                    }
+                    Ok(None) => return None,
+                    Err(_) => {} // time to look again
+                }
+            }
+        });
+        Body::from_stream(stream)
+    }
+}
+
+/// Middleware: puts the body of every request that has one under the
+/// server's [`BodyClock`] (`request_body_timeout`, `request_body_min_rate`).
+pub async fn timed_body(State(clock): State<BodyClock>, req: Request, next: Next) -> Response {
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if !has_body {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    next.run(Request::from_parts(parts, clock.apply(body))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_held_to_its_time_and_rate() {
+        let clock = BodyClock {
+            timeout: Duration::from_secs(60),
+            min_rate: 1000,
+        };
+        let s = Duration::from_secs;
+        // Within the grace anything goes; the next look is at its end.
+        assert_eq!(clock.verdict(s(1), 0).unwrap(), s(5) + Duration::from_millis(1));
+        // 10 kB cover 10 s at 1000 B/s.
+        assert_eq!(
+            clock.verdict(s(6), 10_000).unwrap(),
+            s(10) + Duration::from_millis(1)
+        );
+        assert!(clock.verdict(s(6), 10_000).is_ok());
+        // Five bytes per second is cut once the grace is over.
+        assert!(clock.verdict(s(6), 30).is_err());
+        // However fast, never past the whole body's time.
+        assert!(clock.verdict(s(60), 10_000_000).is_err());
+        assert_eq!(
+            clock.verdict(s(1), 10_000_000).unwrap(),
+            s(60) + Duration::from_millis(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_ends_with_an_error() {
+        let clock = BodyClock {
+            timeout: Duration::from_millis(300),
+            min_rate: 0,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        tx.send(Ok(Bytes::from_static(b"abc"))).await.unwrap();
+        let body = clock.apply(Body::from_stream(tokio_stream_from(rx)));
+        let e = body_bytes(body, 1024).await.unwrap_err();
+        assert_eq!(e.0.code, ErrorCode::RequestTimeout);
+        drop(tx);
+    }
+
+    fn tokio_stream_from<T: Send + 'static>(
+        mut rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> + Send {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
 }

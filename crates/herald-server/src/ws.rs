@@ -10,10 +10,7 @@
 //! 4000-4999 mean "do not retry blindly"; 1012 means "server restarting,
 //! reconnect (elsewhere) with your cursors".
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, Request, State};
@@ -24,7 +21,7 @@ use herald_node::{ChannelPosition, Event, Session, Transport};
 use herald_protocol::frame::{self, Command};
 use herald_protocol::{ErrorBody, ErrorCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -33,6 +30,7 @@ use crate::cors::CorsPolicy;
 use crate::direct::{DirectWriter, Framing};
 use crate::error::ApiError;
 use crate::request::{token, Query};
+use crate::socket::Shared;
 use crate::AppState;
 
 mod codec;
@@ -129,47 +127,6 @@ pub(crate) async fn serve_native(socket: TcpStream, session: Session, s: AppStat
     session.set_direct(Box::new(writer));
     let span = tracing::debug_span!("conn", app = %session.app(), transport = "websocket", id = session.id());
     run(ws, session, s, Some(socket)).instrument(span).await;
-}
-
-/// A socket shared by the connection's task (through the codec) and the hub's
-/// direct writer, which only writes while the task has parked it.
-struct Shared(Arc<TcpStream>);
-
-impl AsyncRead for Shared {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.0.poll_read_ready(cx))?;
-            match self.0.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for Shared {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The socket closes when the last handle drops, after the close handshake.
-        Poll::Ready(Ok(()))
-    }
 }
 
 fn reply_ok(id: Option<u64>, ok: serde_json::Value) -> Option<String> {

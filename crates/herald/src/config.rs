@@ -98,6 +98,9 @@ struct FileTransport {
     ws_idle_timeout: Option<String>,
     longpoll_max_timeout: Option<String>,
     shutdown_deadline: Option<String>,
+    request_head_timeout: Option<String>,
+    request_body_timeout: Option<String>,
+    request_body_min_rate: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +337,17 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
             ds.shutdown_deadline,
         )?,
         cors_origins: ds.cors_origins.clone(),
+        request_head_timeout: duration(
+            "transport.request_head_timeout",
+            &t.request_head_timeout,
+            ds.request_head_timeout,
+        )?,
+        request_body_timeout: duration(
+            "transport.request_body_timeout",
+            &t.request_body_timeout,
+            ds.request_body_timeout,
+        )?,
+        request_body_min_rate: t.request_body_min_rate.unwrap_or(ds.request_body_min_rate),
     };
     if let Some(origins) = file.cors_origins {
         for o in &origins {

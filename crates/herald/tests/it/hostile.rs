@@ -355,3 +355,165 @@ async fn the_classroom_refuses_a_foreign_origin_even_with_its_csrf_token() {
     let (status, v) = ada.send(create(&server.url)).await;
     assert_eq!(status, 201, "{v}");
 }
+
+/// Sends `bytes` one at a time every `gap` until the server answers or closes,
+/// for at most 20 seconds; returns what it answered and how long after the start.
+async fn drip(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    gap: std::time::Duration,
+) -> (String, std::time::Duration) {
+    let started = tokio::time::Instant::now();
+    let mut answer = Vec::new();
+    for b in bytes {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            break;
+        }
+        if stream.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout(gap, stream.read(&mut chunk)).await {
+            Err(_) => continue,
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&chunk[..n]);
+                // Read the rest of the answer, up to the close.
+                let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+                break;
+            }
+        }
+    }
+    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+}
+
+#[tokio::test]
+async fn a_request_head_sent_a_byte_at_a_time_is_cut_at_the_head_timeout() {
+    let server =
+        TestServer::start_with(|c| c.server.request_head_timeout = std::time::Duration::from_secs(1)).await;
+    let host = server.url.strip_prefix("http://").unwrap().to_owned();
+    // One byte every 200 ms: each read is quick, the head never ends.
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Padding: {}",
+        "a".repeat(400)
+    );
+    // On a fresh connection (the native head reader) and on a connection that
+    // served a request first (hyper).
+    for after_request in [false, true] {
+        let mut stream = TcpStream::connect(&host).await.unwrap();
+        if after_request {
+            stream
+                .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut chunk = [0u8; 1024];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(String::from_utf8_lossy(&chunk[..n]).contains("200 OK"));
+        }
+        let (answer, took) = drip(
+            &mut stream,
+            head.as_bytes(),
+            std::time::Duration::from_millis(200),
+        )
+        .await;
+        assert!(
+            took < std::time::Duration::from_secs(8),
+            "after a request: {after_request}: the connection was cut after {took:?}"
+        );
+        if !after_request {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+            assert!(answer.contains("\"request_timeout\""), "{answer}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_body_sent_too_slowly_is_cut_with_408() {
+    let server =
+        TestServer::start_with(|c| c.server.request_body_timeout = std::time::Duration::from_secs(2)).await;
+    let app = server.create_app("acme").await;
+    let host = server.url.strip_prefix("http://").unwrap().to_owned();
+    let mut stream = TcpStream::connect(&host).await.unwrap();
+    let body = format!("{{\"channel\":\"room\",\"data\":\"{}\"}}", "x".repeat(500));
+    let head = format!(
+        "POST /v1/apps/acme/publish HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        app.key,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (answer, took) = drip(
+        &mut stream,
+        body.as_bytes(),
+        std::time::Duration::from_millis(200),
+    )
+    .await;
+    assert!(took < std::time::Duration::from_secs(8), "cut after {took:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    assert_eq!(server.history_offsets(&app, "room").await, Vec::<u64>::new());
+}
+
+#[tokio::test]
+async fn an_8_mib_publish_gets_its_413_not_a_reset() {
+    let server = TestServer::start().await;
+    let app = server.create_app("acme").await;
+    let host = server.url.strip_prefix("http://").unwrap().to_owned();
+    let body = format!("{{\"channel\":\"room\",\"data\":\"{}\"}}", "x".repeat(8 << 20));
+    for attempt in 0..3 {
+        // A simple client: it sends the whole request, then reads the answer.
+        // The server refuses after the first 128 KiB; if it then closed with
+        // the rest unread, the kernel would reset the connection and the
+        // client would lose the 413.
+        let mut stream = TcpStream::connect(&host).await.unwrap();
+        let head = format!(
+            "POST /v1/apps/acme/publish HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            app.key,
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let sent = tokio::time::timeout(WAIT, stream.write_all(body.as_bytes())).await;
+        assert!(
+            matches!(sent, Ok(Ok(()))),
+            "attempt {attempt}: sending the body: {sent:?}"
+        );
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "attempt {attempt}: reading the answer: {read:?}"
+        );
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "attempt {attempt}: {answer}");
+        assert!(answer.contains("\"body_too_large\""), "{answer}");
+    }
+    // A client that reads while it sends (reqwest) gets it too.
+    let res = reqwest::Client::new()
+        .post(server.app_url(&app, "/publish"))
+        .bearer_auth(&app.key)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+}
+
+#[tokio::test]
+async fn a_malformed_chunk_size_is_400_not_413() {
+    let server = TestServer::start().await;
+    let app = server.create_app("acme").await;
+    let host = server.url.strip_prefix("http://").unwrap().to_owned();
+    let mut stream = TcpStream::connect(&host).await.unwrap();
+    let req = format!(
+        "POST /v1/apps/acme/publish HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n",
+        app.key
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"bad_request\""), "{answer}");
+}
