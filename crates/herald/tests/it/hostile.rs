@@ -79,9 +79,25 @@ impl RawWs {
         };
         let answer = String::from_utf8_lossy(&buf[..end]).into_owned();
         if !answer.starts_with("HTTP/1.1 101") {
-            // The rest is the body: read it to the end for the caller.
+            // The rest is the body (the connection may stay open: read its length).
+            let length: usize = answer
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("a content-length");
             let mut rest = buf[end..].to_vec();
-            let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await;
+            while rest.len() < length {
+                let mut chunk = [0u8; 4096];
+                let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0, "the body ended early");
+                rest.extend_from_slice(&chunk[..n]);
+            }
             return (format!("{answer}{}", String::from_utf8_lossy(&rest)), None);
         }
         let rest = buf[end..].to_vec();
