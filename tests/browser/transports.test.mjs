@@ -103,3 +103,37 @@ test('refusals that retrying cannot fix end in disconnected, without a retry sto
     await context.close();
   }
 });
+
+test('a long-poll whose cursor is too long for a URL carries on in a POST body', async () => {
+  const { sign } = await import('./harness.mjs');
+  const token = sign(app, { sub: 'carol', channels: ['*'] });
+  const context = await browser.newContext();
+  const page = await openClient(context, server.url, { app: app.name, token, transports: ['longpoll'], channel: 'long:0' });
+  assert.equal(await connected(page), 'longpoll');
+  // 120 channels with 255-byte names: once each has a position, the cursor and
+  // the names pass 64 KiB, more than any URL may hold.
+  const names = Array.from({ length: 120 }, (_, i) => `long:${String(i).padStart(3, '0')}${'x'.repeat(247)}`);
+  await page.evaluate((names) => {
+    for (const n of names) window.h.subscribe(n, { onMessage: (m) => window.got.push(m) });
+  }, names);
+  const polls = [];
+  page.on('request', (r) => { if (r.url().includes('/poll')) polls.push(r.method()); });
+  for (let round = 1; round <= 2; round++) {
+    await until(async () => (await page.evaluate(() => window.h.state)) === 'connected', 10000, 'connected');
+    for (const channels of [names.slice(0, 100), names.slice(100)]) {
+      const res = await fetch(`${server.url}/v1/apps/${app.name}/publish`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${app.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ channels, data: { round } }),
+      });
+      assert.equal(res.status, 200);
+    }
+    await until(async () => (await page.evaluate(() => window.got.length)) >= 120 * round, 15000, `round ${round}`);
+  }
+  const got = await page.evaluate(() => window.got.map((m) => `${m.channel}/${m.offset}`));
+  assert.equal(got.length, 240, 'each message once');
+  assert.equal(new Set(got).size, 240);
+  assert.ok(polls.includes('POST'), `polls went as POST once the cursor grew: ${[...new Set(polls)]}`);
+  assert.equal(await page.evaluate(() => window.h.transport), 'longpoll');
+  await context.close();
+});

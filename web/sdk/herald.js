@@ -14,6 +14,9 @@
 // reload its state.
 
 const TRANSPORTS = ['websocket', 'sse', 'longpoll'];
+// A long-poll URL longer than this is sent as a POST body instead (common
+// proxies refuse request lines over 8 KiB; Herald's own limit is 64 KiB).
+const LONG_URL = 6000;
 const FATAL_HTTP = new Set([400, 403, 404]);
 
 function b64urlEncode(s) {
@@ -370,13 +373,23 @@ class LongPollTransport {
       const q = channels.map((ch) => `channel=${encodeURIComponent(ch)}`);
       const cursor = c._cursorOver(channels);
       if (cursor) q.push(`cursor=${encodeURIComponent(cursor)}`);
-      q.push(`timeout=${first ? 0 : c.opts.pollTimeout}`);
-      if (c._token) q.push(`token=${encodeURIComponent(c._token)}`);
+      const timeout = first ? 0 : c.opts.pollTimeout;
+      q.push(`timeout=${timeout}`);
+      const token = c._token ? `token=${encodeURIComponent(c._token)}` : '';
+      if (token) q.push(token);
       this.ctl = new AbortController();
       const timer = setTimeout(() => this.ctl.abort(), (first ? c.opts.openTimeout : (c.opts.pollTimeout * 1000 + 10000)));
+      let url = c._url(`/poll?${q.join('&')}`);
+      const init = { signal: this.ctl.signal, cache: 'no-store' };
+      if (url.length > LONG_URL) {
+        // Too long for proxies' request lines: channels and cursor go in a POST
+        // body (a text/plain body: no CORS preflight). docs/protocol.md, Long-poll.
+        url = c._url(`/poll?${token}`);
+        Object.assign(init, { method: 'POST', body: JSON.stringify({ channels, ...(cursor ? { cursor } : {}), timeout }) });
+      }
       let res;
       try {
-        res = await fetch(c._url(`/poll?${q.join('&')}`), { signal: this.ctl.signal, cache: 'no-store' });
+        res = await fetch(url, init);
       } catch {
         clearTimeout(timer);
         if (this.closed) return;

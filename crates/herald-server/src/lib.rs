@@ -95,7 +95,10 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .route("/v1/apps/{app}/channels/{channel}/presence", get(api::presence))
         .route("/v1/apps/{app}/stats", get(api::stats))
         .route("/v1/apps/{app}/events", get(sse::events))
-        .route("/v1/apps/{app}/poll", get(longpoll::poll))
+        .route(
+            "/v1/apps/{app}/poll",
+            get(longpoll::poll).post(longpoll::poll_body),
+        )
         .route("/v1/apps/{app}/ws", get(ws::upgrade))
         .route("/v1/admin/apps", post(admin::create_app).get(admin::list_apps))
         .route("/v1/admin/apps/{app}/rotate", post(admin::rotate_app))

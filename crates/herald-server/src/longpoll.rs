@@ -1,4 +1,6 @@
-//! Long-poll: `GET /v1/apps/{app}/poll?channel=a&cursor=C&timeout=25&token=T`.
+//! Long-poll: `GET /v1/apps/{app}/poll?channel=a&cursor=C&timeout=25&token=T`,
+//! or `POST /v1/apps/{app}/poll?token=T` with `{"channels":[…],"cursor":C,"timeout":25}`
+//! for cursors (and channel lists) too long for a URL (docs/decisions.md).
 //!
 //! Answers at once when something follows the cursor (messages or resets), else
 //! waits up to `timeout` seconds for the first live message, else answers with no
@@ -7,6 +9,7 @@
 
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -15,9 +18,10 @@ use herald_protocol::ErrorCode;
 use sha2_free::short_hash;
 
 use crate::error::ApiError;
-use crate::request::Query;
+use crate::request::{json_body, Query};
 use crate::subscribe::open;
 use crate::AppState;
+use serde::Deserialize;
 
 mod sha2_free {
     /// A short stable id for a token, so one client's polls share one presence entry.
@@ -32,6 +36,20 @@ mod sha2_free {
     }
 }
 
+/// The largest `POST …/poll` body: a cursor at its limit (128 KiB) and a
+/// connection's channels.
+pub const MAX_POLL_BODY: usize = 256 * 1024;
+
+/// The `POST …/poll` body: what the query string carries, without its limits.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollBody {
+    #[serde(default)]
+    channels: Vec<String>,
+    cursor: Option<String>,
+    timeout: Option<u64>,
+}
+
 /// `GET /v1/apps/{app}/poll`.
 pub async fn poll(
     State(s): State<AppState>,
@@ -39,7 +57,33 @@ pub async fn poll(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let query = Query::parse(q.as_deref());
+    serve(s, app, Query::parse(q.as_deref()), headers).await
+}
+
+/// `POST /v1/apps/{app}/poll`: the body's channels join the query's, its cursor
+/// and timeout win over the query's.
+pub async fn poll_body(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut query = Query::parse(q.as_deref());
+    let body: PollBody = json_body(body, MAX_POLL_BODY).await?;
+    for c in body.channels {
+        query.push("channel", c);
+    }
+    if let Some(c) = body.cursor {
+        query.push("cursor", c);
+    }
+    if let Some(t) = body.timeout {
+        query.push("timeout", t.to_string());
+    }
+    serve(s, app, query, headers).await
+}
+
+async fn serve(s: AppState, app: String, query: Query, headers: HeaderMap) -> Result<Response, ApiError> {
     let max = s.options.longpoll_max_timeout.as_secs();
     let timeout = query.number("timeout")?.unwrap_or(25.min(max));
     if timeout > max {

@@ -28,6 +28,11 @@ impl Query {
         )
     }
 
+    /// Adds a value of `key` (after those of the query string).
+    pub fn push(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
+    }
+
     /// The last value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0

@@ -533,3 +533,68 @@ async fn a_malformed_chunk_size_is_400_not_413() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("\"bad_request\""), "{answer}");
 }
+
+#[tokio::test]
+async fn a_cursor_too_long_for_a_url_polls_in_a_post_body() {
+    let server = TestServer::start().await;
+    let app = server.create_app("acme").await;
+    // 128 channels (the most a connection may hold) with 250-byte names: their
+    // cursor and names pass the 64 KiB a URL may hold.
+    let channels: Vec<String> = (0..128).map(|i| format!("c{i:03}{}", "x".repeat(246))).collect();
+    for chunk in channels.chunks(64) {
+        server
+            .publish_body(&app, serde_json::json!({"channels": chunk, "data": 1}))
+            .await;
+    }
+    let tok = user_token(&app, "alice");
+    let post = |body: serde_json::Value| {
+        server
+            .http
+            .post(server.app_url(&app, &format!("/poll?token={tok}")))
+            .body(body.to_string())
+            .send()
+    };
+    let res = post(serde_json::json!({"channels": channels, "timeout": 0}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.unwrap();
+    let cursor = v["cursor"].as_str().unwrap().to_owned();
+    assert!(cursor.len() > 40_000, "a long cursor: {}", cursor.len());
+    for chunk in channels.chunks(64) {
+        server
+            .publish_body(&app, serde_json::json!({"channels": chunk, "data": 2}))
+            .await;
+    }
+    // In the URL it does not fit.
+    let q: Vec<String> = channels.iter().map(|c| format!("channel={c}")).collect();
+    let url = format!(
+        "/v1/apps/acme/poll?{}&cursor={cursor}&timeout=0&token={tok}",
+        q.join("&")
+    );
+    assert!(url.len() > 65_536);
+    let host = server.url.strip_prefix("http://").unwrap();
+    let mut stream = TcpStream::connect(host).await.unwrap();
+    stream
+        .write_all(format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 414");
+    // In the body it does: every channel's second message, and nothing else.
+    let res = post(serde_json::json!({"channels": channels, "cursor": cursor, "timeout": 0}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.unwrap();
+    let got = v["messages"].as_array().unwrap();
+    assert_eq!(got.len(), 128, "{}", v["resets"]);
+    assert!(got.iter().all(|m| m["offset"] == 2 && m["data"] == 2));
+    // A body that is not the poll's shape is refused like any other.
+    let res = post(serde_json::json!({"channel": "a"})).await.unwrap();
+    assert_eq!(res.status(), 400);
+}
