@@ -55,6 +55,10 @@ pub enum ClassroomError {
     /// No live session with that id.
     #[error("no such live session")]
     SessionNotFound,
+    /// A log entry with that number exists already (another writer appended
+    /// first); nothing was appended.
+    #[error("the session log has an entry with that number already")]
+    LogConflict,
     /// The database could not be reached or answered with an error.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
@@ -290,29 +294,77 @@ pub struct LiveSession {
     pub updated_at: i64,
 }
 
+/// One entry of a live session's log, as stored: its number (1, 2, 3… per
+/// session), when it was appended, and its body (JSON, the classroom's
+/// business).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    /// Its number in the session's log.
+    pub seq: i64,
+    /// When it was appended, Unix milliseconds.
+    pub at: i64,
+    /// What it holds.
+    pub body: String,
+}
+
+/// A snapshot of a live session's whole state at entry `seq` of its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRow {
+    /// The live session.
+    pub session_id: String,
+    /// The last log entry it includes (0: none).
+    pub seq: i64,
+    /// The session channel's Herald cursor after that entry.
+    pub cursor: String,
+    /// The state, JSON (the classroom's business).
+    pub doc: String,
+    /// When it was written, Unix milliseconds.
+    pub at: i64,
+}
+
+/// A live session's columns that listings show, written with the log entry
+/// that changed them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveColumns {
+    /// Where it is in its life.
+    pub state: LiveState,
+    /// When it first went live.
+    pub started_at: Option<i64>,
+    /// When it ended.
+    pub ended_at: Option<i64>,
+}
+
 /// The cluster-wide lock of one live session, held for one change
 /// ([`ClassroomStore::lock_live_session`]), with the row as read under it.
 ///
-/// [`LiveLease::finish`] writes what [`LiveLease::save`] saved and releases
-/// the lock; dropping a lease unfinished releases it too and writes nothing
-/// (a read-only look, or a change given up).
+/// [`LiveLease::finish`] makes what [`LiveLease::append`] wrote durable and
+/// visible and releases the lock; dropping a lease unfinished releases it too
+/// and writes nothing (a read-only look, or a change given up).
 #[async_trait]
 pub trait LiveLease: Send + Sync {
     /// The session's row, read once the lock was held: the newest one.
     fn row(&self) -> &LiveSession;
 
-    /// Writes the row like [`ClassroomStore::save_live_session`], under the
-    /// lock; it is visible to others once [`LiveLease::finish`] returns.
+    /// The session's log entries after `after`, oldest first, at most `limit`,
+    /// read under the lock (so: every entry appended before it was granted).
     ///
     /// # Errors
-    /// [`ClassroomError::SessionNotFound`]; [`ClassroomError::Unavailable`]
-    /// (then the lease can only be dropped).
-    async fn save(&mut self, session: &LiveSession) -> Result<(), ClassroomError>;
+    /// [`ClassroomError::Unavailable`] (then the lease can only be dropped).
+    async fn log_after(&mut self, after: i64, limit: i64) -> Result<Vec<LogRow>, ClassroomError>;
 
-    /// Makes the saves durable and visible, and releases the lock.
+    /// Appends `rows` to the session's log like
+    /// [`ClassroomStore::append_live_log`], under the lock; visible to others
+    /// once [`LiveLease::finish`] returns.
     ///
     /// # Errors
-    /// [`ClassroomError::Unavailable`]: nothing saved through the lease was
+    /// [`ClassroomError::LogConflict`]; [`ClassroomError::Unavailable`] (then
+    /// the lease can only be dropped).
+    async fn append(&mut self, rows: &[LogRow], columns: Option<&LiveColumns>) -> Result<(), ClassroomError>;
+
+    /// Makes the appends durable and visible, and releases the lock.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`]: nothing appended through the lease was
     /// written; the lock is released anyway.
     async fn finish(self: Box<Self>) -> Result<(), ClassroomError>;
 }
@@ -579,6 +631,51 @@ pub trait ClassroomStore: Send + Sync + 'static {
     /// # Errors
     /// [`ClassroomError::SessionNotFound`]; [`ClassroomError::Unavailable`].
     async fn save_live_session(&self, session: &LiveSession) -> Result<(), ClassroomError>;
+
+    /// Whether several nodes may write live sessions through this store at
+    /// once, so that a change needs [`ClassroomStore::lock_live_session`]'s
+    /// lease and a node's copy may fall behind the log (PostgreSQL: yes;
+    /// SQLite, one node's file: no).
+    fn shared(&self) -> bool;
+
+    /// Appends `rows` to live session `session_id`'s log, all or none, in one
+    /// transaction with its `columns` when given.
+    ///
+    /// # Errors
+    /// [`ClassroomError::LogConflict`] (an entry of that number exists: nothing
+    /// appended); [`ClassroomError::SessionNotFound`];
+    /// [`ClassroomError::Unavailable`].
+    async fn append_live_log(
+        &self,
+        session_id: &str,
+        rows: &[LogRow],
+        columns: Option<&LiveColumns>,
+    ) -> Result<(), ClassroomError>;
+
+    /// Live session `session_id`'s log entries after `after`, oldest first, at
+    /// most `limit`.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn live_log(&self, session_id: &str, after: i64, limit: i64)
+        -> Result<Vec<LogRow>, ClassroomError>;
+
+    /// Writes a snapshot; one of the same session and `seq` is kept as it is.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`] (also when the session does not exist).
+    async fn save_live_snapshot(&self, snapshot: &SnapshotRow) -> Result<(), ClassroomError>;
+
+    /// The newest snapshot of live session `session_id` at or before entry
+    /// `at_most` (`None`: the newest of all).
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn live_snapshot(
+        &self,
+        session_id: &str,
+        at_most: Option<i64>,
+    ) -> Result<Option<SnapshotRow>, ClassroomError>;
 
     /// Takes the cluster-wide lock of live session `id` for one change, and
     /// reads its row under it ([`LiveLease`]). `None` when the engine needs no

@@ -31,7 +31,7 @@ use sqlx::{Connection, Postgres, Row};
 mod classroom;
 
 use crate::credentials::{self, AppRecord, NewCredentials};
-use crate::sql::{is_unique_violation, now_ms, unavailable};
+use crate::sql::{is_foreign_key_violation, is_unique_violation, now_ms, unavailable};
 use crate::store::{AppSummary, DailyUsage, Store, StoreError, UsageDelta};
 
 crate::sql::store_sql!(Postgres, PgRow);

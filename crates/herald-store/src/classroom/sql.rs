@@ -159,6 +159,77 @@ macro_rules! classroom_store {
             Ok(())
         }
 
+        /// Live session `session_id`'s log entries after `after` through `conn`.
+        async fn read_log<'e, E>(conn: E, session_id: &str, after: i64, limit: i64) -> Result<Vec<LogRow>, ClassroomError>
+        where
+            E: sqlx::Executor<'e, Database = $db>,
+        {
+            let rows = sqlx::query(
+                "SELECT seq, at, body FROM class_live_log WHERE session_id = $1 AND seq > $2 \
+                 ORDER BY seq LIMIT $3",
+            )
+            .bind(session_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(conn)
+            .await
+            .map_err(fail)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(LogRow {
+                        seq: r.try_get("seq")?,
+                        at: r.try_get("at")?,
+                        body: r.try_get("body")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(fail)
+        }
+
+        /// Appends `rows` (and writes `columns`) inside `tx`.
+        async fn append_log(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            session_id: &str,
+            rows: &[LogRow],
+            columns: Option<&LiveColumns>,
+        ) -> Result<(), ClassroomError> {
+            for r in rows {
+                let inserted = sqlx::query(
+                    "INSERT INTO class_live_log (session_id, seq, at, body) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(session_id)
+                .bind(r.seq)
+                .bind(r.at)
+                .bind(&r.body)
+                .execute(&mut **tx)
+                .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => return Err(ClassroomError::LogConflict),
+                    Err(e) if is_foreign_key_violation(&e) => return Err(ClassroomError::SessionNotFound),
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+            if let Some(c) = columns {
+                let updated = sqlx::query(
+                    "UPDATE class_live_sessions SET state = $2, started_at = $3, ended_at = $4, updated_at = $5 \
+                     WHERE id = $1",
+                )
+                .bind(session_id)
+                .bind(c.state.as_str())
+                .bind(c.started_at)
+                .bind(c.ended_at)
+                .bind(now_ms())
+                .execute(&mut **tx)
+                .await
+                .map_err(fail)?;
+                if updated.rows_affected() == 0 {
+                    return Err(ClassroomError::SessionNotFound);
+                }
+            }
+            Ok(())
+        }
+
         #[async_trait]
         impl ClassroomStore for $store {
             async fn create_user(&self, new: NewUser<'_>) -> Result<User, ClassroomError> {
@@ -575,6 +646,68 @@ macro_rules! classroom_store {
 
             async fn save_live_session(&self, s: &LiveSession) -> Result<(), ClassroomError> {
                 save_live(&self.pool, s).await
+            }
+
+            fn shared(&self) -> bool {
+                SHARED
+            }
+
+            async fn append_live_log(
+                &self,
+                session_id: &str,
+                rows: &[LogRow],
+                columns: Option<&LiveColumns>,
+            ) -> Result<(), ClassroomError> {
+                let mut tx = self.begin_write().await?;
+                append_log(&mut tx, session_id, rows, columns).await?;
+                tx.commit().await.map_err(fail)
+            }
+
+            async fn live_log(&self, session_id: &str, after: i64, limit: i64) -> Result<Vec<LogRow>, ClassroomError> {
+                read_log(&self.pool, session_id, after, limit).await
+            }
+
+            async fn save_live_snapshot(&self, snap: &SnapshotRow) -> Result<(), ClassroomError> {
+                sqlx::query(
+                    "INSERT INTO class_live_snapshots (session_id, seq, cursor, doc, at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (session_id, seq) DO NOTHING",
+                )
+                .bind(&snap.session_id)
+                .bind(snap.seq)
+                .bind(&snap.cursor)
+                .bind(&snap.doc)
+                .bind(snap.at)
+                .execute(&self.pool)
+                .await
+                .map_err(fail)?;
+                Ok(())
+            }
+
+            async fn live_snapshot(
+                &self,
+                session_id: &str,
+                at_most: Option<i64>,
+            ) -> Result<Option<SnapshotRow>, ClassroomError> {
+                let row = sqlx::query(
+                    "SELECT seq, cursor, doc, at FROM class_live_snapshots WHERE session_id = $1 AND seq <= $2 \
+                     ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(session_id)
+                .bind(at_most.unwrap_or(i64::MAX))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(fail)?;
+                row.map(|r| {
+                    Ok(SnapshotRow {
+                        session_id: session_id.to_owned(),
+                        seq: r.try_get("seq")?,
+                        cursor: r.try_get("cursor")?,
+                        doc: r.try_get("doc")?,
+                        at: r.try_get("at")?,
+                    })
+                })
+                .transpose()
+                .map_err(fail)
             }
 
             /// The engine's own (`lease`): the dialects differ most here.

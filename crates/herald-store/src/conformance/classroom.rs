@@ -9,8 +9,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::classroom::{
-    ClassroomError, ClassroomStore, CourseUpdate, DeckRow, FileRow, LiveState, NewUser, PollVote,
-    QuestionRow, Role, User, WebSession, JOIN_CODE_ALPHABET, JOIN_CODE_LEN,
+    ClassroomError, ClassroomStore, CourseUpdate, DeckRow, FileRow, LiveColumns, LiveState, LogRow, NewUser,
+    PollVote, QuestionRow, Role, SnapshotRow, User, WebSession, JOIN_CODE_ALPHABET, JOIN_CODE_LEN,
 };
 
 /// Runs every check of the suite, one after the other.
@@ -30,6 +30,7 @@ pub async fn run_all(store: &dyn ClassroomStore) {
     live_sessions(store).await;
     live_sessions_newest_first(store).await;
     live_session_leases(store).await;
+    live_session_log(store).await;
     questions_and_votes(store).await;
     decks_and_files(store).await;
     poll_votes(store).await;
@@ -438,11 +439,19 @@ pub async fn live_sessions(store: &dyn ClassroomStore) {
     assert!(matches!(r, Err(ClassroomError::SessionNotFound)), "{r:?}");
 }
 
+fn entry(seq: i64, body: &str) -> LogRow {
+    LogRow {
+        seq,
+        at: 1_000 + seq,
+        body: body.to_owned(),
+    }
+}
+
 /// `lock_live_session`: an engine answers `None` for every session (no
-/// cluster lock: SQLite), or leases that serialise one session's changes: a
-/// second lease of the same id waits until the first finishes (or is dropped)
-/// and reads what it saved; a lease of another id does not wait; a dropped
-/// lease writes nothing.
+/// cluster lock: SQLite) and says it is not `shared`, or leases that
+/// serialise one session's changes: a second lease of the same id waits until
+/// the first finishes (or is dropped) and reads what it appended; a lease of
+/// another id does not wait; a dropped lease writes nothing.
 pub async fn live_session_leases(store: &dyn ClassroomStore) {
     let owner = new_user(store, &format!("k.{}@example.org", suffix()), "K").await;
     let course = store.create_course("Leases", &owner.id).await.unwrap();
@@ -450,10 +459,12 @@ pub async fn live_session_leases(store: &dyn ClassroomStore) {
     let other = store.create_live_session(&course.id, "B", "{}").await.unwrap();
     let Some(mut first) = store.lock_live_session(&s.id).await.expect("lock_live_session") else {
         // No cluster lock: never one, for any session.
+        assert!(!store.shared(), "an engine without leases is not shared");
         assert!(store.lock_live_session(&other.id).await.unwrap().is_none());
         assert!(store.lock_live_session("s_missing").await.unwrap().is_none());
         return;
     };
+    assert!(store.shared(), "an engine with leases is shared");
     assert_eq!(first.row(), &s);
     let r = store.lock_live_session("s_missing").await;
     assert!(matches!(r, Err(ClassroomError::SessionNotFound)), "{:?}", r.err());
@@ -473,11 +484,17 @@ pub async fn live_session_leases(store: &dyn ClassroomStore) {
     assert_eq!(elsewhere.row(), &other);
     drop(elsewhere);
 
-    let mut saved = s.clone();
-    saved.doc = r#"{"hands":[1]}"#.to_owned();
-    saved.cursor = "c1".to_owned();
-    saved.updated_at = s.updated_at + 1;
-    first.save(&saved).await.expect("save under the lease");
+    assert!(first.log_after(0, 10).await.unwrap().is_empty());
+    let columns = LiveColumns {
+        state: LiveState::Live,
+        started_at: Some(5),
+        ended_at: None,
+    };
+    first
+        .append(&[entry(1, "{\"a\":1}")], Some(&columns))
+        .await
+        .expect("append under the lease");
+    assert_eq!(first.log_after(0, 10).await.unwrap(), [entry(1, "{\"a\":1}")]);
     assert!(
         tokio::time::timeout(wait, &mut second).await.is_err(),
         "still waiting while the first lease is held"
@@ -488,31 +505,126 @@ pub async fn live_session_leases(store: &dyn ClassroomStore) {
         .expect("the second lease is granted once the first finished")
         .unwrap()
         .expect("a lease");
-    assert_eq!(second.row(), &saved, "read under the lock: the newest row");
-    assert_eq!(store.live_session(&s.id).await.unwrap(), Some(saved.clone()));
+    assert_eq!(
+        second.row().state,
+        LiveState::Live,
+        "read under the lock: the newest row"
+    );
+    assert_eq!(
+        second.log_after(0, 10).await.unwrap(),
+        [entry(1, "{\"a\":1}")],
+        "read under the lock: every entry appended before"
+    );
+    let r = second.append(&[entry(1, "{}")], None).await;
+    assert!(matches!(r, Err(ClassroomError::LogConflict)), "{r:?}");
+    drop(second);
 
     // Dropped unfinished: nothing written, the lock released.
-    let mut dropped = saved.clone();
-    dropped.doc = r#"{"hands":[2]}"#.to_owned();
-    dropped.updated_at += 1;
-    second.save(&dropped).await.unwrap();
-    drop(second);
-    let third = tokio::time::timeout(wait * 10, store.lock_live_session(&s.id))
+    let mut third = tokio::time::timeout(wait * 10, store.lock_live_session(&s.id))
         .await
         .expect("a dropped lease releases the lock")
         .unwrap()
         .expect("a lease");
-    assert_eq!(third.row(), &saved, "a dropped lease wrote nothing");
-    third.finish().await.unwrap();
-    let mut ghost = saved.clone();
-    let mut lease = store
-        .lock_live_session(&other.id)
+    third.append(&[entry(2, "{}")], None).await.unwrap();
+    drop(third);
+    let mut fourth = tokio::time::timeout(wait * 10, store.lock_live_session(&s.id))
         .await
+        .expect("a dropped lease releases the lock")
         .unwrap()
         .expect("a lease");
-    ghost.id = "s_missing".to_owned();
-    let r = lease.save(&ghost).await;
-    assert!(matches!(r, Err(ClassroomError::SessionNotFound)), "{r:?}");
+    assert_eq!(
+        fourth.log_after(1, 10).await.unwrap(),
+        [],
+        "a dropped lease wrote nothing"
+    );
+    fourth
+        .append(&[entry(2, "{}"), entry(3, "{}")], None)
+        .await
+        .unwrap();
+    fourth.finish().await.unwrap();
+    assert_eq!(store.live_log(&s.id, 1, 10).await.unwrap().len(), 2);
+}
+
+/// The session log: entries appended all or none, read after a number in
+/// order and by pages, a number taken twice refused (nothing appended), the
+/// session's columns written with an entry; snapshots kept per number, the
+/// newest at or before a number found.
+pub async fn live_session_log(store: &dyn ClassroomStore) {
+    let owner = new_user(store, &format!("g.{}@example.org", suffix()), "G").await;
+    let course = store.create_course("Log", &owner.id).await.unwrap();
+    let s = store.create_live_session(&course.id, "A", "{}").await.unwrap();
+    let other = store.create_live_session(&course.id, "B", "{}").await.unwrap();
+    assert!(store.live_log(&s.id, 0, 10).await.unwrap().is_empty());
+    store
+        .append_live_log(&s.id, &[entry(1, "{\"x\":\"é\"}"), entry(2, "{}")], None)
+        .await
+        .expect("append_live_log");
+    store
+        .append_live_log(&other.id, &[entry(1, "{}")], None)
+        .await
+        .unwrap();
+    let columns = LiveColumns {
+        state: LiveState::Ended,
+        started_at: Some(7),
+        ended_at: Some(9),
+    };
+    store
+        .append_live_log(&s.id, &[entry(3, "{}")], Some(&columns))
+        .await
+        .unwrap();
+    let got = store.live_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.state, got.started_at, got.ended_at),
+        (LiveState::Ended, Some(7), Some(9))
+    );
+    let all = store.live_log(&s.id, 0, 10).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(all[0], entry(1, "{\"x\":\"é\"}"));
+    assert_eq!(store.live_log(&s.id, 1, 1).await.unwrap(), [entry(2, "{}")]);
+    assert!(store.live_log(&s.id, 3, 10).await.unwrap().is_empty());
+
+    // A taken number refuses the whole batch.
+    let r = store
+        .append_live_log(&s.id, &[entry(4, "{}"), entry(3, "{}")], None)
+        .await;
+    assert!(matches!(r, Err(ClassroomError::LogConflict)), "{r:?}");
+    assert!(
+        store.live_log(&s.id, 3, 10).await.unwrap().is_empty(),
+        "all or none"
+    );
+    let r = store.append_live_log("s_missing", &[entry(1, "{}")], None).await;
+    assert!(
+        matches!(
+            r,
+            Err(ClassroomError::SessionNotFound | ClassroomError::Unavailable(_))
+        ),
+        "{r:?}"
+    );
+
+    assert_eq!(store.live_snapshot(&s.id, None).await.unwrap(), None);
+    let snap = |seq: i64, doc: &str| SnapshotRow {
+        session_id: s.id.clone(),
+        seq,
+        cursor: format!("c{seq}"),
+        doc: doc.to_owned(),
+        at: 100 + seq,
+    };
+    store
+        .save_live_snapshot(&snap(2, "{\"two\":2}"))
+        .await
+        .expect("save_live_snapshot");
+    store.save_live_snapshot(&snap(0, "{}")).await.unwrap();
+    store.save_live_snapshot(&snap(2, "{\"again\":1}")).await.unwrap();
+    assert_eq!(
+        store.live_snapshot(&s.id, None).await.unwrap(),
+        Some(snap(2, "{\"two\":2}")),
+        "kept as it was"
+    );
+    assert_eq!(
+        store.live_snapshot(&s.id, Some(1)).await.unwrap(),
+        Some(snap(0, "{}"))
+    );
+    assert_eq!(store.live_snapshot(&other.id, None).await.unwrap(), None);
 }
 
 /// A course's live sessions are listed newest first, and only that course's.

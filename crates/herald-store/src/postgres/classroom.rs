@@ -10,12 +10,16 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 
-use super::{is_unique_violation, now_ms, PgStore};
+use super::{is_foreign_key_violation, is_unique_violation, now_ms, PgStore};
 use crate::classroom::{
     generate_id, generate_join_code, sort_roster, ClassroomError, ClassroomStore, Course, CourseUpdate,
-    CourseWithRole, DeckRow, Enrolment, FileRow, LiveLease, LiveSession, LiveState, Member, NewUser,
-    PollVote, QuestionRow, Role, User, UserLogin, Vote, WebSession, MAX_ATTEMPTS,
+    CourseWithRole, DeckRow, Enrolment, FileRow, LiveColumns, LiveLease, LiveSession, LiveState, LogRow,
+    Member, NewUser, PollVote, QuestionRow, Role, SnapshotRow, User, UserLogin, Vote, WebSession,
+    MAX_ATTEMPTS,
 };
+
+/// Several nodes may share the database: changes take a lease.
+const SHARED: bool = true;
 
 crate::classroom::classroom_store!(PgStore, Postgres, PgRow);
 
@@ -108,8 +112,13 @@ impl LiveLease for PgLiveLease {
         &self.row
     }
 
-    async fn save(&mut self, session: &LiveSession) -> Result<(), ClassroomError> {
-        save_live(&mut *self.tx, session).await
+    async fn log_after(&mut self, after: i64, limit: i64) -> Result<Vec<LogRow>, ClassroomError> {
+        read_log(&mut *self.tx, &self.row.id, after, limit).await
+    }
+
+    async fn append(&mut self, rows: &[LogRow], columns: Option<&LiveColumns>) -> Result<(), ClassroomError> {
+        let id = self.row.id.clone();
+        append_log(&mut self.tx, &id, rows, columns).await
     }
 
     async fn finish(self: Box<Self>) -> Result<(), ClassroomError> {

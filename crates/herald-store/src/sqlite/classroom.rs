@@ -8,12 +8,16 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{is_unique_violation, now_ms, SqliteStore};
+use super::{is_foreign_key_violation, is_unique_violation, now_ms, SqliteStore};
 use crate::classroom::{
     generate_id, generate_join_code, sort_roster, ClassroomError, ClassroomStore, Course, CourseUpdate,
-    CourseWithRole, DeckRow, Enrolment, FileRow, LiveLease, LiveSession, LiveState, Member, NewUser,
-    PollVote, QuestionRow, Role, User, UserLogin, Vote, WebSession, MAX_ATTEMPTS,
+    CourseWithRole, DeckRow, Enrolment, FileRow, LiveColumns, LiveLease, LiveSession, LiveState, LogRow,
+    Member, NewUser, PollVote, QuestionRow, Role, SnapshotRow, User, UserLogin, Vote, WebSession,
+    MAX_ATTEMPTS,
 };
+
+/// One node only uses a SQLite file.
+const SHARED: bool = false;
 
 crate::classroom::classroom_store!(SqliteStore, Sqlite, SqliteRow);
 
