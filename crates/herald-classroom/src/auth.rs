@@ -19,7 +19,7 @@
 //! included: only this server's pages and the listed `cors_origins` may act
 //! with the visitor's cookies.
 
-use crate::live::now_ms;
+use crate::clock::now_ms;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{COOKIE, SET_COOKIE};

@@ -9,12 +9,12 @@
 //! | student | join and leave a group in `pick` mode (while `live`) |
 //! | observer | watch |
 //!
-//! Everything lives in the session's document ([`GroupsState`], no table of its
+//! Everything lives in the session's state ([`GroupsState`], no table of its
 //! own), so every change goes through the sequencer ([`crate::live`]): it is
-//! checked against the document under the session's lock, then ONE event
+//! checked against the state under the session's lock, then ONE event
 //! `groups` on `class:{sid}` carries the **whole new state** (names, members
-//! with their names, mode, end time, latest broadcasts: small), and the
-//! document is saved with its cursor. A client replaces its copy; the
+//! with their names, mode, end time, latest broadcasts: small), and so does
+//! the log entry. A client replaces its copy; the
 //! snapshot's `groups` field is the same value. Groups are not secret in a
 //! classroom: every member of the course sees every group and its members.
 //!
@@ -37,8 +37,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth::SignedIn;
-use crate::live::{self, Doc, Locked};
-use crate::sessions::{session_role, snapshot, staff, Viewer};
+use crate::clock::now_ms;
+use crate::live::{self, Audience, Feature, Locked, View, Viewer};
+use crate::sessions::{enter, snapshot, Actor};
 use crate::{json, store_error, ClassroomState};
 
 /// Most groups in one breakout.
@@ -254,11 +255,24 @@ pub fn routes() -> Router<ClassroomState> {
         .route("/classroom/api/sessions/{sid}/groups/{gid}/join", post(join))
 }
 
-/// The groups fields of a snapshot for `viewer`: the whole state, the same for
-/// everyone (a screen finds its own group by its user id).
-pub(crate) fn snapshot_fields(doc: &Doc, viewer: &Viewer, out: &mut Map<String, Value>) {
-    let _ = viewer;
-    out.insert("groups".into(), json!(doc.groups));
+impl Feature for GroupsState {
+    const KEY: &'static str = "groups";
+    /// The whole new state (small: it is also every `groups` event's data).
+    type Change = GroupsState;
+
+    fn apply(&mut self, change: GroupsState) {
+        *self = change;
+    }
+
+    /// The whole state, the same for everyone (a screen finds its own group by
+    /// its user id).
+    fn snapshot(&self, _: &View<'_>, out: &mut Map<String, Value>) {
+        out.insert("groups".into(), json!(self));
+    }
+
+    fn from_legacy(old: &Map<String, Value>) -> Self {
+        crate::live::doc::field(old, "groups").unwrap_or_default()
+    }
 }
 
 fn invalid(message: &str) -> ApiError {
@@ -313,7 +327,7 @@ fn valid_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<Strin
 fn timer(duration_s: Option<i64>) -> Result<Option<i64>, ApiError> {
     match duration_s {
         None => Ok(None),
-        Some(s) if (1..=MAX_TIMER_S).contains(&s) => Ok(Some(live::now_ms() + s * 1000)),
+        Some(s) if (1..=MAX_TIMER_S).contains(&s) => Ok(Some(now_ms() + s * 1000)),
         Some(_) => Err(invalid(&format!("duration_s must be 1 to {MAX_TIMER_S} seconds"))),
     }
 }
@@ -376,32 +390,40 @@ async fn open<'a>(
     who: &SignedIn,
     staff_action: bool,
 ) -> Result<(Viewer, Locked<'a>), ApiError> {
-    let role = session_role(state, sid, who).await?;
-    let viewer = Viewer::new(who, role);
     if staff_action {
-        staff(role, "run breakout groups")?;
-    } else if role != Role::Student {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only students join and leave groups; staff move people instead",
-        ));
+        enter(
+            state,
+            sid,
+            who,
+            Actor::Staff("run breakout groups"),
+            "breakout groups cannot be changed any more",
+        )
+        .await
+    } else {
+        enter(
+            state,
+            sid,
+            who,
+            Actor::Student("join and leave groups; staff move people instead"),
+            "groups are joined and left only while it is live",
+        )
+        .await
     }
-    let locked = state.live.lock(sid).await?;
-    crate::sessions::allowed_now(
-        locked.doc().state,
-        staff_action,
-        "breakout groups cannot be changed any more",
-        "groups are joined and left only while it is live",
-    )?;
-    Ok((viewer, locked))
+}
+
+/// The groups as they are now, to build the next state from.
+fn current(locked: &Locked<'_>) -> Result<GroupsState, ApiError> {
+    Ok(locked.get::<GroupsState>()?.clone())
 }
 
 /// Publishes `groups` with the whole new state (unless nothing changed) and
 /// answers the caller's snapshot.
-async fn commit(locked: &mut Locked<'_>, next: Doc, viewer: &Viewer) -> Result<Response, ApiError> {
-    if next.groups != locked.doc().groups {
-        let data = json!({ "groups": next.groups });
-        locked.commit(next, "groups", data).await?;
+async fn commit(locked: &mut Locked<'_>, next: GroupsState, viewer: &Viewer) -> Result<Response, ApiError> {
+    if next != *locked.get::<GroupsState>()? {
+        let data = json!({ "groups": next });
+        locked.apply::<GroupsState>(next)?;
+        locked.publish(Audience::All, "groups", data)?;
+        locked.commit().await?;
     }
     Ok(Json(snapshot(locked, viewer)).into_response())
 }
@@ -441,14 +463,13 @@ pub async fn set_up(
             members,
         });
     }
-    let mut next = locked.doc().clone();
-    next.groups = GroupsState {
+    let next = GroupsState {
         mode,
         groups,
         ends_at,
         broadcasts: Vec::new(),
     };
-    tracing::info!(session = %sid, groups = next.groups.groups.len(), by = %who.user.id, "breakout groups set up");
+    tracing::info!(session = %sid, groups = next.groups.len(), by = %who.user.id, "breakout groups set up");
     commit(&mut locked, next, &viewer).await
 }
 
@@ -529,8 +550,7 @@ pub async fn split(
         None => (1..=count).map(|i| format!("Group {i}")).collect(),
     };
     people.shuffle(&mut rand::thread_rng());
-    let mut next = locked.doc().clone();
-    next.groups = GroupsState {
+    let next = GroupsState {
         mode,
         groups: deal(people, names),
         ends_at,
@@ -551,11 +571,11 @@ pub async fn settings(
     let req: Settings = json(body).await?;
     let mode = GroupMode::parse(&req.mode)?;
     let (viewer, mut locked) = open(&state, &sid, &who, true).await?;
-    let mut next = locked.doc().clone();
-    if !next.groups.active() {
+    let mut next = current(&locked)?;
+    if !next.active() {
         return Err(not_running());
     }
-    next.groups.mode = mode;
+    next.mode = mode;
     commit(&mut locked, next, &viewer).await
 }
 
@@ -567,8 +587,7 @@ pub async fn end(
     Path(sid): Path<String>,
 ) -> Result<Response, ApiError> {
     let (viewer, mut locked) = open(&state, &sid, &who, true).await?;
-    let mut next = locked.doc().clone();
-    next.groups = GroupsState::default();
+    let next = GroupsState::default();
     tracing::info!(session = %sid, by = %who.user.id, "breakouts ended");
     commit(&mut locked, next, &viewer).await
 }
@@ -583,11 +602,10 @@ pub async fn rename(
     let req: Rename = json(body).await?;
     let name = valid_name(&req.name)?;
     let (viewer, mut locked) = open(&state, &sid, &who, true).await?;
-    let mut next = locked.doc().clone();
-    let i = next.groups.group(&gid)?;
+    let mut next = current(&locked)?;
+    let i = next.group(&gid)?;
     let key = name.to_lowercase();
     if next
-        .groups
         .groups
         .iter()
         .any(|g| g.id != gid && g.name.to_lowercase() == key)
@@ -596,7 +614,7 @@ pub async fn rename(
             "another group is named \"{name}\"; give each group its own name"
         )));
     }
-    next.groups.groups[i].name = name;
+    next.groups[i].name = name;
     commit(&mut locked, next, &viewer).await
 }
 
@@ -610,16 +628,13 @@ pub async fn add_member(
 ) -> Result<Response, ApiError> {
     let req: AddMember = json(body).await?;
     let (viewer, mut locked) = open(&state, &sid, &who, true).await?;
-    let i = locked.doc().groups.group(&gid)?;
+    let i = locked.get::<GroupsState>()?.group(&gid)?;
     let member = student(&students(&locked).await?, &req.user_id)?;
-    let mut next = locked.doc().clone();
-    let already = next.groups.groups[i]
-        .members
-        .iter()
-        .any(|m| m.user_id == member.user_id);
+    let mut next = current(&locked)?;
+    let already = next.groups[i].members.iter().any(|m| m.user_id == member.user_id);
     if !already {
         tracing::info!(session = %sid, group = %gid, user = %member.user_id, by = %who.user.id, "moved into a group");
-        next.groups.place(i, member);
+        next.place(i, member);
     }
     commit(&mut locked, next, &viewer).await
 }
@@ -632,9 +647,9 @@ pub async fn remove_member(
     Path((sid, gid, user_id)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (viewer, mut locked) = open(&state, &sid, &who, true).await?;
-    let mut next = locked.doc().clone();
-    let i = next.groups.group(&gid)?;
-    next.groups.groups[i].members.retain(|m| m.user_id != user_id);
+    let mut next = current(&locked)?;
+    let i = next.group(&gid)?;
+    next.groups[i].members.retain(|m| m.user_id != user_id);
     commit(&mut locked, next, &viewer).await
 }
 
@@ -646,18 +661,14 @@ pub async fn join(
     Path((sid, gid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (viewer, mut locked) = open(&state, &sid, &who, false).await?;
-    let i = locked.doc().groups.group(&gid)?;
+    let i = locked.get::<GroupsState>()?.group(&gid)?;
     picking(&locked)?;
-    let mut next = locked.doc().clone();
-    if next.groups.groups[i]
-        .members
-        .iter()
-        .any(|m| m.user_id == who.user.id)
-    {
+    let mut next = current(&locked)?;
+    if next.groups[i].members.iter().any(|m| m.user_id == who.user.id) {
         return commit(&mut locked, next, &viewer).await;
     }
     picks_within_rate(&state, &who)?;
-    next.groups.place(
+    next.place(
         i,
         GroupMember {
             user_id: who.user.id.clone(),
@@ -675,19 +686,19 @@ pub async fn leave(
     Path(sid): Path<String>,
 ) -> Result<Response, ApiError> {
     let (viewer, mut locked) = open(&state, &sid, &who, false).await?;
-    if !locked.doc().groups.active() {
+    if !locked.get::<GroupsState>()?.active() {
         return Err(not_running());
     }
     picking(&locked)?;
-    let mut next = locked.doc().clone();
-    if next.groups.remove(&who.user.id) {
+    let mut next = current(&locked)?;
+    if next.remove(&who.user.id) {
         picks_within_rate(&state, &who)?;
     }
     commit(&mut locked, next, &viewer).await
 }
 
 fn picking(locked: &Locked<'_>) -> Result<(), ApiError> {
-    if locked.doc().groups.mode == GroupMode::Pick {
+    if locked.get::<GroupsState>()?.mode == GroupMode::Pick {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -725,19 +736,19 @@ pub async fn extend(
         return Err(invalid(&format!("extend_s must be 1 to {MAX_EXTEND_S} seconds")));
     }
     let (viewer, mut locked) = open(&state, &sid, &who, true).await?;
-    let mut next = locked.doc().clone();
-    if !next.groups.active() {
+    let mut next = current(&locked)?;
+    if !next.active() {
         return Err(not_running());
     }
-    let now = live::now_ms();
-    let ends_at = next.groups.ends_at.unwrap_or(now).max(now) + req.extend_s * 1000;
+    let now = now_ms();
+    let ends_at = next.ends_at.unwrap_or(now).max(now) + req.extend_s * 1000;
     if ends_at - now > MAX_TIMER_S * 1000 {
         return Err(invalid(&format!(
             "the timer can end at most {} hours from now",
             MAX_TIMER_S / 3600
         )));
     }
-    next.groups.ends_at = Some(ends_at);
+    next.ends_at = Some(ends_at);
     tracing::info!(session = %sid, extend_s = req.extend_s, by = %who.user.id, "breakout timer extended");
     commit(&mut locked, next, &viewer).await
 }
@@ -758,8 +769,8 @@ pub async fn broadcast(
         )));
     }
     let (viewer, mut locked) = open(&state, &sid, &who, true).await?;
-    let mut next = locked.doc().clone();
-    if !next.groups.active() {
+    let mut next = current(&locked)?;
+    if !next.active() {
         return Err(not_running());
     }
     if !state
@@ -771,12 +782,12 @@ pub async fn broadcast(
             format!("at most {BROADCASTS_PER_MINUTE} broadcasts a minute; wait a little"),
         ));
     }
-    let kept = &mut next.groups.broadcasts;
+    let kept = &mut next.broadcasts;
     kept.push(Broadcast {
         id: generate_id("b_"),
         text: text.to_owned(),
         by: who.user.name.clone(),
-        at: live::now_ms(),
+        at: now_ms(),
     });
     if kept.len() > KEPT_BROADCASTS {
         kept.drain(..kept.len() - KEPT_BROADCASTS);

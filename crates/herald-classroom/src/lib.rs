@@ -1,28 +1,36 @@
-//! The live classroom: accounts, courses and enrolment, live sessions with
-//! raised hands (and later questions, polls and slides), with their HTTP API
-//! under `/classroom/api/`.
+//! The live classroom: accounts, courses and enrolment, live sessions and
+//! their features, with their HTTP API under `/classroom/api/`.
 //!
-//! One module per noun: [`accounts`] (sign-up, sign-in, sign-out, who am I),
-//! [`auth`] (the session cookie and the CSRF check every state-changing request
-//! passes), [`courses`] (courses, join codes, the roster and roles),
-//! [`sessions`] (live sessions over HTTP), [`questions`] (Q&A) and [`live`] (the per-session
-//! sequencer that publishes their events and saves their documents). Rows live
-//! in a [`ClassroomStore`]; errors are herald-server's [`ApiError`], so a refusal
+//! One module per noun: [`accounts`] (sign-up, sign-in, sign-out, who am I,
+//! guests), [`auth`] (the session cookie and the CSRF check every
+//! state-changing request passes), [`courses`] (courses, join codes, the
+//! roster and roles), [`sessions`] (live sessions over HTTP: life, snapshot,
+//! token, log), [`demo`] (a demo lesson in one call). A live session is made of
+//! features, listed in [`features`]: [`hands`], [`roles`], [`here`] (who is
+//! here), [`questions`] (Q&A), [`slides`], [`polls`], [`groups`]. The
+//! sequencer [`live`] runs every change of a session, records it in the
+//! session log and publishes its events; it knows no feature. Rows live in a
+//! [`ClassroomStore`]; errors are herald-server's [`ApiError`], so a refusal
 //! here looks like a refusal anywhere else in Herald.
 //!
-//! The model later slices follow (docs/classroom.md, "Design"): every change is a
-//! row in the store plus an append to the session's channel; every screen loads a
+//! The model (docs/classroom.md, "Design"): every change is one entry in the
+//! session's log plus events on the session's channels; every screen loads a
 //! snapshot carrying a cursor, then subscribes from that cursor.
 
 pub mod accounts;
 pub mod auth;
+pub mod clock;
 pub mod courses;
 pub mod demo;
+pub mod export;
+pub mod features;
 pub mod groups;
+pub mod hands;
 pub mod here;
 pub mod live;
 pub mod polls;
 pub mod questions;
+pub mod roles;
 pub mod sessions;
 pub mod slides;
 
@@ -30,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{get, post};
 use axum::Router;
 use herald_node::{Node, NodeError};
 use herald_protocol::ErrorCode;
@@ -93,7 +101,7 @@ impl ClassroomState {
         node: Node,
     ) -> Result<Self, NodeError> {
         Ok(Self {
-            live: Arc::new(live::Live::new(node, store.clone())?),
+            live: live::Live::new(node, store.clone(), features::registrations())?,
             store,
             options: Arc::new(options),
             hashing: Arc::new(Semaphore::new(MAX_CONCURRENT_HASHES)),
@@ -131,56 +139,9 @@ pub fn routes(state: ClassroomState) -> Router {
         .route("/classroom/api/sessions/{sid}/pause", post(sessions::pause))
         .route("/classroom/api/sessions/{sid}/resume", post(sessions::resume))
         .route("/classroom/api/sessions/{sid}/end", post(sessions::end))
-        .route(
-            "/classroom/api/sessions/{sid}/hand",
-            post(sessions::raise_hand).delete(sessions::lower_own_hand),
-        )
-        .route(
-            "/classroom/api/sessions/{sid}/hands",
-            delete(sessions::lower_all_hands),
-        )
-        .route(
-            "/classroom/api/sessions/{sid}/hands/{user_id}",
-            delete(sessions::lower_hand),
-        )
-        .route(
-            "/classroom/api/sessions/{sid}/roster/{user_id}",
-            post(sessions::set_role),
-        )
         .route("/classroom/api/sessions/{sid}/token", get(sessions::token))
-        .route(
-            "/classroom/api/sessions/{sid}/activity",
-            post(sessions::set_activity),
-        )
-        .route("/classroom/api/sessions/{sid}/qa", patch(questions::settings))
-        .route("/classroom/api/sessions/{sid}/questions", post(questions::ask))
-        .route(
-            "/classroom/api/sessions/{sid}/questions.csv",
-            get(questions::export_csv),
-        )
-        .route(
-            "/classroom/api/sessions/{sid}/questions.md",
-            get(questions::export_md),
-        )
-        .route(
-            "/classroom/api/sessions/{sid}/questions/{qid}",
-            patch(questions::edit).delete(questions::withdraw),
-        )
-        .route(
-            "/classroom/api/sessions/{sid}/questions/{qid}/vote",
-            post(questions::vote).delete(questions::unvote),
-        )
-        .route(
-            "/classroom/api/sessions/{sid}/questions/{qid}/state",
-            post(questions::set_state),
-        )
-        .route(
-            "/classroom/api/sessions/{sid}/questions/{qid}/answer",
-            post(questions::answer),
-        )
-        .merge(slides::routes())
-        .merge(polls::routes())
-        .merge(groups::routes())
+        .route("/classroom/api/sessions/{sid}/log", get(sessions::log))
+        .merge(features::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::same_origin,
@@ -210,6 +171,10 @@ fn store_error(e: ClassroomError) -> ApiError {
             "a course must keep at least one trainer; make someone else trainer first",
         ),
         ClassroomError::SessionNotFound => live::not_found(),
+        ClassroomError::LogConflict => ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "this session was changed on another server meanwhile; try again",
+        ),
         ClassroomError::Unavailable(detail) => {
             tracing::warn!(%detail, "classroom store unavailable");
             ApiError::new(

@@ -9,19 +9,20 @@
 //! Staff changes go through the sequencer like every other change: ONE event
 //! `polls` on `class:{sid}` with the audience's views of the polls that
 //! changed, the same event with staff views on the staff channel
-//! `class:{sid}.staff`, document and cursor saved.
+//! `class:{sid}.staff`, one entry in the session log.
 //!
 //! **The hot path: answers.** Thousands of students answer within seconds,
-//! so an answer publishes nothing and does not save the document: under the
-//! session's lock it writes its row (`class_poll_votes`, one per user and
-//! poll: that makes it durable), puts it in the document in memory
-//! ([`Locked::stage`]) and, unless one is pending, schedules a flush
-//! [`live::COALESCE_WINDOW`] later ([`Live::coalesce`]). The flush takes the lock and commits ONE
-//! `poll.tally` event with the tallies of the polls whose answers changed
-//! (which saves the document), then notifies the staff channel. So a session
-//! publishes at most 4 tally events a second whatever its audience.
-//! [`on_load`] rebuilds every poll's answers from the rows, so a crash
-//! between an answer and its flush loses nothing.
+//! so an answer publishes nothing itself: under the session's lock it is
+//! applied and appended to the log (that makes it durable: one small entry)
+//! and marks its poll changed ([`PollsState::dirty`]); the sequencer then
+//! commits ONE `poll.tally` event with the tallies of the polls whose answers
+//! changed in the next quarter second ([`crate::live::coalesce`]), and the
+//! same with the results on the staff channel. So a session publishes at most
+//! 4 tally events a second whatever its audience.
+//!
+//! **Timers.** A timed poll's end is a deadline ([`Feature::deadlines`]):
+//! every node holding the session arms it, and the first to fire closes the
+//! poll.
 //!
 //! **Who sees what.** Results are computed from the answers (one per user: a
 //! changed answer replaces, never counts twice). The audience gets a poll's
@@ -35,8 +36,7 @@
 pub(crate) mod csv;
 pub mod model;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -46,22 +46,227 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use herald_protocol::ErrorCode;
 use herald_server::error::ApiError;
-use herald_store::classroom::{generate_id, PollVote};
-use herald_store::{LiveState, Role};
-use serde::Deserialize;
+use herald_store::classroom::generate_id;
+use herald_store::{ClassroomStore, LiveSession, LiveState, Role};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth::SignedIn;
-use crate::live::{self, Doc, Live, Locked};
-use crate::sessions::{session_role, snapshot, staff, Viewer};
+use crate::clock::now_ms;
+use crate::live::{Audience, BoxFuture, Feature, Locked, View, Viewer};
+use crate::sessions::{enter, session_role, snapshot, staff, Actor};
 use crate::{json, store_error, ClassroomState};
 
-pub use model::{Answer, Answers, Entry, Names, Poll, PollKind, PollState, PollsState, SharedMap};
+pub use model::{Answer, Answers, Entry, Names, Poll, PollKind, PollState, PollsState};
 
 /// Polls a session may hold.
 pub const MAX_POLLS: usize = 50;
 /// Answers (and changes of answer) a user may send per minute (per node).
 pub const ANSWERS_PER_MINUTE: usize = 30;
+
+/// A change of the polls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PollsChange {
+    /// A draft created.
+    Created(Poll),
+    /// A poll opened at `at`; a poll open before closes.
+    Opened {
+        /// The poll.
+        id: String,
+        /// When.
+        at: i64,
+    },
+    /// A poll closed at `at` (by staff, or by its timer: at its time).
+    Closed {
+        /// The poll.
+        id: String,
+        /// When.
+        at: i64,
+    },
+    /// Results shown to the audience, or hidden.
+    Shown {
+        /// The poll.
+        id: String,
+        /// Shown.
+        visible: bool,
+    },
+    /// Every answer deleted.
+    Reset {
+        /// The poll.
+        id: String,
+    },
+    /// The poll deleted, with its answers.
+    Deleted {
+        /// The poll.
+        id: String,
+    },
+    /// A student's answer, replacing theirs (coalesced).
+    Answered {
+        /// The poll.
+        id: String,
+        /// Who.
+        user_id: String,
+        /// Their name, for the leaderboard and the export.
+        name: String,
+        /// The answer.
+        entry: Entry,
+    },
+    /// The coalesced tallies of these polls went out.
+    Tallied {
+        /// The polls.
+        ids: Vec<String>,
+    },
+}
+
+/// Closes `p` at `at` (its timer's time if that came first).
+fn close(p: &mut Poll, at: i64) {
+    p.closed_at = Some(p.closes_at.map_or(at, |c| c.min(at)));
+    p.state = PollState::Closed;
+    p.closes_at = None;
+}
+
+impl Feature for PollsState {
+    const KEY: &'static str = "polls";
+    type Change = PollsChange;
+
+    fn apply(&mut self, change: PollsChange) {
+        match change {
+            PollsChange::Created(poll) => {
+                self.dirty.remove(&poll.id);
+                self.polls.push(poll);
+            }
+            PollsChange::Opened { id, at } => {
+                for p in self.polls.iter_mut() {
+                    if p.state == PollState::Open {
+                        close(p, at);
+                    }
+                }
+                if let Some(p) = self.find_mut(&id) {
+                    p.state = PollState::Open;
+                    p.opened_at = Some(at);
+                    p.closed_at = None;
+                    p.closes_at = p.duration_s.map(|d| at + i64::from(d) * 1000);
+                }
+            }
+            PollsChange::Closed { id, at } => {
+                if let Some(p) = self.find_mut(&id) {
+                    if p.state == PollState::Open {
+                        close(p, at);
+                    }
+                }
+            }
+            PollsChange::Shown { id, visible } => {
+                if let Some(p) = self.find_mut(&id) {
+                    p.visible = visible;
+                }
+            }
+            PollsChange::Reset { id } => {
+                if let Some(p) = self.find_mut(&id) {
+                    p.answers.clear();
+                }
+                self.dirty.remove(&id);
+            }
+            PollsChange::Deleted { id } => {
+                self.polls.retain(|p| p.id != id);
+                self.dirty.remove(&id);
+            }
+            PollsChange::Answered {
+                id,
+                user_id,
+                name,
+                entry,
+            } => {
+                if let Some(p) = self.find_mut(&id) {
+                    p.answers.insert(user_id.clone(), entry);
+                    if self.names.get(&user_id) != Some(&name) {
+                        self.names.insert(user_id, name);
+                    }
+                    self.dirty.insert(id);
+                }
+            }
+            PollsChange::Tallied { ids } => {
+                for id in ids {
+                    self.dirty.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn snapshot(&self, view: &View<'_>, out: &mut Map<String, Value>) {
+        snapshot_fields(self, view.viewer, view.now, out);
+    }
+
+    fn from_legacy(old: &Map<String, Value>) -> Self {
+        crate::live::doc::field(old, "polls").unwrap_or_default()
+    }
+
+    fn restore<'a>(
+        &'a mut self,
+        store: &'a dyn ClassroomStore,
+        session: &'a LiveSession,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(restore(self, store, session))
+    }
+
+    fn pending(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    fn flush(tx: &mut Locked<'_>) -> Result<bool, ApiError> {
+        let polls = tx.get::<PollsState>()?;
+        if polls.dirty.is_empty() {
+            return Ok(false);
+        }
+        let ids: Vec<String> = polls.dirty.iter().cloned().collect();
+        let mut public = Map::new();
+        let mut staff = Map::new();
+        let mut quiz = false;
+        for id in &ids {
+            let p = polls.find(id);
+            quiz |= p.is_some_and(|p| p.correct.is_some());
+            public.insert(
+                id.clone(),
+                p.filter(|p| p.state != PollState::Draft)
+                    .map_or(Value::Null, |p| p.tally(false)),
+            );
+            staff.insert(id.clone(), p.map_or(Value::Null, |p| p.tally(true)));
+        }
+        let mut staff_data = json!({ "tallies": staff });
+        if quiz {
+            staff_data["leaderboard"] = polls.leaderboard();
+        }
+        tx.apply::<PollsState>(PollsChange::Tallied { ids })?;
+        tx.publish(Audience::All, "poll.tally", json!({ "tallies": public }))?;
+        tx.notify(Audience::Staff, "poll.tally", staff_data)?;
+        Ok(true)
+    }
+
+    fn deadlines(&self, out: &mut Vec<(String, i64)>) {
+        for p in &self.polls {
+            if let (PollState::Open, Some(at)) = (p.state, p.closes_at) {
+                out.push((p.id.clone(), at));
+            }
+        }
+    }
+
+    fn due(tx: &mut Locked<'_>, key: &str, at: i64) -> Result<(), ApiError> {
+        let still = tx
+            .get::<PollsState>()?
+            .find(key)
+            .is_some_and(|p| p.state == PollState::Open && p.closes_at == Some(at));
+        if !still {
+            return Ok(());
+        }
+        let was_public = was_public(tx.get::<PollsState>()?, &[key]);
+        tx.apply::<PollsState>(PollsChange::Closed {
+            id: key.to_owned(),
+            at,
+        })?;
+        tracing::info!(session = %tx.session().id, poll = %key, "timed poll closed");
+        queue(tx, &[key], was_public)
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,7 +289,7 @@ pub fn routes() -> Router<ClassroomState> {
             get(show).delete(remove),
         )
         .route("/classroom/api/sessions/{sid}/polls/{pid}/open", post(open))
-        .route("/classroom/api/sessions/{sid}/polls/{pid}/close", post(close))
+        .route("/classroom/api/sessions/{sid}/polls/{pid}/close", post(close_now))
         .route("/classroom/api/sessions/{sid}/polls/{pid}/reveal", post(reveal))
         .route("/classroom/api/sessions/{sid}/polls/{pid}/reset", post(reset))
         .route("/classroom/api/sessions/{sid}/polls/{pid}/answer", post(answer))
@@ -93,49 +298,44 @@ pub fn routes() -> Router<ClassroomState> {
 /// The polls fields of a snapshot for `viewer`: `polls` (views by id; staff
 /// see drafts too), and `leaderboard` for staff, `my_poll_answers` and
 /// `my_score` for everyone else.
-pub(crate) fn snapshot_fields(doc: &Doc, viewer: &Viewer, out: &mut Map<String, Value>) {
-    let now = live::now_ms();
+fn snapshot_fields(state: &PollsState, viewer: &Viewer, now: i64, out: &mut Map<String, Value>) {
     let mut polls = Map::new();
     let mut mine = Map::new();
     let mut score = 0;
-    for p in &doc.polls.polls {
+    for p in &state.polls {
         if p.state == PollState::Draft && !viewer.staff {
             continue;
         }
         polls.insert(p.id.clone(), p.view(now, viewer.staff));
         if let Some(e) = p.answers.get(&viewer.user_id) {
-            let m = p.mine(&e, now);
+            let m = p.mine(e, now);
             score += m["score"].as_i64().unwrap_or(0);
             mine.insert(p.id.clone(), m);
         }
     }
     out.insert("polls".into(), Value::Object(polls));
     if viewer.staff {
-        out.insert("leaderboard".into(), doc.polls.leaderboard());
+        out.insert("leaderboard".into(), state.leaderboard());
     } else {
         out.insert("my_poll_answers".into(), Value::Object(mine));
         out.insert("my_score".into(), json!(score));
     }
 }
 
-/// Brings a document loaded from the store up to date with the poll answers
-/// saved after it (answers are rows first, the document is saved coalesced):
-/// every poll's answers become exactly its rows; names missing are taken from
-/// the course roster.
-///
-/// # Errors
-/// `store_unavailable`.
-pub(crate) async fn on_load(
-    store: &dyn herald_store::ClassroomStore,
-    row: &herald_store::LiveSession,
-    doc: &mut Doc,
+/// Brings a state from an old document up to date with the poll answers
+/// written as rows before the session log (answers were rows first, the
+/// document saved coalesced): every poll's answers become exactly its rows;
+/// names missing are taken from the course roster.
+async fn restore(
+    state: &mut PollsState,
+    store: &dyn ClassroomStore,
+    row: &LiveSession,
 ) -> Result<(), ApiError> {
-    if doc.polls.polls.is_empty() {
+    if state.polls.is_empty() {
         return Ok(());
     }
     let votes = store.poll_votes_of_session(&row.id).await.map_err(store_error)?;
-    let mut by_poll: std::collections::HashMap<&str, std::collections::BTreeMap<String, Entry>> =
-        std::collections::HashMap::new();
+    let mut by_poll: HashMap<&str, BTreeMap<String, Entry>> = HashMap::new();
     for v in &votes {
         match serde_json::from_str::<model::RowAnswer>(&v.answer) {
             Ok(a) => {
@@ -154,21 +354,18 @@ pub(crate) async fn on_load(
         }
     }
     let mut missing = false;
-    for p in &mut doc.polls.polls {
+    for p in &mut state.polls {
         let answers = by_poll.remove(p.id.as_str()).unwrap_or_default();
-        if *p.answers.read() != answers {
+        if p.answers != answers {
             tracing::info!(session = %row.id, poll = %p.id, rows = answers.len(), doc = p.answers.len(), "poll answers rebuilt from their rows");
-            doc.polls.dirty.insert(p.id.clone());
+            state.dirty.insert(p.id.clone());
         }
-        // New answers in any case: never share them with a copy loaded before.
-        p.answers = Answers::new(answers);
-        missing |= p.answers.read().keys().any(|u| !doc.polls.names.contains_key(u));
+        p.answers = answers;
+        missing |= p.answers.keys().any(|u| !state.names.contains_key(u));
     }
     if missing {
         for m in store.roster(&row.course_id).await.map_err(store_error)? {
-            if !doc.polls.names.contains_key(&m.user_id) {
-                doc.polls.names.insert(m.user_id, m.name);
-            }
+            state.names.entry(m.user_id).or_insert(m.name);
         }
     }
     Ok(())
@@ -189,196 +386,57 @@ async fn staff_lock<'a>(
     sid: &str,
     who: &SignedIn,
 ) -> Result<(Viewer, Locked<'a>), ApiError> {
-    let role = session_role(state, sid, who).await?;
-    staff(role, "run polls")?;
-    let locked = state.live.lock(sid).await?;
-    if locked.doc().state == LiveState::Ended {
-        return Err(crate::sessions::invalid_state(
-            LiveState::Ended,
-            "polls cannot be changed any more; export them instead",
-        ));
-    }
-    Ok((Viewer::new(who, role), locked))
+    enter(
+        state,
+        sid,
+        who,
+        Actor::Staff("run polls"),
+        "polls cannot be changed any more; export them instead",
+    )
+    .await
 }
 
-fn index_of(doc: &Doc, pid: &str) -> Result<usize, ApiError> {
-    doc.polls
-        .polls
-        .iter()
-        .position(|p| p.id == pid)
-        .ok_or_else(not_found)
+fn find<'p>(state: &'p PollsState, pid: &str) -> Result<&'p Poll, ApiError> {
+    state.find(pid).ok_or_else(not_found)
 }
 
-/// Publishes a staff change of the polls `ids`: `polls` on the session's
-/// channel with the audience's views (`null`: gone, or a draft; nothing at all
-/// when only drafts changed: the document is saved without an event), then
-/// the same with staff views (and the leaderboard when a quiz changed) on the
-/// staff channel.
-async fn publish(locked: &mut Locked<'_>, mut next: Doc, ids: &[String]) -> Result<(), ApiError> {
-    let now = live::now_ms();
+/// Whether any of `ids` is a poll the audience sees (not a draft).
+fn was_public(state: &PollsState, ids: &[&str]) -> bool {
+    ids.iter()
+        .any(|id| state.find(id).is_some_and(|p| p.state != PollState::Draft))
+}
+
+/// Queues the events of a staff change of the polls `ids`: `polls` on the
+/// session's channel with the audience's views (`null`: gone, or a draft),
+/// then the same with staff views (and the leaderboard when a quiz changed) on
+/// the staff channel. A draft created, changed or deleted is nothing to the
+/// audience (`was_public` false and still a draft): only the staff's event.
+fn queue(tx: &mut Locked<'_>, ids: &[&str], was_public: bool) -> Result<(), ApiError> {
+    let now = now_ms();
+    let polls = tx.get::<PollsState>()?;
     let mut public = Map::new();
     let mut staff = Map::new();
     let mut quiz = false;
     for id in ids {
-        next.polls.dirty.remove(id);
-        let p = next.polls.find(id);
+        let p = polls.find(id);
         quiz |= p.is_some_and(|p| p.correct.is_some());
         public.insert(
-            id.clone(),
+            (*id).to_owned(),
             p.filter(|p| p.state != PollState::Draft)
                 .map_or(Value::Null, |p| p.view(now, false)),
         );
-        staff.insert(id.clone(), p.map_or(Value::Null, |p| p.view(now, true)));
+        staff.insert((*id).to_owned(), p.map_or(Value::Null, |p| p.view(now, true)));
     }
     let mut staff_data = json!({ "polls": staff });
-    if quiz || ids.iter().any(|id| next.polls.find(id).is_none()) {
-        staff_data["leaderboard"] = next.polls.leaderboard();
+    if quiz || ids.iter().any(|id| polls.find(id).is_none()) {
+        staff_data["leaderboard"] = polls.leaderboard();
     }
-    // A draft created, changed or deleted is nothing to the audience: no
-    // event on their channel (not even a poll id), only the staff's.
-    let was_public = |id: &String| {
-        locked
-            .doc()
-            .polls
-            .find(id)
-            .is_some_and(|p| p.state != PollState::Draft)
-    };
-    if public.values().all(Value::is_null) && !ids.iter().any(was_public) {
-        locked.stage(next);
-        locked.save().await?;
+    if public.values().all(Value::is_null) && !was_public {
+        tx.publish(Audience::Staff, "polls", staff_data)
     } else {
-        locked.commit(next, "polls", json!({ "polls": public })).await?;
+        tx.publish(Audience::All, "polls", json!({ "polls": public }))?;
+        tx.notify(Audience::Staff, "polls", staff_data)
     }
-    notify_staff(locked, "polls", staff_data).await;
-    Ok(())
-}
-
-/// Publishes `data` on the staff channel. The document has it already (a
-/// staff snapshot shows it), so a failure is logged, not answered.
-async fn notify_staff(locked: &Locked<'_>, event: &str, data: Value) {
-    let sid = locked.session().id.clone();
-    let result = match live::staff_channel(&sid) {
-        Ok(channel) => locked.notify(&channel, event, data).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        tracing::warn!(session = %sid, event, error = ?e, "poll event not delivered to the staff channel");
-    }
-}
-
-/// Starts the task that closes `pid` when its timer runs out, unless one is
-/// waiting already; marks it in `next`.
-fn arm_timer(live: &Arc<Live>, sid: &str, next: &mut Doc, pid: &str) {
-    let Some(p) = next.polls.find_mut(pid) else {
-        return;
-    };
-    let (PollState::Open, Some(closes_at), false) = (p.state, p.closes_at, p.timer_armed) else {
-        return;
-    };
-    p.timer_armed = true;
-    let live = live.clone();
-    let sid = sid.to_owned();
-    let pid = pid.to_owned();
-    tokio::spawn(async move {
-        let wait = u64::try_from(closes_at - live::now_ms()).unwrap_or(0);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        if let Err(e) = close_on_time(&live, &sid, &pid, closes_at).await {
-            tracing::warn!(session = %sid, poll = %pid, error = ?e, "a timed poll could not be closed on time; answers are refused anyway");
-        }
-    });
-}
-
-/// Arms the timers of the session's open timed polls that have none on this
-/// node (after a restart, or a document another node changed): run once by
-/// the session's watcher ([`crate::here`]) when it starts.
-///
-/// # Errors
-/// Those of [`Live::lock`].
-pub(crate) async fn rearm_timers(live: &Arc<Live>, sid: &str) -> Result<(), ApiError> {
-    let mut locked = live.lock(sid).await?;
-    let waiting: Vec<String> = locked
-        .doc()
-        .polls
-        .polls
-        .iter()
-        .filter(|p| p.state == PollState::Open && p.closes_at.is_some() && !p.timer_armed)
-        .map(|p| p.id.clone())
-        .collect();
-    if waiting.is_empty() {
-        return Ok(());
-    }
-    let mut next = locked.doc().clone();
-    for pid in &waiting {
-        arm_timer(live, sid, &mut next, pid);
-    }
-    locked.stage(next);
-    Ok(())
-}
-
-async fn close_on_time(live: &Live, sid: &str, pid: &str, closes_at: i64) -> Result<(), ApiError> {
-    let mut locked = live.lock(sid).await?;
-    let mut next = locked.doc().clone();
-    let Some(p) = next.polls.find_mut(pid) else {
-        return Ok(());
-    };
-    if p.state != PollState::Open || p.closes_at != Some(closes_at) {
-        return Ok(());
-    }
-    p.state = PollState::Closed;
-    p.closed_at = Some(closes_at);
-    p.closes_at = None;
-    p.timer_armed = false;
-    tracing::info!(session = %sid, poll = %pid, "timed poll closed");
-    publish(&mut locked, next, &[pid.to_owned()]).await
-}
-
-/// Commits ONE `poll.tally` with the tallies of the polls whose answers
-/// changed since the last one, then notifies the staff channel (the
-/// [`Flush`](live::Flush) of answers, run by [`Live::coalesce`]).
-fn flush_answers<'a>(
-    live: &'a Live,
-    sid: &'a str,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>> {
-    Box::pin(flush(live, sid))
-}
-
-async fn flush(live: &Live, sid: &str) -> Result<(), ApiError> {
-    let mut locked = live.lock(sid).await?;
-    if locked.doc().polls.dirty.is_empty() {
-        return Ok(());
-    }
-    let mut next = locked.doc().clone();
-    let dirty = std::mem::take(&mut next.polls.dirty);
-    let mut public = Map::new();
-    let mut staff = Map::new();
-    let mut quiz = false;
-    for id in &dirty {
-        let p = next.polls.find(id);
-        quiz |= p.is_some_and(|p| p.correct.is_some());
-        public.insert(
-            id.clone(),
-            p.filter(|p| p.state != PollState::Draft)
-                .map_or(Value::Null, |p| p.tally(false)),
-        );
-        staff.insert(id.clone(), p.map_or(Value::Null, |p| p.tally(true)));
-    }
-    let mut staff_data = json!({ "tallies": staff });
-    if quiz {
-        staff_data["leaderboard"] = next.polls.leaderboard();
-    }
-    match locked
-        .commit(next, "poll.tally", json!({ "tallies": public }))
-        .await
-    {
-        Ok(()) => {}
-        // Published (the document moved on), only not saved: the next change saves it.
-        Err(e) if locked.doc().polls.dirty.is_empty() => {
-            tracing::warn!(session = %sid, error = ?e, "poll tallies published but not saved yet");
-        }
-        Err(e) => return Err(e),
-    }
-    notify_staff(&locked, "poll.tally", staff_data).await;
-    Ok(())
 }
 
 /// `POST /classroom/api/sessions/{sid}/polls {kind, question, options?,
@@ -393,19 +451,19 @@ pub async fn create(
     let role = session_role(&state, &sid, &who).await?;
     staff(role, "create polls")?;
     let req: model::NewPoll = json(body).await?;
-    let poll = Poll::build(req, generate_id("p_"), live::now_ms()).map_err(invalid)?;
+    let poll = Poll::build(req, generate_id("p_"), now_ms()).map_err(invalid)?;
     let (viewer, mut locked) = staff_lock(&state, &sid, &who).await?;
-    if locked.doc().polls.polls.len() >= MAX_POLLS {
+    if locked.get::<PollsState>()?.polls.len() >= MAX_POLLS {
         return Err(invalid(format!(
             "a session holds at most {MAX_POLLS} polls; delete one first"
         )));
     }
-    let mut next = locked.doc().clone();
     let id = poll.id.clone();
-    let view = poll.view(live::now_ms(), true);
+    let view = poll.view(now_ms(), true);
     tracing::info!(session = %sid, poll = %id, kind = poll.kind.as_str(), by = %who.user.id, "poll created");
-    next.polls.polls.push(poll);
-    publish(&mut locked, next, std::slice::from_ref(&id)).await?;
+    locked.apply::<PollsState>(PollsChange::Created(poll))?;
+    queue(&mut locked, &[&id], false)?;
+    locked.commit().await?;
     let mut answer = snapshot(&locked, &viewer);
     answer["poll"] = view;
     Ok((StatusCode::CREATED, Json(answer)).into_response())
@@ -422,17 +480,16 @@ pub async fn show(
     let role = session_role(&state, &sid, &who).await?;
     if let Some(pid) = pid.strip_suffix(".csv") {
         staff(role, "export poll answers")?;
-        let locked = state.live.lock(&sid).await?;
-        let doc = locked.doc();
-        let p = doc.polls.find(pid).ok_or_else(not_found)?;
-        return Ok(csv::file(&sid, p, &doc.polls));
+        let locked = state.live.read(&sid).await?;
+        let polls = locked.get::<PollsState>()?;
+        return Ok(csv::file(&sid, find(polls, pid)?, polls));
     }
-    let locked = state.live.lock(&sid).await?;
-    let p = locked.doc().polls.find(&pid).ok_or_else(not_found)?;
+    let locked = state.live.read(&sid).await?;
+    let p = find(locked.get::<PollsState>()?, &pid)?;
     if p.state == PollState::Draft && !role.is_staff() {
         return Err(not_found());
     }
-    Ok(Json(json!({ "poll": p.view(live::now_ms(), role.is_staff()) })).into_response())
+    Ok(Json(json!({ "poll": p.view(now_ms(), role.is_staff()) })).into_response())
 }
 
 /// `POST /classroom/api/sessions/{sid}/polls/{pid}/open` (staff, until
@@ -444,59 +501,52 @@ pub async fn open(
     Path((sid, pid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (viewer, mut locked) = staff_lock(&state, &sid, &who).await?;
-    let mut next = locked.doc().clone();
-    let i = index_of(&next, &pid)?;
-    let now = live::now_ms();
-    if next.polls.polls[i].is_open(now) {
+    let now = now_ms();
+    let polls = locked.get::<PollsState>()?;
+    if find(polls, &pid)?.is_open(now) {
         return Ok(Json(snapshot(&locked, &viewer)).into_response());
     }
-    let mut changed = vec![pid.clone()];
-    for p in next.polls.polls.iter_mut() {
-        if p.state == PollState::Open {
-            p.closed_at = Some(p.closes_at.map_or(now, |c| c.min(now)));
-            p.state = PollState::Closed;
-            p.closes_at = None;
-            p.timer_armed = false;
-            if p.id != pid {
-                changed.push(p.id.clone());
-            }
-        }
-    }
-    let p = &mut next.polls.polls[i];
-    p.state = PollState::Open;
-    p.opened_at = Some(now);
-    p.closed_at = None;
-    p.closes_at = p.duration_s.map(|d| now + i64::from(d) * 1000);
-    arm_timer(&state.live, &sid, &mut next, &pid);
+    let mut changed: Vec<String> = vec![pid.clone()];
+    changed.extend(
+        polls
+            .polls
+            .iter()
+            .filter(|p| p.state == PollState::Open && p.id != pid)
+            .map(|p| p.id.clone()),
+    );
+    let ids: Vec<&str> = changed.iter().map(String::as_str).collect();
+    let was_public = was_public(polls, &ids);
+    locked.apply::<PollsState>(PollsChange::Opened {
+        id: pid.clone(),
+        at: now,
+    })?;
     tracing::info!(session = %sid, poll = %pid, by = %who.user.id, "poll opened");
-    publish(&mut locked, next, &changed).await?;
+    queue(&mut locked, &ids, was_public)?;
+    locked.commit().await?;
     Ok(Json(snapshot(&locked, &viewer)).into_response())
 }
 
 /// `POST /classroom/api/sessions/{sid}/polls/{pid}/close` (staff, until
 /// ended): no more answers.
-pub async fn close(
+pub async fn close_now(
     State(state): State<ClassroomState>,
     who: SignedIn,
     Path((sid, pid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (viewer, mut locked) = staff_lock(&state, &sid, &who).await?;
-    let mut next = locked.doc().clone();
-    let i = index_of(&next, &pid)?;
-    let now = live::now_ms();
-    let p = &mut next.polls.polls[i];
-    if p.state != PollState::Open {
+    if find(locked.get::<PollsState>()?, &pid)?.state != PollState::Open {
         return Err(ApiError::new(
             ErrorCode::InvalidState,
             "the poll is not open; open it first",
         ));
     }
-    p.closed_at = Some(p.closes_at.map_or(now, |c| c.min(now)));
-    p.state = PollState::Closed;
-    p.closes_at = None;
-    p.timer_armed = false;
+    locked.apply::<PollsState>(PollsChange::Closed {
+        id: pid.clone(),
+        at: now_ms(),
+    })?;
     tracing::info!(session = %sid, poll = %pid, by = %who.user.id, "poll closed");
-    publish(&mut locked, next, &[pid]).await?;
+    queue(&mut locked, &[&pid], true)?;
+    locked.commit().await?;
     Ok(Json(snapshot(&locked, &viewer)).into_response())
 }
 
@@ -512,14 +562,17 @@ pub async fn reveal(
     staff(role, "show or hide poll results")?;
     let req: Reveal = json(body).await?;
     let (viewer, mut locked) = staff_lock(&state, &sid, &who).await?;
-    let mut next = locked.doc().clone();
-    let i = index_of(&next, &pid)?;
-    if next.polls.polls[i].visible == req.visible {
-        return Ok(Json(snapshot(&locked, &viewer)).into_response());
+    let polls = locked.get::<PollsState>()?;
+    if find(polls, &pid)?.visible != req.visible {
+        let was_public = was_public(polls, &[&pid]);
+        locked.apply::<PollsState>(PollsChange::Shown {
+            id: pid.clone(),
+            visible: req.visible,
+        })?;
+        tracing::info!(session = %sid, poll = %pid, visible = req.visible, by = %who.user.id, "poll results shown or hidden");
+        queue(&mut locked, &[&pid], was_public)?;
+        locked.commit().await?;
     }
-    next.polls.polls[i].visible = req.visible;
-    tracing::info!(session = %sid, poll = %pid, visible = req.visible, by = %who.user.id, "poll results shown or hidden");
-    publish(&mut locked, next, &[pid]).await?;
     Ok(Json(snapshot(&locked, &viewer)).into_response())
 }
 
@@ -543,8 +596,8 @@ pub async fn remove(
     clear(&state, &who, &sid, &pid, true).await
 }
 
-/// Deletes the answers of poll `pid` (rows first), and the poll itself when
-/// `delete`; answers the caller's snapshot.
+/// Deletes the answers of poll `pid`, and the poll itself when `delete`;
+/// answers the caller's snapshot.
 async fn clear(
     state: &ClassroomState,
     who: &SignedIn,
@@ -553,45 +606,18 @@ async fn clear(
     delete: bool,
 ) -> Result<Response, ApiError> {
     let (viewer, mut locked) = staff_lock(state, sid, who).await?;
-    let mut next = locked.doc().clone();
-    let i = index_of(&next, pid)?;
-    locked
-        .store()
-        .delete_poll_votes(sid, pid)
-        .await
-        .map_err(store_error)?;
-    if delete {
-        next.polls.polls.remove(i);
+    let was_public = was_public(locked.get::<PollsState>()?, &[pid]);
+    find(locked.get::<PollsState>()?, pid)?;
+    let id = pid.to_owned();
+    locked.apply::<PollsState>(if delete {
+        PollsChange::Deleted { id }
     } else {
-        next.polls.polls[i].answers = Answers::default();
-    }
+        PollsChange::Reset { id }
+    })?;
     tracing::info!(session = %sid, poll = %pid, by = %who.user.id, deleted = delete, "poll answers cleared");
-    publish_or_stage(state, &mut locked, next, pid).await?;
+    queue(&mut locked, &[pid], was_public)?;
+    locked.commit().await?;
     Ok(Json(snapshot(&locked, &viewer)).into_response())
-}
-
-/// Publishes a change whose rows are gone already (reset, delete); if the
-/// event cannot be published, the document still follows the rows, and a
-/// `poll.tally` tells screens later.
-async fn publish_or_stage(
-    state: &ClassroomState,
-    locked: &mut Locked<'_>,
-    next: Doc,
-    pid: &str,
-) -> Result<(), ApiError> {
-    let mut fallback = next.clone();
-    match publish(locked, next, &[pid.to_owned()]).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.0.code == ErrorCode::StoreUnavailable => Err(e),
-        Err(e) => {
-            fallback.polls.dirty.insert(pid.to_owned());
-            locked.stage(fallback);
-            state
-                .live
-                .coalesce(&locked.session().id, "poll_answers", flush_answers);
-            Err(e)
-        }
-    }
 }
 
 /// `POST /classroom/api/sessions/{sid}/polls/{pid}/answer {answer}`
@@ -613,16 +639,15 @@ pub async fn answer(
         ));
     }
     let mut locked = state.live.lock(&sid).await?;
-    let now_state = locked.doc().state;
+    let now_state = locked.state();
     if now_state != LiveState::Live {
         return Err(crate::sessions::invalid_state(
             now_state,
             "polls are answered only while it is live",
         ));
     }
-    let now = live::now_ms();
-    let i = index_of(locked.doc(), &pid)?;
-    let p = &locked.doc().polls.polls[i];
+    let now = now_ms();
+    let p = find(locked.get::<PollsState>()?, &pid)?;
     if p.state == PollState::Draft {
         return Err(not_found());
     }
@@ -639,7 +664,7 @@ pub async fn answer(
     let parsed = p.parse_answer(&req.answer).map_err(invalid)?;
     if let Some(e) = p.answers.get(&who.user.id) {
         if e.answer == parsed {
-            let mine = p.mine(&e, now);
+            let mine = p.mine(e, now);
             return Ok(Json(json!({ "my_poll_answers": { &pid: mine } })).into_response());
         }
     }
@@ -657,37 +682,14 @@ pub async fn answer(
         at: now,
         elapsed_ms: (now - p.opened_at.unwrap_or(now)).max(0),
     };
-    let row_answer = serde_json::to_string(&model::RowAnswer {
-        answer: entry.answer.clone(),
-        elapsed_ms: entry.elapsed_ms,
-    })
-    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot encode the answer: {e}")))?;
-    // The row first: it is what makes the answer last.
-    locked
-        .store()
-        .save_poll_vote(&PollVote {
-            poll_id: pid.clone(),
-            session_id: sid.clone(),
-            user_id: who.user.id.clone(),
-            answer: row_answer,
-            created_at: now,
-            updated_at: now,
-        })
-        .await
-        .map_err(store_error)?;
-    let mut next = locked.doc().clone();
-    let polls = &mut next.polls;
-    if polls.names.get(&who.user.id).as_ref() != Some(&who.user.name) {
-        polls.names.insert(who.user.id.clone(), who.user.name.clone());
-    }
-    let p = &polls.polls[i];
-    // In place (shared by every copy of the document), staged right below.
-    p.answers.insert(who.user.id.clone(), entry.clone());
     let mine = p.mine(&entry, now);
-    polls.dirty.insert(pid.clone());
-    // A timer lost with a restart is armed again by the first answer.
-    arm_timer(&state.live, &sid, &mut next, &pid);
-    locked.stage(next);
-    state.live.coalesce(&sid, "poll_answers", flush_answers);
+    locked.apply::<PollsState>(PollsChange::Answered {
+        id: pid.clone(),
+        user_id: who.user.id.clone(),
+        name: who.user.name.clone(),
+        entry,
+    })?;
+    locked.commit().await?;
+    drop(locked);
     Ok(Json(json!({ "my_poll_answers": { &pid: mine } })).into_response())
 }

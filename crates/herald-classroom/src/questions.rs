@@ -7,20 +7,28 @@
 //! | co_trainer, trainer | change a question's state, answer it (publicly, privately, live), toggle the Q&A settings, export |
 //! | observer | watch |
 //!
-//! Every change goes through the sequencer ([`crate::live`]): the rows that
-//! must last first (`class_questions`, `class_question_votes`), then ONE event
-//! `questions` on `class:{sid}` whose data holds only **public views**, then the
-//! document and cursor are saved. A private answer also goes to the asker's
-//! personal channel `class:{sid}#{user_id}` (event `answer.private`).
+//! Every change goes through the sequencer ([`crate::live`]): ONE event
+//! `questions` on `class:{sid}` whose data holds only **public views**, one
+//! entry in the session log with the whole change. A private answer also goes
+//! to the asker's personal channel `class:{sid}#{user_id}` (event
+//! `answer.private`) and to the staff channel (`private_answers`).
 //!
-//! **Who sees what.** The document keeps everything; screens get views:
+//! **Coalesced.** Asks and upvotes are many (500 questions and 5 000 votes in
+//! a minute): each is applied and logged at once, and marks its question
+//! changed ([`Questions::dirty`]); the sequencer then publishes ONE `questions`
+//! event with every question changed in the next quarter second
+//! ([`crate::live::coalesce`]; several events when they are many, each at most
+//! [`EVENT_CHUNK_BYTES`]).
+//!
+//! **Who sees what.** The state keeps everything; screens get views:
 //! - the public view of a question (events, everyone's snapshot) never has the
 //!   text of a pending question (it is not in `questions` at all: only the
 //!   count `held_back`), never the author of an anonymous one (to staff
 //!   neither), never a private answer's text;
 //! - a caller's snapshot adds what is theirs or their role's: `pending` (their
 //!   own pending questions; all of them for staff), `my_questions`,
-//!   `my_votes`, `my_answers` (private answers to their questions);
+//!   `my_votes`, `my_answers` (private answers to their questions), and for
+//!   staff `private_answers` (every private answer's text);
 //! - staff reload their snapshot when an event's `held_back_rev` differs from
 //!   theirs (a pending question changed, whose text is in no event).
 //!
@@ -31,22 +39,26 @@
 //! in one pass over the questions with no other view, the lock dropped before
 //! it is sent. Staff's actions (rare) answer the whole snapshot.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use herald_protocol::{ChannelName, ErrorCode};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use herald_protocol::ErrorCode;
 use herald_server::error::ApiError;
-use herald_store::classroom::{generate_id, QuestionRow};
-use herald_store::Role;
-use serde::Deserialize;
+use herald_store::classroom::generate_id;
+use herald_store::{ClassroomStore, LiveSession, Role};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth::SignedIn;
-use crate::live::{self, AnswerMode, Doc, Locked, Question, QuestionState, NAMESPACE};
-use crate::sessions::{session_role, snapshot, staff, Viewer};
-use crate::{json, store_error, ClassroomState};
+use crate::clock::now_ms;
+use crate::live::{Audience, BoxFuture, Feature, Locked, View, Viewer};
+use crate::sessions::{enter, session_role, snapshot, staff, Actor};
+use crate::{export, json, store_error, ClassroomState};
 
 /// Longest question, in characters (after trimming).
 pub const MAX_QUESTION_CHARS: usize = 500;
@@ -56,6 +68,343 @@ pub const MAX_ANSWER_CHARS: usize = 2000;
 pub const ASKS_PER_MINUTE: usize = 5;
 /// Votes (and vote removals) a user may cast per minute (per node).
 pub const VOTES_PER_MINUTE: usize = 60;
+/// The most question views one `questions` event carries, in bytes of JSON.
+pub const EVENT_CHUNK_BYTES: usize = 32 * 1024;
+
+/// The session's Q&A settings, which staff toggle during the session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QaSettings {
+    /// Students may ask without their name.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// New questions wait (`pending`) until staff publish them.
+    #[serde(default)]
+    pub moderation: bool,
+}
+
+/// Where a question is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionState {
+    /// Held back for moderation: staff (and the author) only.
+    Pending,
+    /// Visible to all.
+    Published,
+    /// Marked by staff.
+    Starred,
+    /// Being answered now (at most one per session).
+    Answering,
+    /// Answered (publicly, privately or live).
+    Answered,
+    /// Set aside by staff.
+    Dismissed,
+}
+
+impl QuestionState {
+    /// Every state.
+    pub const ALL: [QuestionState; 6] = [
+        QuestionState::Pending,
+        QuestionState::Published,
+        QuestionState::Starred,
+        QuestionState::Answering,
+        QuestionState::Answered,
+        QuestionState::Dismissed,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuestionState::Pending => "pending",
+            QuestionState::Published => "published",
+            QuestionState::Starred => "starred",
+            QuestionState::Answering => "answering",
+            QuestionState::Answered => "answered",
+            QuestionState::Dismissed => "dismissed",
+        }
+    }
+
+    /// The state of a snake_case name, or `None`.
+    pub fn parse(s: &str) -> Option<QuestionState> {
+        QuestionState::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+}
+
+/// How a question was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerMode {
+    /// A text everyone sees.
+    Public,
+    /// A text only the asker sees.
+    Private,
+    /// Answered aloud, no text.
+    Live,
+}
+
+impl AnswerMode {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnswerMode::Public => "public",
+            AnswerMode::Private => "private",
+            AnswerMode::Live => "live",
+        }
+    }
+}
+
+/// A question as the document keeps it (everything; screens get views).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    /// Id (`q_` + 32 hex digits).
+    pub id: String,
+    /// Who asked (kept for anonymous questions too: the author may edit them).
+    pub author_id: String,
+    /// The author's name when asking.
+    pub author_name: String,
+    /// Shown without the author's name, to everyone.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// The question, trimmed.
+    pub text: String,
+    /// Its state.
+    pub state: QuestionState,
+    /// How it was answered.
+    #[serde(default)]
+    pub answer_mode: Option<AnswerMode>,
+    /// The answer's text (public or private answers).
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// Who upvoted it, in order.
+    #[serde(default)]
+    pub voters: Vec<String>,
+    /// When it was asked, Unix milliseconds.
+    pub created_at: i64,
+    /// Last change, Unix milliseconds.
+    #[serde(default)]
+    pub updated_at: i64,
+}
+
+/// The Q&A of a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Questions {
+    /// The settings.
+    #[serde(default)]
+    pub qa: QaSettings,
+    /// Every question, oldest first, with everything about it (pending text,
+    /// authors, private answers, voters): never sent as is.
+    #[serde(default)]
+    pub questions: Vec<Question>,
+    /// Bumped on every change to a pending question (asked, edited, withdrawn,
+    /// held back, published): a staff screen reloads its snapshot when the
+    /// value in an event differs from its own.
+    #[serde(default)]
+    pub held_back_rev: u64,
+    /// Questions asked or voted on since the last `questions` event.
+    #[serde(default)]
+    pub dirty: BTreeSet<String>,
+}
+
+/// A change of the Q&A.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuestionsChange {
+    /// New settings.
+    Settings(QaSettings),
+    /// A question asked (coalesced).
+    Asked(Question),
+    /// Its author changed the text.
+    Edited {
+        /// The question.
+        id: String,
+        /// The new text.
+        text: String,
+        /// When.
+        at: i64,
+    },
+    /// Its author took it back (with its votes).
+    Withdrawn {
+        /// The question.
+        id: String,
+    },
+    /// An upvote given or taken back (coalesced).
+    Voted {
+        /// The question.
+        id: String,
+        /// Whose vote.
+        user_id: String,
+        /// Given (`true`) or taken back.
+        up: bool,
+    },
+    /// Staff set its state (not `answered`); `answering` takes it from the
+    /// question being answered before; the answer, if any, is dropped.
+    State {
+        /// The question.
+        id: String,
+        /// The new state.
+        state: QuestionState,
+        /// When.
+        at: i64,
+    },
+    /// Staff answered it.
+    Answered {
+        /// The question.
+        id: String,
+        /// How.
+        mode: AnswerMode,
+        /// The text of a public or private answer.
+        text: Option<String>,
+        /// When.
+        at: i64,
+    },
+    /// The coalesced event of these questions went out.
+    Published {
+        /// The questions.
+        ids: Vec<String>,
+    },
+}
+
+impl Questions {
+    fn find_mut(&mut self, id: &str) -> Option<&mut Question> {
+        self.questions.iter_mut().find(|q| q.id == id)
+    }
+}
+
+impl Feature for Questions {
+    const KEY: &'static str = "questions";
+    type Change = QuestionsChange;
+
+    fn apply(&mut self, change: QuestionsChange) {
+        match change {
+            QuestionsChange::Settings(qa) => self.qa = qa,
+            QuestionsChange::Asked(q) => {
+                if q.state == QuestionState::Pending {
+                    self.held_back_rev += 1;
+                }
+                self.dirty.insert(q.id.clone());
+                self.questions.push(q);
+            }
+            QuestionsChange::Edited { id, text, at } => {
+                if let Some(q) = self.find_mut(&id) {
+                    q.text = text;
+                    q.updated_at = at;
+                    if q.state == QuestionState::Pending {
+                        self.held_back_rev += 1;
+                    }
+                }
+            }
+            QuestionsChange::Withdrawn { id } => {
+                if let Some(i) = self.questions.iter().position(|q| q.id == id) {
+                    let q = self.questions.remove(i);
+                    if q.state == QuestionState::Pending {
+                        self.held_back_rev += 1;
+                    }
+                    self.dirty.remove(&id);
+                }
+            }
+            QuestionsChange::Voted { id, user_id, up } => {
+                if let Some(q) = self.find_mut(&id) {
+                    if up {
+                        if !q.voters.contains(&user_id) {
+                            q.voters.push(user_id);
+                        }
+                    } else {
+                        q.voters.retain(|v| *v != user_id);
+                    }
+                    self.dirty.insert(id);
+                }
+            }
+            QuestionsChange::State { id, state, at } => {
+                if state == QuestionState::Answering {
+                    for q in self.questions.iter_mut() {
+                        if q.state == QuestionState::Answering && q.id != id {
+                            q.state = QuestionState::Published;
+                            q.updated_at = at;
+                        }
+                    }
+                }
+                if let Some(q) = self.find_mut(&id) {
+                    let was_pending = q.state == QuestionState::Pending;
+                    q.state = state;
+                    q.answer_mode = None;
+                    q.answer = None;
+                    q.updated_at = at;
+                    if was_pending || state == QuestionState::Pending {
+                        self.held_back_rev += 1;
+                    }
+                }
+            }
+            QuestionsChange::Answered { id, mode, text, at } => {
+                if let Some(q) = self.find_mut(&id) {
+                    let was_pending = q.state == QuestionState::Pending;
+                    q.state = QuestionState::Answered;
+                    q.answer_mode = Some(mode);
+                    q.answer = text;
+                    q.updated_at = at;
+                    if was_pending {
+                        self.held_back_rev += 1;
+                    }
+                }
+            }
+            QuestionsChange::Published { ids } => {
+                for id in ids {
+                    self.dirty.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn snapshot(&self, view: &View<'_>, out: &mut Map<String, Value>) {
+        snapshot_fields(self, view.viewer, out);
+    }
+
+    fn from_legacy(old: &Map<String, Value>) -> Self {
+        use crate::live::doc::field;
+        Self {
+            qa: field(old, "qa").unwrap_or_default(),
+            questions: field(old, "questions").unwrap_or_default(),
+            held_back_rev: field(old, "held_back_rev").unwrap_or_default(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    fn restore<'a>(
+        &'a mut self,
+        store: &'a dyn ClassroomStore,
+        session: &'a LiveSession,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(restore(self, store, session))
+    }
+
+    fn pending(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    fn flush(tx: &mut Locked<'_>) -> Result<bool, ApiError> {
+        let qs = tx.get::<Questions>()?;
+        let mut ids: Vec<String> = Vec::new();
+        let mut size = 0;
+        for id in &qs.dirty {
+            let bytes = qs
+                .questions
+                .iter()
+                .find(|q| q.id == *id)
+                .map_or(64, |q| public_view(q).to_string().len());
+            if !ids.is_empty() && size + bytes > EVENT_CHUNK_BYTES {
+                break;
+            }
+            ids.push(id.clone());
+            size += bytes;
+        }
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let data = event_data(qs, &refs);
+        tx.apply::<Questions>(QuestionsChange::Published { ids })?;
+        tx.publish(Audience::All, "questions", data)?;
+        Ok(true)
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,7 +428,7 @@ struct SetState {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Answer {
+struct AnswerBody {
     mode: String,
     #[serde(default)]
     text: Option<String>,
@@ -92,6 +441,31 @@ struct Settings {
     anonymous: Option<bool>,
     #[serde(default)]
     moderation: Option<bool>,
+}
+
+/// The routes of Q&A, merged into [`crate::routes`].
+pub fn routes() -> Router<ClassroomState> {
+    Router::new()
+        .route("/classroom/api/sessions/{sid}/qa", patch(settings))
+        .route("/classroom/api/sessions/{sid}/questions", post(ask))
+        .route("/classroom/api/sessions/{sid}/questions.csv", get(export_csv))
+        .route("/classroom/api/sessions/{sid}/questions.md", get(export_md))
+        .route(
+            "/classroom/api/sessions/{sid}/questions/{qid}",
+            patch(edit).delete(withdraw),
+        )
+        .route(
+            "/classroom/api/sessions/{sid}/questions/{qid}/vote",
+            post(vote).delete(unvote),
+        )
+        .route(
+            "/classroom/api/sessions/{sid}/questions/{qid}/state",
+            post(set_state),
+        )
+        .route(
+            "/classroom/api/sessions/{sid}/questions/{qid}/answer",
+            post(answer),
+        )
 }
 
 /// The public view of a question: what everyone may see.
@@ -149,19 +523,26 @@ impl Own {
 }
 
 /// The Q&A fields of a snapshot for `viewer`.
-pub(crate) fn snapshot_fields(doc: &Doc, viewer: &Viewer, out: &mut Map<String, Value>) {
+fn snapshot_fields(qs: &Questions, viewer: &Viewer, out: &mut Map<String, Value>) {
     let mut public = Map::new();
     let mut own = Own::default();
-    for q in &doc.questions {
+    let mut private = Map::new();
+    for q in &qs.questions {
         own.add(q, viewer);
         if q.state != QuestionState::Pending {
             public.insert(q.id.clone(), public_view(q));
         }
+        if viewer.staff && q.answer_mode == Some(AnswerMode::Private) {
+            private.insert(q.id.clone(), json!(q.answer));
+        }
     }
-    out.insert("qa".into(), json!(doc.qa));
+    out.insert("qa".into(), json!(qs.qa));
     out.insert("questions".into(), Value::Object(public));
-    out.insert("held_back".into(), json!(held_back(doc)));
-    out.insert("held_back_rev".into(), json!(doc.held_back_rev));
+    out.insert("held_back".into(), json!(held_back(qs)));
+    out.insert("held_back_rev".into(), json!(qs.held_back_rev));
+    if viewer.staff {
+        out.insert("private_answers".into(), Value::Object(private));
+    }
     own.into_fields(out);
 }
 
@@ -170,10 +551,10 @@ pub(crate) fn snapshot_fields(doc: &Doc, viewer: &Viewer, out: &mut Map<String, 
 /// `viewer` (`null`: withdrawn, or pending and not theirs) and `mine` holds
 /// the snapshot's `my_questions`, `my_votes`, `my_answers` and `pending` for
 /// `viewer`. One pass over the questions, no view but the caller's own.
-pub(crate) fn own_answer(doc: &Doc, viewer: &Viewer, qid: &str) -> Value {
+pub(crate) fn own_answer(qs: &Questions, viewer: &Viewer, qid: &str) -> Value {
     let mut own = Own::default();
     let mut question = Value::Null;
-    for q in &doc.questions {
+    for q in &qs.questions {
         let pending_view = own.add(q, viewer);
         if q.id == qid {
             if let Some(v) = pending_view {
@@ -188,8 +569,8 @@ pub(crate) fn own_answer(doc: &Doc, viewer: &Viewer, qid: &str) -> Value {
     json!({ "question": question, "mine": mine })
 }
 
-fn held_back(doc: &Doc) -> usize {
-    doc.questions
+fn held_back(qs: &Questions) -> usize {
+    qs.questions
         .iter()
         .filter(|q| q.state == QuestionState::Pending)
         .count()
@@ -197,27 +578,17 @@ fn held_back(doc: &Doc) -> usize {
 
 /// The data of a `questions` event: the new public view of each question in
 /// `ids` (`null`: gone from the public list), `held_back` and `held_back_rev`.
-fn event_data(doc: &Doc, ids: &[&str]) -> Value {
+fn event_data(qs: &Questions, ids: &[&str]) -> Value {
     let mut changed = Map::new();
     for id in ids {
-        let view = doc
+        let view = qs
             .questions
             .iter()
             .find(|q| q.id == *id && q.state != QuestionState::Pending)
             .map_or(Value::Null, public_view);
         changed.insert((*id).to_owned(), view);
     }
-    json!({ "questions": changed, "held_back": held_back(doc), "held_back_rev": doc.held_back_rev })
-}
-
-/// The asker's personal channel: `class:{sid}#{user_id}`.
-pub(crate) fn personal_channel(sid: &str, user_id: &str) -> Result<ChannelName, ApiError> {
-    ChannelName::parse(&format!("{NAMESPACE}:{sid}#{user_id}")).map_err(|e| {
-        ApiError::new(
-            ErrorCode::Internal,
-            format!("no personal channel for this user: {e}"),
-        )
-    })
+    json!({ "questions": changed, "held_back": held_back(qs), "held_back_rev": qs.held_back_rev })
 }
 
 fn not_found() -> ApiError {
@@ -239,22 +610,7 @@ fn valid_text(raw: &str, max: usize, what: &str) -> Result<String, ApiError> {
     Ok(text.to_owned())
 }
 
-fn row_of(sid: &str, q: &Question) -> QuestionRow {
-    QuestionRow {
-        id: q.id.clone(),
-        session_id: sid.to_owned(),
-        author_id: q.author_id.clone(),
-        text: q.text.clone(),
-        anonymous: q.anonymous,
-        state: q.state.as_str().to_owned(),
-        answer_mode: q.answer_mode.map(|m| m.as_str().to_owned()),
-        answer: q.answer.clone(),
-        created_at: q.created_at,
-        updated_at: q.updated_at,
-    }
-}
-
-/// The caller's role and the session under its lock, refused unless the
+/// The caller's viewer and the session under its lock, refused unless the
 /// session is `live` (students' actions) or not `ended` (staff's).
 async fn open<'a>(
     state: &'a ClassroomState,
@@ -262,56 +618,52 @@ async fn open<'a>(
     who: &SignedIn,
     staff_action: bool,
 ) -> Result<(Viewer, Locked<'a>), ApiError> {
-    let role = session_role(state, sid, who).await?;
-    let viewer = Viewer::new(who, role);
     if staff_action {
-        staff(role, "moderate and answer questions")?;
+        return enter(
+            state,
+            sid,
+            who,
+            Actor::Staff("moderate and answer questions"),
+            "questions cannot be changed any more; export them instead",
+        )
+        .await;
     }
+    let role = session_role(state, sid, who).await?;
     let locked = state.live.lock(sid).await?;
     crate::sessions::allowed_now(
-        locked.doc().state,
-        staff_action,
-        "questions cannot be changed any more; export them instead",
+        locked.state(),
+        false,
+        "",
         "questions are asked, edited and voted on only while it is live",
     )?;
-    Ok((viewer, locked))
+    Ok((crate::sessions::viewer(who, role), locked))
 }
 
-/// The index of question `qid` as `viewer` may see it (a pending question is
-/// visible to staff and its author only).
-fn find(doc: &Doc, qid: &str, viewer: &Viewer) -> Result<usize, ApiError> {
-    doc.questions
+/// The question `qid` as `viewer` may see it (a pending question is visible
+/// to staff and its author only).
+fn find<'q>(qs: &'q Questions, qid: &str, viewer: &Viewer) -> Result<&'q Question, ApiError> {
+    qs.questions
         .iter()
-        .position(|q| {
+        .find(|q| {
             q.id == qid
                 && (q.state != QuestionState::Pending || viewer.staff || q.author_id == viewer.user_id)
         })
         .ok_or_else(not_found)
 }
 
-/// Commits `next` with ONE `questions` event for `ids`.
-async fn publish(locked: &mut Locked<'_>, next: Doc, ids: &[&str]) -> Result<(), ApiError> {
-    let data = event_data(&next, ids);
-    locked.commit(next, "questions", data).await
-}
-
-/// Commits `next` (see [`publish`]) and answers staff's whole snapshot.
-async fn commit(
-    locked: &mut Locked<'_>,
-    next: Doc,
-    ids: &[&str],
-    viewer: &Viewer,
-) -> Result<Response, ApiError> {
-    publish(locked, next, ids).await?;
-    Ok(Json(snapshot(locked, viewer)).into_response())
+/// Publishes ONE `questions` event for `ids` and commits.
+async fn publish(locked: &mut Locked<'_>, ids: &[&str]) -> Result<(), ApiError> {
+    let data = event_data(locked.get::<Questions>()?, ids);
+    locked.publish(Audience::All, "questions", data)?;
+    locked.commit().await
 }
 
 /// A student's action done: [`own_answer`] built under the lock, which is
 /// released before the answer is encoded and sent.
-fn small(locked: Locked<'_>, viewer: &Viewer, qid: &str, status: StatusCode) -> Response {
-    let answer = own_answer(locked.doc(), viewer, qid);
+fn small(locked: Locked<'_>, viewer: &Viewer, qid: &str, status: StatusCode) -> Result<Response, ApiError> {
+    let answer = own_answer(locked.get::<Questions>()?, viewer, qid);
     drop(locked);
-    (status, Json(answer)).into_response()
+    Ok((status, Json(answer)).into_response())
 }
 
 /// `POST /classroom/api/sessions/{sid}/questions {text, anonymous?}`: ask
@@ -331,7 +683,8 @@ pub async fn ask(
             "only students ask questions in a live session",
         ));
     }
-    if req.anonymous && !locked.doc().qa.anonymous {
+    let qa = locked.get::<Questions>()?.qa;
+    if req.anonymous && !qa.anonymous {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             "this session does not allow anonymous questions",
@@ -343,11 +696,11 @@ pub async fn ask(
             format!("at most {ASKS_PER_MINUTE} questions a minute; wait a little"),
         ));
     }
-    let mut next = locked.doc().clone();
-    let now = live::now_ms();
-    let pending = next.qa.moderation;
-    let q = Question {
-        id: generate_id("q_"),
+    let now = now_ms();
+    let pending = qa.moderation;
+    let id = generate_id("q_");
+    locked.apply::<Questions>(QuestionsChange::Asked(Question {
+        id: id.clone(),
         author_id: who.user.id.clone(),
         author_name: who.user.name.clone(),
         anonymous: req.anonymous,
@@ -362,25 +715,12 @@ pub async fn ask(
         voters: Vec::new(),
         created_at: now,
         updated_at: now,
-    };
-    locked
-        .store()
-        .save_question(&row_of(&sid, &q))
-        .await
-        .map_err(store_error)?;
-    if pending {
-        next.held_back_rev += 1;
-    }
-    let id = q.id.clone();
-    next.questions.push(q);
+    }))?;
+    // Coalesced like votes: logged now, the event goes out with the other
+    // questions of the next quarter second.
+    locked.commit().await?;
     tracing::info!(session = %sid, question = %id, by = %who.user.id, pending, "question asked");
-    // Coalesced like votes: the row is written, the document changes now, the
-    // event goes out with the other questions of the next quarter second (a
-    // burst of 500 questions makes a few events, not 500 to every screen).
-    next.questions_dirty.insert(id.clone());
-    locked.stage(next);
-    state.live.coalesce(&sid, "questions", flush_questions);
-    Ok(small(locked, &viewer, &id, StatusCode::CREATED))
+    small(locked, &viewer, &id, StatusCode::CREATED)
 }
 
 /// `PATCH /classroom/api/sessions/{sid}/questions/{qid} {text}`: the author
@@ -394,25 +734,16 @@ pub async fn edit(
     let req: Edit = json(body).await?;
     let text = valid_text(&req.text, MAX_QUESTION_CHARS, "a question")?;
     let (viewer, mut locked) = open(&state, &sid, &who, false).await?;
-    let mut next = locked.doc().clone();
-    let i = own_open_question(&next, &qid, &viewer, "edited")?;
-    let q = &mut next.questions[i];
-    if q.text == text {
-        return Ok(small(locked, &viewer, &qid, StatusCode::OK));
+    let q = own_open_question(locked.get::<Questions>()?, &qid, &viewer, "edited")?;
+    if q.text != text {
+        locked.apply::<Questions>(QuestionsChange::Edited {
+            id: qid.clone(),
+            text,
+            at: now_ms(),
+        })?;
+        publish(&mut locked, &[&qid]).await?;
     }
-    q.text = text;
-    q.updated_at = live::now_ms();
-    let pending = q.state == QuestionState::Pending;
-    locked
-        .store()
-        .save_question(&row_of(&sid, q))
-        .await
-        .map_err(store_error)?;
-    if pending {
-        next.held_back_rev += 1;
-    }
-    publish(&mut locked, next, &[&qid]).await?;
-    Ok(small(locked, &viewer, &qid, StatusCode::OK))
+    small(locked, &viewer, &qid, StatusCode::OK)
 }
 
 /// `DELETE /classroom/api/sessions/{sid}/questions/{qid}`: the author withdraws
@@ -423,22 +754,20 @@ pub async fn withdraw(
     Path((sid, qid)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (viewer, mut locked) = open(&state, &sid, &who, false).await?;
-    let mut next = locked.doc().clone();
-    let i = own_open_question(&next, &qid, &viewer, "withdrawn")?;
-    let q = next.questions.remove(i);
-    locked.store().delete_question(&q.id).await.map_err(store_error)?;
-    if q.state == QuestionState::Pending {
-        next.held_back_rev += 1;
-    }
-    publish(&mut locked, next, &[&qid]).await?;
-    Ok(small(locked, &viewer, &qid, StatusCode::OK))
+    own_open_question(locked.get::<Questions>()?, &qid, &viewer, "withdrawn")?;
+    locked.apply::<Questions>(QuestionsChange::Withdrawn { id: qid.clone() })?;
+    publish(&mut locked, &[&qid]).await?;
+    small(locked, &viewer, &qid, StatusCode::OK)
 }
 
-/// The index of the caller's own question `qid`, refused once answered or
-/// dismissed.
-fn own_open_question(doc: &Doc, qid: &str, viewer: &Viewer, verb: &str) -> Result<usize, ApiError> {
-    let i = find(doc, qid, viewer)?;
-    let q = &doc.questions[i];
+/// The caller's own question `qid`, refused once answered or dismissed.
+fn own_open_question<'q>(
+    qs: &'q Questions,
+    qid: &str,
+    viewer: &Viewer,
+    verb: &str,
+) -> Result<&'q Question, ApiError> {
+    let q = find(qs, qid, viewer)?;
     if q.author_id != viewer.user_id {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -454,7 +783,7 @@ fn own_open_question(doc: &Doc, qid: &str, viewer: &Viewer, verb: &str) -> Resul
             ),
         ));
     }
-    Ok(i)
+    Ok(q)
 }
 
 /// `POST /classroom/api/sessions/{sid}/questions/{qid}/vote`: upvote once
@@ -488,15 +817,19 @@ async fn cast(
     if viewer.role == Role::Observer {
         return Err(ApiError::new(ErrorCode::Forbidden, "observers do not vote"));
     }
-    let mut next = locked.doc().clone();
-    let i = find(&next, &qid, &viewer)?;
-    let q = &mut next.questions[i];
+    let q = find(locked.get::<Questions>()?, &qid, &viewer)?;
     let had = q.voters.contains(&who.user.id);
     if up {
         if q.author_id == who.user.id {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "you cannot upvote your own question",
+            ));
+        }
+        if matches!(q.state, QuestionState::Answered | QuestionState::Dismissed) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                format!("the question is {}; it takes no more votes", q.state.as_str()),
             ));
         }
         if had {
@@ -506,7 +839,7 @@ async fn cast(
             ));
         }
     } else if !had {
-        return Ok(small(locked, &viewer, &qid, StatusCode::OK));
+        return small(locked, &viewer, &qid, StatusCode::OK);
     }
     if !state.live.within_rate(&who.user.id, "vote", VOTES_PER_MINUTE) {
         return Err(ApiError::new(
@@ -514,139 +847,15 @@ async fn cast(
             format!("at most {VOTES_PER_MINUTE} votes a minute; wait a little"),
         ));
     }
-    // The row first; the document decides (a row left by a failed publish is
-    // taken as it is).
-    if up {
-        locked
-            .store()
-            .add_vote(&qid, &who.user.id, live::now_ms())
-            .await
-            .map_err(store_error)?;
-        q.voters.push(who.user.id.clone());
-    } else {
-        locked
-            .store()
-            .remove_vote(&qid, &who.user.id)
-            .await
-            .map_err(store_error)?;
-        q.voters.retain(|v| *v != who.user.id);
-    }
-    // Votes are coalesced: the document changes now (snapshots show it), the
-    // event goes out with the other votes of the next quarter second.
-    next.questions_dirty.insert(qid.clone());
-    locked.stage(next);
-    state.live.coalesce(&sid, "questions", flush_questions);
-    Ok(small(locked, &viewer, &qid, StatusCode::OK))
-}
-
-/// Publishes ONE `questions` event with the questions asked or voted on
-/// since the last one (the [`Flush`](live::Flush) of asks and votes).
-fn flush_questions<'a>(
-    live: &'a live::Live,
-    sid: &'a str,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>> {
-    Box::pin(async move {
-        let mut locked = live.lock(sid).await?;
-        if locked.doc().questions_dirty.is_empty() {
-            return Ok(());
-        }
-        let mut next = locked.doc().clone();
-        let dirty = std::mem::take(&mut next.questions_dirty);
-        // A burst can change more questions than one event holds: several
-        // events of at most EVENT_CHUNK_BYTES of views, the last one saved.
-        let mut chunks: Vec<Vec<&str>> = Vec::new();
-        let mut size = 0;
-        for id in &dirty {
-            let bytes = next
-                .questions
-                .iter()
-                .find(|q| q.id == *id)
-                .map_or(64, |q| public_view(q).to_string().len());
-            match chunks.last_mut() {
-                Some(chunk) if size + bytes <= EVENT_CHUNK_BYTES => chunk.push(id),
-                _ => {
-                    chunks.push(vec![id]);
-                    size = 0;
-                }
-            }
-            size += bytes;
-        }
-        let last = chunks.pop().unwrap_or_default();
-        for chunk in &chunks {
-            // Still dirty until the last one is out: a failure part way
-            // publishes them all again (replacing the same views).
-            let mut interim = next.clone();
-            interim.questions_dirty = dirty.clone();
-            let data = event_data(&next, chunk);
-            locked.publish_unsaved(interim, "questions", data).await?;
-        }
-        let data = event_data(&next, &last);
-        locked.commit(next, "questions", data).await
-    })
-}
-
-/// The most question views one `questions` event carries, in bytes of JSON.
-const EVENT_CHUNK_BYTES: usize = 32 * 1024;
-
-/// Brings a document loaded from the store up to date with the question and
-/// vote rows (asks and votes are rows first, the document is saved with the
-/// coalesced event, so a crash in between loses nothing): a question whose
-/// row is newer than the document is added, every question's voters are its
-/// vote rows.
-///
-/// # Errors
-/// `store_unavailable`.
-pub(crate) async fn on_load(
-    store: &dyn herald_store::ClassroomStore,
-    row: &herald_store::LiveSession,
-    doc: &mut Doc,
-) -> Result<(), ApiError> {
-    let rows = store.questions_of_session(&row.id).await.map_err(store_error)?;
-    if rows.is_empty() && doc.questions.is_empty() {
-        return Ok(());
-    }
-    let known: std::collections::HashSet<String> = doc.questions.iter().map(|q| q.id.clone()).collect();
-    for r in rows.into_iter().filter(|r| !known.contains(&r.id)) {
-        let Some(state) = QuestionState::parse(&r.state) else {
-            continue;
-        };
-        let author_name = match store.user(&r.author_id).await.map_err(store_error)? {
-            Some(u) => u.name,
-            None => continue,
-        };
-        let answer_mode = match r.answer_mode.as_deref() {
-            Some("public") => Some(AnswerMode::Public),
-            Some("private") => Some(AnswerMode::Private),
-            Some("live") => Some(AnswerMode::Live),
-            _ => None,
-        };
-        if state == QuestionState::Pending {
-            doc.held_back_rev += 1;
-        }
-        doc.questions.push(Question {
-            id: r.id,
-            author_id: r.author_id,
-            author_name,
-            anonymous: r.anonymous,
-            text: r.text,
-            state,
-            answer_mode,
-            answer: r.answer,
-            voters: Vec::new(),
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        });
-    }
-    doc.questions
-        .sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
-    let mut voters: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
-    for v in store.votes_of_session(&row.id).await.map_err(store_error)? {
-        voters.entry(v.question_id).or_default().push(v.user_id);
-    }
-    for q in &mut doc.questions {
-        q.voters = voters.remove(&q.id).unwrap_or_default();
-    }
-    Ok(())
+    // Coalesced: logged now (a snapshot shows it), the event goes out with
+    // the other votes of the next quarter second.
+    locked.apply::<Questions>(QuestionsChange::Voted {
+        id: qid.clone(),
+        user_id: who.user.id.clone(),
+        up,
+    })?;
+    locked.commit().await?;
+    small(locked, &viewer, &qid, StatusCode::OK)
 }
 
 /// `POST /classroom/api/sessions/{sid}/questions/{qid}/state {state}` (staff):
@@ -669,48 +878,33 @@ pub async fn set_state(
             )
         })?;
     let (viewer, mut locked) = open(&state, &sid, &who, true).await?;
-    let mut next = locked.doc().clone();
-    let i = find(&next, &qid, &viewer)?;
-    if next.questions[i].state == to {
+    let qs = locked.get::<Questions>()?;
+    let q = find(qs, &qid, &viewer)?;
+    if q.state == to {
         return Ok(Json(snapshot(&locked, &viewer)).into_response());
     }
-    let now = live::now_ms();
+    let dropped_private = (q.answer_mode == Some(AnswerMode::Private)).then(|| q.author_id.clone());
     let mut changed = vec![qid.clone()];
     if to == QuestionState::Answering {
-        for q in next.questions.iter_mut() {
-            if q.state == QuestionState::Answering {
-                q.state = QuestionState::Published;
-                q.updated_at = now;
-                changed.push(q.id.clone());
-            }
-        }
+        changed.extend(
+            qs.questions
+                .iter()
+                .filter(|o| o.state == QuestionState::Answering && o.id != qid)
+                .map(|o| o.id.clone()),
+        );
     }
-    let q = &mut next.questions[i];
-    let was_pending = q.state == QuestionState::Pending;
-    let dropped_private = (q.answer_mode == Some(AnswerMode::Private)).then(|| q.author_id.clone());
-    q.state = to;
-    q.answer_mode = None;
-    q.answer = None;
-    q.updated_at = now;
-    if was_pending || to == QuestionState::Pending {
-        next.held_back_rev += 1;
-    }
-    for id in &changed {
-        if let Some(q) = next.questions.iter().find(|q| q.id == *id) {
-            locked
-                .store()
-                .save_question(&row_of(&sid, q))
-                .await
-                .map_err(store_error)?;
-        }
+    locked.apply::<Questions>(QuestionsChange::State {
+        id: qid.clone(),
+        state: to,
+        at: now_ms(),
+    })?;
+    if let Some(author) = dropped_private {
+        private(&mut locked, &author, &qid, None)?;
     }
     let ids: Vec<&str> = changed.iter().map(String::as_str).collect();
-    let answer = commit(&mut locked, next, &ids, &viewer).await?;
-    if let Some(author) = dropped_private {
-        private(&locked, &sid, &author, &qid, None).await;
-    }
+    publish(&mut locked, &ids).await?;
     tracing::info!(session = %sid, question = %qid, state = to.as_str(), by = %who.user.id, "question state");
-    Ok(answer)
+    Ok(Json(snapshot(&locked, &viewer)).into_response())
 }
 
 /// `POST /classroom/api/sessions/{sid}/questions/{qid}/answer {mode, text?}`
@@ -722,7 +916,7 @@ pub async fn answer(
     Path((sid, qid)): Path<(String, String)>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: Answer = json(body).await?;
+    let req: AnswerBody = json(body).await?;
     let mode = match req.mode.as_str() {
         "public" => AnswerMode::Public,
         "private" => AnswerMode::Private,
@@ -741,50 +935,39 @@ pub async fn answer(
         (_, None) => return Err(invalid("a public or private answer needs a text")),
     };
     let (viewer, mut locked) = open(&state, &sid, &who, true).await?;
-    let mut next = locked.doc().clone();
-    let i = find(&next, &qid, &viewer)?;
-    let q = &mut next.questions[i];
-    let was_pending = q.state == QuestionState::Pending;
-    let dropped_private = (q.answer_mode == Some(AnswerMode::Private) && mode != AnswerMode::Private)
-        .then(|| q.author_id.clone());
-    q.state = QuestionState::Answered;
-    q.answer_mode = Some(mode);
-    q.answer = text.clone();
-    q.updated_at = live::now_ms();
+    let q = find(locked.get::<Questions>()?, &qid, &viewer)?;
     let author = q.author_id.clone();
-    locked
-        .store()
-        .save_question(&row_of(&sid, q))
-        .await
-        .map_err(store_error)?;
-    if was_pending {
-        next.held_back_rev += 1;
-    }
-    let response = commit(&mut locked, next, &[&qid], &viewer).await?;
+    let was_private = q.answer_mode == Some(AnswerMode::Private);
+    locked.apply::<Questions>(QuestionsChange::Answered {
+        id: qid.clone(),
+        mode,
+        text: text.clone(),
+        at: now_ms(),
+    })?;
     if mode == AnswerMode::Private {
-        private(&locked, &sid, &author, &qid, text.as_deref()).await;
-    } else if let Some(author) = dropped_private {
-        private(&locked, &sid, &author, &qid, None).await;
+        private(&mut locked, &author, &qid, text.as_deref())?;
+    } else if was_private {
+        private(&mut locked, &author, &qid, None)?;
     }
+    publish(&mut locked, &[&qid]).await?;
     tracing::info!(session = %sid, question = %qid, mode = mode.as_str(), by = %who.user.id, "question answered");
-    Ok(response)
+    Ok(Json(snapshot(&locked, &viewer)).into_response())
 }
 
-/// Publishes `{my_answers:{qid: text}}` (`null`: withdrawn) on the asker's
-/// personal channel. The document has it already (their next snapshot shows
-/// it), so a failure is logged, not answered.
-async fn private(locked: &Locked<'_>, sid: &str, author: &str, qid: &str, text: Option<&str>) {
-    let result = match personal_channel(sid, author) {
-        Ok(channel) => {
-            locked
-                .notify(&channel, "answer.private", json!({ "my_answers": { qid: text } }))
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        tracing::warn!(session = %sid, question = %qid, error = ?e, "private answer not delivered live");
-    }
+/// Queues a private answer's text (`None`: withdrawn) for the asker's personal
+/// channel (`my_answers`) and the staff channel (`private_answers`). Both
+/// snapshots have it, so a failure to publish is logged, not answered.
+fn private(locked: &mut Locked<'_>, author: &str, qid: &str, text: Option<&str>) -> Result<(), ApiError> {
+    locked.notify(
+        Audience::User(author.to_owned()),
+        "answer.private",
+        json!({ "my_answers": { qid: text } }),
+    )?;
+    locked.notify(
+        Audience::Staff,
+        "answer.private",
+        json!({ "private_answers": { qid: text } }),
+    )
 }
 
 /// `PATCH /classroom/api/sessions/{sid}/qa {anonymous?, moderation?}` (staff):
@@ -797,18 +980,19 @@ pub async fn settings(
 ) -> Result<Response, ApiError> {
     let req: Settings = json(body).await?;
     let (viewer, mut locked) = open(&state, &sid, &who, true).await?;
-    let mut next = locked.doc().clone();
+    let now = locked.get::<Questions>()?.qa;
+    let mut next = now;
     if let Some(a) = req.anonymous {
-        next.qa.anonymous = a;
+        next.anonymous = a;
     }
     if let Some(m) = req.moderation {
-        next.qa.moderation = m;
+        next.moderation = m;
     }
-    if next.qa == locked.doc().qa {
-        return Ok(Json(snapshot(&locked, &viewer)).into_response());
+    if next != now {
+        locked.apply::<Questions>(QuestionsChange::Settings(next))?;
+        locked.publish(Audience::All, "qa", json!({ "qa": next }))?;
+        locked.commit().await?;
     }
-    let data = json!({ "qa": next.qa });
-    locked.commit(next, "qa", data).await?;
     Ok(Json(snapshot(&locked, &viewer)).into_response())
 }
 
@@ -819,8 +1003,16 @@ pub async fn export_csv(
     who: SignedIn,
     Path(sid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let doc = export_doc(&state, &sid, &who).await?;
-    Ok(file(&sid, "csv", "text/csv; charset=utf-8", to_csv(&doc)))
+    let role = session_role(&state, &sid, &who).await?;
+    staff(role, "export the questions")?;
+    let locked = state.live.read(&sid).await?;
+    let csv = to_csv(locked.get::<Questions>()?);
+    drop(locked);
+    Ok(export::download(
+        &format!("questions-{sid}.csv"),
+        "text/csv; charset=utf-8",
+        csv,
+    ))
 }
 
 /// `GET /classroom/api/sessions/{sid}/questions.md` (staff): every question,
@@ -830,33 +1022,16 @@ pub async fn export_md(
     who: SignedIn,
     Path(sid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let doc = export_doc(&state, &sid, &who).await?;
-    Ok(file(
-        &sid,
-        "md",
-        "text/markdown; charset=utf-8",
-        to_markdown(&doc),
-    ))
-}
-
-async fn export_doc(state: &ClassroomState, sid: &str, who: &SignedIn) -> Result<Doc, ApiError> {
-    let role = session_role(state, sid, who).await?;
+    let role = session_role(&state, &sid, &who).await?;
     staff(role, "export the questions")?;
-    let locked = state.live.lock(sid).await?;
-    Ok(locked.doc().clone())
-}
-
-fn file(sid: &str, ext: &str, content_type: &'static str, body: String) -> Response {
-    let disposition = format!("attachment; filename=\"questions-{sid}.{ext}\"");
-    let mut r = body.into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(content_type),
-    );
-    if let Ok(v) = header::HeaderValue::from_str(&disposition) {
-        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-    }
-    r
+    let locked = state.live.read(&sid).await?;
+    let md = to_markdown(locked.get::<Questions>()?);
+    drop(locked);
+    Ok(export::download(
+        &format!("questions-{sid}.md"),
+        "text/markdown; charset=utf-8",
+        md,
+    ))
 }
 
 fn author_of(q: &Question) -> &str {
@@ -867,28 +1042,20 @@ fn author_of(q: &Question) -> &str {
     }
 }
 
-/// One CSV field (RFC 4180, formulas defused): the one the poll exports use.
-fn csv_field(s: &str) -> String {
-    crate::polls::csv::field(s)
-}
-
 /// The questions as CSV, CRLF line ends, with a header line.
-pub(crate) fn to_csv(doc: &Doc) -> String {
+pub(crate) fn to_csv(qs: &Questions) -> String {
     let mut out = String::from("id,created_at,state,votes,author,question,answer_mode,answer\r\n");
-    for q in &doc.questions {
-        let fields = [
-            q.id.clone(),
-            q.created_at.to_string(),
-            q.state.as_str().to_owned(),
-            q.voters.len().to_string(),
-            author_of(q).to_owned(),
-            q.text.clone(),
-            q.answer_mode.map_or("", AnswerMode::as_str).to_owned(),
-            q.answer.clone().unwrap_or_default(),
-        ];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
+    for q in &qs.questions {
+        out.push_str(&export::line(&[
+            q.id.as_str(),
+            &q.created_at.to_string(),
+            q.state.as_str(),
+            &q.voters.len().to_string(),
+            author_of(q),
+            &q.text,
+            q.answer_mode.map_or("", AnswerMode::as_str),
+            q.answer.as_deref().unwrap_or_default(),
+        ]));
     }
     out
 }
@@ -898,9 +1065,9 @@ fn quote_block(s: &str) -> String {
 }
 
 /// The questions as Markdown: one numbered section each.
-pub(crate) fn to_markdown(doc: &Doc) -> String {
+pub(crate) fn to_markdown(qs: &Questions) -> String {
     let mut out = String::from("# Questions\n");
-    for (n, q) in doc.questions.iter().enumerate() {
+    for (n, q) in qs.questions.iter().enumerate() {
         out.push_str(&format!(
             "\n## {}. {} ({} votes, {})\n\n{}\n",
             n + 1,
@@ -918,6 +1085,65 @@ pub(crate) fn to_markdown(doc: &Doc) -> String {
         }
     }
     out
+}
+
+/// Brings a state from an old document up to date with the question and vote
+/// rows written before the session log (asks and votes were rows first, the
+/// document saved with the coalesced event, so a crash in between lost
+/// nothing): a question whose row is newer than the document is added, every
+/// question's voters are its vote rows.
+async fn restore(qs: &mut Questions, store: &dyn ClassroomStore, row: &LiveSession) -> Result<(), ApiError> {
+    let rows = store.questions_of_session(&row.id).await.map_err(store_error)?;
+    if rows.is_empty() && qs.questions.is_empty() {
+        return Ok(());
+    }
+    let known: HashSet<String> = qs.questions.iter().map(|q| q.id.clone()).collect();
+    for r in rows.into_iter().filter(|r| !known.contains(&r.id)) {
+        let Some(state) = QuestionState::parse(&r.state) else {
+            continue;
+        };
+        let author_name = match store.user(&r.author_id).await.map_err(store_error)? {
+            Some(u) => u.name,
+            None => continue,
+        };
+        let answer_mode = match r.answer_mode.as_deref() {
+            Some("public") => Some(AnswerMode::Public),
+            Some("private") => Some(AnswerMode::Private),
+            Some("live") => Some(AnswerMode::Live),
+            _ => None,
+        };
+        if state == QuestionState::Pending {
+            qs.held_back_rev += 1;
+        }
+        qs.dirty.insert(r.id.clone());
+        qs.questions.push(Question {
+            id: r.id,
+            author_id: r.author_id,
+            author_name,
+            anonymous: r.anonymous,
+            text: r.text,
+            state,
+            answer_mode,
+            answer: r.answer,
+            voters: Vec::new(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        });
+    }
+    qs.questions
+        .sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+    let mut voters: HashMap<String, Vec<String>> = HashMap::new();
+    for v in store.votes_of_session(&row.id).await.map_err(store_error)? {
+        voters.entry(v.question_id).or_default().push(v.user_id);
+    }
+    for q in &mut qs.questions {
+        let rows = voters.remove(&q.id).unwrap_or_default();
+        if rows != q.voters {
+            qs.dirty.insert(q.id.clone());
+            q.voters = rows;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -942,21 +1168,13 @@ mod tests {
     }
 
     #[test]
-    fn csv_fields_that_look_like_formulas_are_defused() {
-        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_field("+1"), "'+1");
-        assert_eq!(csv_field("@cmd"), "'@cmd");
-        assert_eq!(csv_field("a-b"), "a-b", "only a leading sign counts");
-    }
-
-    #[test]
     fn csv_quotes_commas_quotes_and_newlines() {
-        let doc = Doc {
+        let qs = Questions {
             questions: vec![question("a, \"b\"\nc", true)],
-            ..Doc::default()
+            ..Questions::default()
         };
         assert_eq!(
-            to_csv(&doc),
+            to_csv(&qs),
             "id,created_at,state,votes,author,question,answer_mode,answer\r\n\
              q_1,5,answered,1,anonymous,\"a, \"\"b\"\"\nc\",private,secret\r\n"
         );
@@ -971,5 +1189,34 @@ mod tests {
         assert_eq!(v["votes"], 1);
         let v = public_view(&question("why?", false));
         assert_eq!(v["author"], "Sam");
+    }
+
+    #[test]
+    fn answering_one_question_takes_it_from_the_other() {
+        let mut qs = Questions::default();
+        for id in ["q_a", "q_b"] {
+            let mut q = question("?", false);
+            q.id = id.into();
+            q.state = QuestionState::Published;
+            q.answer_mode = None;
+            qs.apply(QuestionsChange::Asked(q));
+        }
+        assert_eq!(qs.dirty.len(), 2);
+        qs.apply(QuestionsChange::State {
+            id: "q_a".into(),
+            state: QuestionState::Answering,
+            at: 7,
+        });
+        qs.apply(QuestionsChange::State {
+            id: "q_b".into(),
+            state: QuestionState::Answering,
+            at: 8,
+        });
+        let states: Vec<_> = qs.questions.iter().map(|q| q.state).collect();
+        assert_eq!(states, [QuestionState::Published, QuestionState::Answering]);
+        qs.apply(QuestionsChange::Published {
+            ids: vec!["q_a".into(), "q_b".into()],
+        });
+        assert!(!Feature::pending(&qs));
     }
 }

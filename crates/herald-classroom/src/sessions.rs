@@ -1,35 +1,41 @@
 //! Live sessions over HTTP: create and list them, load a snapshot, change the
-//! state, raise and lower hands, promote during a session, get a client token.
+//! state, get a client token, read the session log; and what every feature's
+//! handlers share (the caller's role, the checks of who may act when).
 //!
 //! | who | may |
 //! |---|---|
-//! | trainer | everything below, plus promote (change roles) during a session |
-//! | co_trainer | create sessions; start, pause, resume, end them; lower anyone's hand, or all |
-//! | student | raise and lower their own hand |
-//! | observer | watch: snapshot and token only |
+//! | co_trainer, trainer | create sessions; start, pause, resume, end them |
+//! | every member | list the course's sessions, load a session's snapshot, get a token for its channels, read its log (what they could see live) |
 //!
-//! Every member may list the course's sessions, load a session's snapshot and
-//! get a token for its channel. Every change goes through the sequencer
-//! ([`crate::live`]): one event on `class:{session_id}`, document and cursor
-//! saved together.
+//! Every change goes through the sequencer ([`crate::live`]): events on
+//! `class:{session_id}` (and the staff and personal channels), one entry in
+//! the session log. The features add their own routes
+//! (`crate::features`).
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_protocol::ErrorCode;
 use herald_server::error::ApiError;
+use herald_server::request::Query;
 use herald_store::{LiveSession, LiveState, Role};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use crate::auth::SignedIn;
+use crate::clock::now_ms;
 use crate::courses::{membership, valid_title};
-use crate::live::{self, channel_of, Doc, Hand, Locked};
-use crate::{groups, json, polls, questions, slides, store_error, ClassroomState};
+use crate::live::{self, channel_of, personal_channel, Audience, Lifecycle, Locked, Viewer};
+use crate::{json, store_error, ClassroomState};
 
-/// A live session as the API shows it (without its document: see `snapshot`).
+/// Log entries one `GET sessions/{sid}/log` answers when no `limit` is given.
+pub const LOG_PAGE: u64 = 100;
+/// The most log entries one `GET sessions/{sid}/log` answers.
+pub const MAX_LOG_PAGE: u64 = 1000;
+
+/// A live session as the API shows it (without its state: see `snapshot`).
 #[derive(Debug, Serialize)]
 pub struct SessionView<'a> {
     /// Id.
@@ -71,21 +77,6 @@ struct NewSession {
     title: String,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetActivity {
-    activity: String,
-}
-
-/// Activity reports a user may send per minute (per node).
-pub const ACTIVITY_PER_MINUTE: usize = 30;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetRole {
-    role: String,
-}
-
 /// `POST /classroom/api/courses/{id}/sessions {title}` -> `201 {session}`
 /// (trainers and co-trainers).
 pub async fn create(
@@ -98,8 +89,7 @@ pub async fn create(
     staff(role, "create live sessions")?;
     let req: NewSession = json(body).await?;
     let title = valid_title(&req.title)?;
-    let doc = serde_json::to_string(&Doc::default())
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot encode the document: {e}")))?;
+    let doc = state.live.new_doc()?;
     let session = state
         .store
         .create_live_session(&course_id, title, &doc)
@@ -130,20 +120,21 @@ pub async fn list(
     Ok(Json(json!({ "sessions": views })).into_response())
 }
 
-/// `GET /classroom/api/sessions/{sid}` -> `{session, snapshot, cursor, role}`
-/// (members): the document and the cursor it is valid at, read together.
+/// `GET /classroom/api/sessions/{sid}` -> `{session, snapshot, cursor, offset,
+/// seq, role, private_channel, private_cursor, staff_channel?, staff_cursor?}`
+/// (members): the state and the cursor it is valid at, read together.
 pub async fn show(
     State(state): State<ClassroomState>,
     who: SignedIn,
     Path(sid): Path<String>,
 ) -> Result<Response, ApiError> {
     let role = session_role(&state, &sid, &who).await?;
-    let personal = questions::personal_channel(&sid, &who.user.id)?;
-    state.live.here.ensure(&state.live, &sid);
-    let mut locked = state.live.lock(&sid).await?;
+    let personal = personal_channel(&sid, &who.user.id)?;
+    state.live.opened(&sid);
+    let mut locked = state.live.read(&sid).await?;
     locked.anchored().await?;
     let private_cursor = locked.position_of(&personal).await?;
-    let mut answer = snapshot(&locked, &Viewer::new(&who, role));
+    let mut answer = snapshot(&locked, &viewer(&who, role));
     answer["role"] = json!(role);
     answer["private_channel"] = json!(personal.as_str());
     answer["private_cursor"] = json!(private_cursor);
@@ -209,8 +200,8 @@ async fn transition(
     let role = session_role(&state, &sid, &who).await?;
     staff(role, "start, pause, resume or end a live session")?;
     let mut locked = state.live.lock(&sid).await?;
-    let mut next = locked.doc().clone();
-    let now = live::now_ms();
+    let mut next: Lifecycle = locked.doc().session;
+    let now = now_ms();
     let (verb, allowed) = match t {
         Transition::Start => ("started", next.state == LiveState::Scheduled),
         Transition::Pause => ("paused", next.state == LiveState::Live),
@@ -231,190 +222,12 @@ async fn transition(
     if matches!(t, Transition::End) {
         next.ended_at = Some(now);
     }
+    locked.set_lifecycle(next)?;
     let data = json!({ "state": next.state, "started_at": next.started_at, "ended_at": next.ended_at });
-    locked.commit(next, "session.state", data).await?;
-    tracing::info!(session = %sid, state = locked.doc().state.as_str(), by = %who.user.id, "live session state");
-    Ok(Json(snapshot(&locked, &Viewer::new(&who, role))).into_response())
-}
-
-/// `POST /classroom/api/sessions/{sid}/hand`: raise your hand (students, while
-/// live; raising it again changes nothing).
-pub async fn raise_hand(
-    State(state): State<ClassroomState>,
-    who: SignedIn,
-    Path(sid): Path<String>,
-) -> Result<Response, ApiError> {
-    let role = session_role(&state, &sid, &who).await?;
-    if role != Role::Student {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only students raise hands in a live session",
-        ));
-    }
-    let viewer = Viewer::new(&who, role);
-    let mut locked = live_session(&state, &sid).await?;
-    if locked.doc().hands.iter().any(|h| h.user_id == who.user.id) {
-        return Ok(Json(snapshot(&locked, &viewer)).into_response());
-    }
-    let mut next = locked.doc().clone();
-    next.hands.push(Hand {
-        user_id: who.user.id.clone(),
-        name: who.user.name.clone(),
-        raised_at: live::now_ms(),
-    });
-    commit_hands(&mut locked, next, &viewer).await
-}
-
-/// `DELETE /classroom/api/sessions/{sid}/hand`: lower your own hand (members,
-/// while live; lowering a hand that is down changes nothing).
-pub async fn lower_own_hand(
-    State(state): State<ClassroomState>,
-    who: SignedIn,
-    Path(sid): Path<String>,
-) -> Result<Response, ApiError> {
-    let role = session_role(&state, &sid, &who).await?;
-    lower(&state, &sid, Some(&who.user.id), &Viewer::new(&who, role)).await
-}
-
-/// `DELETE /classroom/api/sessions/{sid}/hands/{user_id}`: lower someone's hand
-/// (staff, while live).
-pub async fn lower_hand(
-    State(state): State<ClassroomState>,
-    who: SignedIn,
-    Path((sid, user_id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let role = session_role(&state, &sid, &who).await?;
-    staff(role, "lower other people's hands")?;
-    lower(&state, &sid, Some(&user_id), &Viewer::new(&who, role)).await
-}
-
-/// `DELETE /classroom/api/sessions/{sid}/hands`: lower every hand (staff, while
-/// live).
-pub async fn lower_all_hands(
-    State(state): State<ClassroomState>,
-    who: SignedIn,
-    Path(sid): Path<String>,
-) -> Result<Response, ApiError> {
-    let role = session_role(&state, &sid, &who).await?;
-    staff(role, "lower every hand")?;
-    lower(&state, &sid, None, &Viewer::new(&who, role)).await
-}
-
-/// Lowers `user_id`'s hand, or all of them; publishes `hands` when the queue
-/// changed.
-async fn lower(
-    state: &ClassroomState,
-    sid: &str,
-    user_id: Option<&str>,
-    viewer: &Viewer,
-) -> Result<Response, ApiError> {
-    let mut locked = live_session(state, sid).await?;
-    let mut next = locked.doc().clone();
-    next.hands.retain(|h| user_id.is_some_and(|u| u != h.user_id));
-    if next.hands.len() == locked.doc().hands.len() {
-        return Ok(Json(snapshot(&locked, viewer)).into_response());
-    }
-    commit_hands(&mut locked, next, viewer).await
-}
-
-async fn commit_hands(locked: &mut Locked<'_>, next: Doc, viewer: &Viewer) -> Result<Response, ApiError> {
-    let data = json!({ "hands": next.hands });
-    locked.commit(next, "hands", data).await?;
-    Ok(Json(snapshot(locked, viewer)).into_response())
-}
-
-/// `POST /classroom/api/sessions/{sid}/activity {activity}`: the caller's screen
-/// reports `active`, `idle` or `away` (members, until the session ends) -> `204`. An
-/// event `activity` `{activity:{user_id: value}}` when it changed; not saved
-/// (it describes the connections of now).
-pub async fn set_activity(
-    State(state): State<ClassroomState>,
-    who: SignedIn,
-    Path(sid): Path<String>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    session_role(&state, &sid, &who).await?;
-    let req: SetActivity = json(body).await?;
-    let activity = live::Activity::parse(&req.activity).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidParameter,
-            "activity must be one of active, idle, away",
-        )
-    })?;
-    if !state
-        .live
-        .within_rate(&who.user.id, "activity", ACTIVITY_PER_MINUTE)
-    {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!("at most {ACTIVITY_PER_MINUTE} activity reports a minute; wait a little"),
-        ));
-    }
-    let mut locked = state.live.lock(&sid).await?;
-    if locked.doc().state == LiveState::Ended {
-        return Err(invalid_state(LiveState::Ended, "there is nobody to report to"));
-    }
-    let now = locked
-        .doc()
-        .activity
-        .get(&who.user.id)
-        .copied()
-        .unwrap_or_default();
-    if now != activity {
-        let mut next = locked.doc().clone();
-        if activity == live::Activity::Active {
-            next.activity.remove(&who.user.id);
-        } else {
-            next.activity.insert(who.user.id.clone(), activity);
-        }
-        let data = json!({ "activity": { &who.user.id: activity } });
-        locked.publish_unsaved(next, "activity", data).await?;
-    }
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `POST /classroom/api/sessions/{sid}/roster/{user_id} {role}`: changes a
-/// member's role in the course during the session (trainers; not once ended).
-pub async fn set_role(
-    State(state): State<ClassroomState>,
-    who: SignedIn,
-    Path((sid, user_id)): Path<(String, String)>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let role = session_role(&state, &sid, &who).await?;
-    if role != Role::Trainer {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only the course's trainers may change roles",
-        ));
-    }
-    let req: SetRole = json(body).await?;
-    let new_role = Role::parse(&req.role).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidParameter,
-            "role must be one of trainer, co_trainer, student, observer",
-        )
-    })?;
-    let mut locked = state.live.lock(&sid).await?;
-    if locked.doc().state == LiveState::Ended {
-        return Err(invalid_state(
-            LiveState::Ended,
-            "change roles in the course instead",
-        ));
-    }
-    let course_id = locked.session().course_id.clone();
-    // The row that must last first, under the session's lock: the course role.
-    state
-        .store
-        .set_role(&course_id, &user_id, new_role)
-        .await
-        .map_err(store_error)?;
-    let mut next = locked.doc().clone();
-    next.roles.insert(user_id.clone(), new_role);
-    let data = json!({ "roles": next.roles });
-    locked.commit(next, "roster.role", data).await?;
-    tracing::info!(session = %sid, user = %user_id, role = new_role.as_str(), by = %who.user.id, "role changed in a live session");
-    Ok(Json(snapshot(&locked, &Viewer::new(&who, role))).into_response())
+    locked.publish(Audience::All, "session.state", data)?;
+    locked.commit().await?;
+    tracing::info!(session = %sid, state = next.state.as_str(), by = %who.user.id, "live session state");
+    Ok(Json(snapshot(&locked, &viewer(&who, role))).into_response())
 }
 
 /// `GET /classroom/api/sessions/{sid}/token` -> `{app, token, channel, cursor,
@@ -428,7 +241,7 @@ pub async fn token(
 ) -> Result<Response, ApiError> {
     let role = session_role(&state, &sid, &who).await?;
     let channel = channel_of(&sid)?;
-    let personal = questions::personal_channel(&sid, &who.user.id)?;
+    let personal = personal_channel(&sid, &who.user.id)?;
     let staff_channel = live::staff_channel(&sid)?;
     let mut channels = vec![&channel, &personal];
     if role.is_staff() {
@@ -438,8 +251,8 @@ pub async fn token(
         .live
         .token(&channels, &who.user.id, &who.user.name, role)
         .await?;
-    state.live.here.ensure(&state.live, &sid);
-    let mut locked = state.live.lock(&sid).await?;
+    state.live.opened(&sid);
+    let mut locked = state.live.read(&sid).await?;
     locked.anchored().await?;
     let private_cursor = locked.position_of(&personal).await?;
     let mut answer = json!({
@@ -458,46 +271,68 @@ pub async fn token(
     Ok(Json(answer).into_response())
 }
 
-/// Who is looking: what a snapshot shows depends on it.
-pub(crate) struct Viewer {
-    /// The caller.
-    pub user_id: String,
-    /// Their role in the course.
-    pub role: Role,
-    /// Trainer or co-trainer.
-    pub staff: bool,
+/// `GET /classroom/api/sessions/{sid}/log?after=N&limit=M` (members) ->
+/// `{entries:[{seq, at, events:[{event, data, to, offset?}]}], next, more}`:
+/// the session log from entry `N + 1` (0: the first), at most `M` entries
+/// ([`LOG_PAGE`] by default, at most [`MAX_LOG_PAGE`]). Each entry shows only
+/// the events the caller could have received live: the session channel's,
+/// the staff channel's for staff, their own personal channel's (staff: every
+/// one's, since they sent them). `next` is the `after` of the next page;
+/// `more` says whether there may be one.
+pub async fn log(
+    State(state): State<ClassroomState>,
+    who: SignedIn,
+    Path(sid): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = Query::parse(query.as_deref());
+    let after = query.number("after")?.unwrap_or(0);
+    let limit = query.number("limit")?.unwrap_or(LOG_PAGE);
+    if !(1..=MAX_LOG_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("limit must be 1 to {MAX_LOG_PAGE}"),
+        ));
+    }
+    let after = i64::try_from(after)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "after is out of range"))?;
+    let role = session_role(&state, &sid, &who).await?;
+    let viewer = viewer(&who, role);
+    let rows = state
+        .store
+        .live_log(&sid, after, limit as i64)
+        .await
+        .map_err(store_error)?;
+    let more = rows.len() as u64 == limit;
+    let next = rows.last().map_or(after, |r| r.seq);
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let events = live::visible_events(&row.body, &viewer).map_err(|e| {
+            tracing::error!(session = %sid, seq = row.seq, error = %e, "a session log entry cannot be read");
+            ApiError::new(
+                ErrorCode::Internal,
+                "this session's log cannot be read; the server log has details",
+            )
+        })?;
+        entries.push(json!({ "seq": row.seq, "at": row.at, "events": events }));
+    }
+    Ok(Json(json!({ "entries": entries, "next": next, "more": more })).into_response())
 }
 
-impl Viewer {
-    pub(crate) fn new(who: &SignedIn, role: Role) -> Self {
-        Self {
-            user_id: who.user.id.clone(),
-            role,
-            staff: role.is_staff(),
-        }
-    }
+/// The viewer of a signed-in caller with `role`.
+pub(crate) fn viewer(who: &SignedIn, role: Role) -> Viewer {
+    Viewer::new(&who.user.id, role)
 }
 
-/// `{session, snapshot, cursor}` of a locked session, as `viewer` may see it:
-/// the document's session fields as they are, the questions as views
-/// ([`crate::questions`]).
-pub(crate) fn snapshot(locked: &Locked<'_>, viewer: &Viewer) -> serde_json::Value {
-    let doc = locked.doc();
-    let mut snap = serde_json::Map::new();
-    snap.insert("state".into(), json!(doc.state));
-    snap.insert("started_at".into(), json!(doc.started_at));
-    snap.insert("ended_at".into(), json!(doc.ended_at));
-    snap.insert("hands".into(), json!(doc.hands));
-    snap.insert("roles".into(), json!(doc.roles));
-    snap.insert("activity".into(), json!(doc.activity));
-    snap.insert("here_count".into(), json!(doc.here.len()));
-    if viewer.staff {
-        snap.insert("here".into(), json!(&*doc.here));
-    }
-    questions::snapshot_fields(doc, viewer, &mut snap);
-    slides::snapshot_fields(doc, viewer, &mut snap);
-    polls::snapshot_fields(doc, viewer, &mut snap);
-    groups::snapshot_fields(doc, viewer, &mut snap);
+/// `{session, snapshot, cursor, offset, seq}` of a locked session, as `viewer`
+/// may see it: the session's life, then every feature's fields.
+pub(crate) fn snapshot(locked: &Locked<'_>, viewer: &Viewer) -> Value {
+    let life = locked.doc().session;
+    let mut snap = Map::new();
+    snap.insert("state".into(), json!(life.state));
+    snap.insert("started_at".into(), json!(life.started_at));
+    snap.insert("ended_at".into(), json!(life.ended_at));
+    locked.snapshot_fields(viewer, &mut snap);
     // The offset the cursor names, so that a screen reloading its snapshot
     // mid-stream can skip the events it already has.
     let offset = herald_protocol::Cursor::parse(locked.cursor())
@@ -509,6 +344,7 @@ pub(crate) fn snapshot(locked: &Locked<'_>, viewer: &Viewer) -> serde_json::Valu
         "snapshot": snap,
         "cursor": locked.cursor(),
         "offset": offset,
+        "seq": locked.seq(),
     })
 }
 
@@ -539,17 +375,45 @@ pub(crate) async fn session_role(
         })
 }
 
-/// The session under its lock, refused with `409 invalid_state` unless live.
-async fn live_session<'a>(state: &'a ClassroomState, sid: &str) -> Result<Locked<'a>, ApiError> {
+/// Who may take an action, and when.
+#[derive(Clone, Copy)]
+pub(crate) enum Actor<'a> {
+    /// Trainers and co-trainers, until the session has ended; `what` they do,
+    /// for the refusal.
+    Staff(&'a str),
+    /// Students only, while the session is live; `what` they do.
+    Student(&'a str),
+}
+
+/// The start of most features' handlers: the caller's role checked against
+/// `actor`, then the session under its lock, refused when the session is not
+/// in a state for it (`why` ends the refusal's sentence).
+pub(crate) async fn enter<'a>(
+    state: &'a ClassroomState,
+    sid: &str,
+    who: &SignedIn,
+    actor: Actor<'_>,
+    why: &str,
+) -> Result<(Viewer, Locked<'a>), ApiError> {
+    let role = session_role(state, sid, who).await?;
+    let staff_action = match actor {
+        Actor::Staff(what) => {
+            staff(role, what)?;
+            true
+        }
+        Actor::Student(what) => {
+            if role != Role::Student {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!("only students {what}"),
+                ));
+            }
+            false
+        }
+    };
     let locked = state.live.lock(sid).await?;
-    let now = locked.doc().state;
-    if now != LiveState::Live {
-        return Err(invalid_state(
-            now,
-            "hands are raised and lowered only while it is live",
-        ));
-    }
-    Ok(locked)
+    allowed_now(locked.state(), staff_action, why, why)?;
+    Ok((viewer(who, role), locked))
 }
 
 pub(crate) fn staff(role: Role, what: &str) -> Result<(), ApiError> {

@@ -11,11 +11,12 @@
 //! ([`markdown`]); an image is a one-slide deck; a PDF is rendered page by page
 //! to PNG ([`upload`]). Decks never change after creation.
 //!
-//! **In a session**, the document keeps [`SlidesState`]: the deck on screen
-//! (a copy of its slides, behind an `Arc` so that cloning the document stays
-//! cheap), the trainer's page, the furthest page reached and the mode. Every
-//! change goes through the sequencer ([`crate::live`]) as ONE event `slides` on
-//! `class:{sid}`. A page flip or a mode change carries only the small
+//! **In a session**, the state keeps [`SlidesState`]: the deck on screen
+//! (a copy of its slides, so that a deck deleted later still shows in the
+//! session's replay), the trainer's page, the furthest page reached and the
+//! mode. Every change goes through the sequencer ([`crate::live`]) as ONE
+//! event `slides` on `class:{sid}` and one small log entry (a flip is the
+//! page number only). A page flip or a mode change carries only the small
 //! `slides` position (deck id, title, page count, page, reached, mode: about
 //! 150 bytes, since thousands of students receive each one); showing another
 //! deck carries its content too (`deck`). The snapshot carries both, so a late
@@ -42,14 +43,13 @@ use herald_protocol::ErrorCode;
 use herald_server::error::ApiError;
 use herald_server::request::{body_bytes, json_body, Query};
 use herald_store::classroom::{generate_id, DeckRow, FileRow};
-use herald_store::LiveState;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth::SignedIn;
 use crate::courses::{membership, valid_title};
-use crate::live::{self, Doc, Locked};
-use crate::sessions::{invalid_state, session_role, snapshot, staff, Viewer};
+use crate::live::{Audience, Feature, Locked, View, Viewer};
+use crate::sessions::{enter, snapshot, staff, Actor};
 use crate::{json, store_error, ClassroomState};
 
 use upload::{Kind, RenderError};
@@ -199,11 +199,49 @@ pub fn routes() -> Router<ClassroomState> {
         .route("/classroom/api/sessions/{sid}/slides/page", post(turn))
 }
 
-/// The slides fields of a snapshot for `viewer` (everyone sees the same).
-pub(crate) fn snapshot_fields(doc: &Doc, viewer: &Viewer, out: &mut Map<String, Value>) {
-    let _ = viewer;
-    out.insert("slides".into(), doc.slides.position());
-    out.insert("deck".into(), doc.slides.deck_value());
+/// A change of the slides.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlidesChange {
+    /// A deck shown from its first page (`None`: none shown).
+    Show(Option<ShownDeck>),
+    /// The trainer turned to `page`.
+    Turn {
+        /// The page, 0-based.
+        page: usize,
+    },
+    /// Who sets the pace.
+    Mode(Mode),
+}
+
+impl Feature for SlidesState {
+    const KEY: &'static str = "slides";
+    type Change = SlidesChange;
+
+    fn apply(&mut self, change: SlidesChange) {
+        match change {
+            SlidesChange::Show(deck) => {
+                self.deck = deck;
+                self.page = 0;
+                self.reached = 0;
+            }
+            SlidesChange::Turn { page } => {
+                self.page = page;
+                self.reached = self.reached.max(page);
+            }
+            SlidesChange::Mode(mode) => self.mode = mode,
+        }
+    }
+
+    /// Everyone sees the same: `slides` (the position) and `deck`.
+    fn snapshot(&self, _: &View<'_>, out: &mut Map<String, Value>) {
+        out.insert("slides".into(), self.position());
+        out.insert("deck".into(), self.deck_value());
+    }
+
+    fn from_legacy(old: &Map<String, Value>) -> Self {
+        crate::live::doc::field(old, "slides").unwrap_or_default()
+    }
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -290,7 +328,7 @@ async fn save(
     stored: StoredDeck,
     files: Vec<FileRow>,
 ) -> Result<Response, ApiError> {
-    let now = live::now_ms();
+    let now = crate::clock::now_ms();
     let slides = serde_json::to_string(&stored)
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot encode the slides: {e}")))?;
     let row = DeckRow {
@@ -401,7 +439,7 @@ pub async fn upload(
     }
     let bytes = Vec::from(bytes);
     let deck_id = generate_id("d_");
-    let now = live::now_ms();
+    let now = crate::clock::now_ms();
     let file = |bytes: Vec<u8>, content_type: &str| FileRow {
         id: generate_id("f_"),
         deck_id: deck_id.clone(),
@@ -562,36 +600,51 @@ async fn open<'a>(
     sid: &str,
     who: &SignedIn,
 ) -> Result<(Viewer, Locked<'a>), ApiError> {
-    let role = session_role(state, sid, who).await?;
-    staff(role, "show slides and turn pages")?;
     if !state.live.within_rate(&who.user.id, "slides", FLIPS_PER_MINUTE) {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
             format!("at most {FLIPS_PER_MINUTE} page turns a minute; slow down a little"),
         ));
     }
-    let locked = state.live.lock(sid).await?;
-    let now = locked.doc().state;
-    if now == LiveState::Ended {
-        return Err(invalid_state(now, "its slides cannot be changed any more"));
-    }
-    Ok((Viewer::new(who, role), locked))
+    enter(
+        state,
+        sid,
+        who,
+        Actor::Staff("show slides and turn pages"),
+        "its slides cannot be changed any more",
+    )
+    .await
 }
 
-/// Publishes `slides` (with the deck's content when `with_deck`) unless
-/// nothing changed; answers `{session, snapshot, cursor}`.
+/// Applies `change` and publishes `slides` (with the deck's content when
+/// `with_deck`) unless nothing changed; answers `{session, snapshot, cursor}`.
 async fn commit(
     locked: &mut Locked<'_>,
-    next: Doc,
+    change: SlidesChange,
     viewer: &Viewer,
     with_deck: bool,
 ) -> Result<Response, ApiError> {
-    if next.slides != locked.doc().slides {
-        let mut data = json!({ "slides": next.slides.position() });
-        if with_deck {
-            data["deck"] = next.slides.deck_value();
+    let unchanged = {
+        let now = locked.get::<SlidesState>()?;
+        match &change {
+            SlidesChange::Show(deck) => {
+                now.deck.as_ref().map(|d| &d.id) == deck.as_ref().map(|d| &d.id)
+                    && now.page == 0
+                    && now.reached == 0
+            }
+            SlidesChange::Turn { page } => now.page == *page,
+            SlidesChange::Mode(mode) => now.mode == *mode,
         }
-        locked.commit(next, "slides", data).await?;
+    };
+    if !unchanged {
+        locked.apply::<SlidesState>(change)?;
+        let slides = locked.get::<SlidesState>()?;
+        let mut data = json!({ "slides": slides.position() });
+        if with_deck {
+            data["deck"] = slides.deck_value();
+        }
+        locked.publish(Audience::All, "slides", data)?;
+        locked.commit().await?;
     }
     Ok(Json(snapshot(locked, viewer)).into_response())
 }
@@ -613,8 +666,7 @@ pub async fn show_deck(
 ) -> Result<Response, ApiError> {
     let req: ShowDeck = json(body).await?;
     let (viewer, mut locked) = open(&state, &sid, &who).await?;
-    let mut next = locked.doc().clone();
-    next.slides.deck = match req.deck_id {
+    let deck = match req.deck_id {
         Some(did) => {
             let row = load_deck(&state, &did).await?;
             if row.course_id != locked.session().course_id {
@@ -630,10 +682,8 @@ pub async fn show_deck(
         }
         None => None,
     };
-    next.slides.page = 0;
-    next.slides.reached = 0;
-    tracing::info!(session = %sid, deck = ?next.slides.deck.as_ref().map(|d| &d.id), by = %who.user.id, "deck shown");
-    commit(&mut locked, next, &viewer, true).await
+    tracing::info!(session = %sid, deck = ?deck.as_ref().map(|d| &d.id), by = %who.user.id, "deck shown");
+    commit(&mut locked, SlidesChange::Show(deck), &viewer, true).await
 }
 
 #[derive(Deserialize)]
@@ -653,7 +703,7 @@ pub async fn turn(
 ) -> Result<Response, ApiError> {
     let req: Turn = json(body).await?;
     let (viewer, mut locked) = open(&state, &sid, &who).await?;
-    let count = match &locked.doc().slides.deck {
+    let count = match &locked.get::<SlidesState>()?.deck {
         Some(d) => d.slides.len(),
         None => {
             return Err(ApiError::new(
@@ -671,10 +721,7 @@ pub async fn turn(
                 format!("page must be 0 to {} (pages are counted from 0)", count - 1),
             )
         })?;
-    let mut next = locked.doc().clone();
-    next.slides.page = page;
-    next.slides.reached = next.slides.reached.max(page);
-    commit(&mut locked, next, &viewer, false).await
+    commit(&mut locked, SlidesChange::Turn { page }, &viewer, false).await
 }
 
 #[derive(Deserialize)]
@@ -699,9 +746,7 @@ pub async fn set_mode(
         )
     })?;
     let (viewer, mut locked) = open(&state, &sid, &who).await?;
-    let mut next = locked.doc().clone();
-    next.slides.mode = mode;
-    commit(&mut locked, next, &viewer, false).await
+    commit(&mut locked, SlidesChange::Mode(mode), &viewer, false).await
 }
 
 #[cfg(test)]
@@ -711,10 +756,10 @@ mod tests {
 
     #[test]
     fn old_documents_load_without_slides() {
-        let doc: Doc = serde_json::from_str("{}").unwrap();
-        assert_eq!(doc.slides, SlidesState::default());
-        assert_eq!(doc.slides.mode, Mode::Teacher);
-        let p = doc.slides.position();
+        let slides = SlidesState::from_legacy(&Map::new());
+        assert_eq!(slides, SlidesState::default());
+        assert_eq!(slides.mode, Mode::Teacher);
+        let p = slides.position();
         assert_eq!(p["deck_id"], Value::Null);
         assert_eq!(p["count"], 0);
     }

@@ -102,6 +102,9 @@ pub struct Started {
 /// Wraps an engine in something of the same trait ([`Hooks`]).
 pub type Wrap<T> = Box<dyn FnOnce(Arc<T>) -> Arc<T> + Send>;
 
+/// Sees a value once it is made ([`Hooks`]).
+pub type Tap<T> = Box<dyn FnOnce(&T) + Send>;
+
 /// What a test may put between the node and its engines (e.g. a broker that
 /// delays or fails some calls); nothing by default.
 #[derive(Default)]
@@ -110,19 +113,22 @@ pub struct Hooks {
     pub broker: Option<Wrap<dyn Broker>>,
     /// Wraps the presence engine the node uses.
     pub presence: Option<Wrap<dyn Presence>>,
+    /// Sees the classroom's state once it is made (e.g. to compare a live
+    /// session's state with its log replayed).
+    pub classroom: Option<Tap<herald_classroom::ClassroomState>>,
 }
 
 impl Hooks {
     fn wire(
-        self,
+        &mut self,
         broker: Arc<dyn Broker>,
         presence: Arc<dyn Presence>,
     ) -> (Arc<dyn Broker>, Arc<dyn Presence>) {
-        let broker = match self.broker {
+        let broker = match self.broker.take() {
             Some(wrap) => wrap(broker),
             None => broker,
         };
-        let presence = match self.presence {
+        let presence = match self.presence.take() {
             Some(wrap) => wrap(presence),
             None => presence,
         };
@@ -153,7 +159,7 @@ pub async fn run_with(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_start: impl FnOnce(&Started),
-    hooks: Hooks,
+    mut hooks: Hooks,
 ) -> anyhow::Result<()> {
     let admin_key = ensure_admin_key(&config)?;
     config.node.admin_key = Some(admin_key.clone());
@@ -200,6 +206,9 @@ pub async fn run_with(
     let mut classroom_options = config.classroom.clone();
     classroom_options.allowed_origins = config.server.cors_origins.clone();
     let classroom = herald_classroom::ClassroomState::new(classroom_store, classroom_options, node.clone())?;
+    if let Some(tap) = hooks.classroom.take() {
+        tap(&classroom);
+    }
     let extra = web::routes(node.clone(), config.demo_app).merge(herald_classroom::routes(classroom));
     let router = herald_server::router(state.clone(), extra);
     let started = Started {

@@ -2,12 +2,9 @@
 //! results (computed from the answers, so a changed answer can never count
 //! twice), the quiz score, and the views each audience gets.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
-
-use parking_lot::{RwLock, RwLockReadGuard};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Longest question, in characters (after trimming).
 pub const MAX_QUESTION_CHARS: usize = 300;
@@ -143,83 +140,10 @@ pub struct RowAnswer {
     pub elapsed_ms: i64,
 }
 
-/// A map by user id that every copy of the document shares, changed in
-/// place under the session's lock: copying thousands of answers (or names) for
-/// each new answer would make the hot path quadratic. Only [`super::answer`]
-/// changes one in place, and it stages the document right after (nothing can
-/// fail in between); a reset or a rebuild makes a new one.
-#[derive(Debug, Clone)]
-pub struct SharedMap<V>(Arc<RwLock<BTreeMap<String, V>>>);
-
 /// A poll's answers by user id.
-pub type Answers = SharedMap<Entry>;
+pub type Answers = BTreeMap<String, Entry>;
 /// Names by user id.
-pub type Names = SharedMap<String>;
-
-impl<V> Default for SharedMap<V> {
-    fn default() -> Self {
-        Self::new(BTreeMap::new())
-    }
-}
-
-impl<V> SharedMap<V> {
-    /// A map holding `map`.
-    pub fn new(map: BTreeMap<String, V>) -> Self {
-        Self(Arc::new(RwLock::new(map)))
-    }
-
-    /// Reads it (never held across an await).
-    pub fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, V>> {
-        self.0.read()
-    }
-
-    /// Puts `user_id`'s value, replacing theirs.
-    pub fn insert(&self, user_id: String, value: V) {
-        self.0.write().insert(user_id, value);
-    }
-
-    /// How many.
-    pub fn len(&self) -> usize {
-        self.0.read().len()
-    }
-
-    /// None yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether `user_id` has a value.
-    pub fn contains_key(&self, user_id: &str) -> bool {
-        self.0.read().contains_key(user_id)
-    }
-}
-
-impl<V: Clone> SharedMap<V> {
-    /// `user_id`'s value.
-    pub fn get(&self, user_id: &str) -> Option<V> {
-        self.0.read().get(user_id).cloned()
-    }
-}
-
-impl<V: PartialEq> PartialEq for SharedMap<V> {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || *self.read() == *other.read()
-    }
-}
-
-impl<V: Eq> Eq for SharedMap<V> {}
-
-impl<V: Serialize> Serialize for SharedMap<V> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.read().serialize(s)
-    }
-}
-
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for SharedMap<V> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        BTreeMap::deserialize(d).map(SharedMap::new)
-    }
-}
+pub type Names = BTreeMap<String, String>;
 
 /// A poll or quiz, with every answer (never sent as is: see the views).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,12 +182,9 @@ pub struct Poll {
     /// Last closed.
     #[serde(default)]
     pub closed_at: Option<i64>,
-    /// Answers by user id (shared: cloning the document does not copy them).
+    /// Answers by user id.
     #[serde(default)]
     pub answers: Answers,
-    /// A task waits to close it at `closes_at` (on this node).
-    #[serde(skip)]
-    pub timer_armed: bool,
 }
 
 /// What a live session's document keeps of its polls.
@@ -276,8 +197,8 @@ pub struct PollsState {
     /// and the export.
     #[serde(default)]
     pub names: Names,
-    /// Polls whose answers changed since the last `poll.tally` (in memory).
-    #[serde(skip)]
+    /// Polls whose answers changed since the last `poll.tally`.
+    #[serde(default)]
     pub dirty: BTreeSet<String>,
 }
 
@@ -297,7 +218,7 @@ impl PollsState {
     pub fn leaderboard(&self) -> Value {
         let mut totals: HashMap<String, (i64, u32, u32)> = HashMap::new();
         for p in self.polls.iter().filter(|p| p.correct.is_some()) {
-            for (user, e) in p.answers.read().iter() {
+            for (user, e) in &p.answers {
                 let t = totals.entry(user.clone()).or_default();
                 let (ok, points) = p.score(e).unwrap_or((false, 0));
                 t.0 += points;
@@ -331,7 +252,10 @@ impl PollsState {
 
     /// The name of `user_id` (their id when unknown).
     pub fn name_of(&self, user_id: &str) -> String {
-        self.names.get(user_id).unwrap_or_else(|| user_id.to_owned())
+        self.names
+            .get(user_id)
+            .cloned()
+            .unwrap_or_else(|| user_id.to_owned())
     }
 }
 
@@ -458,7 +382,6 @@ impl Poll {
             closes_at: None,
             closed_at: None,
             answers: Answers::default(),
-            timer_armed: false,
         })
     }
 
@@ -562,7 +485,7 @@ impl Poll {
     /// `{texts, total}` (open text, newest first), `{words}` (word cloud,
     /// `[word, count]` most frequent first).
     pub fn results(&self) -> Value {
-        let answers = self.answers.read();
+        let answers = &self.answers;
         match self.kind {
             PollKind::Single | PollKind::Multiple | PollKind::YesNo => {
                 let mut counts = vec![0u64; self.options.len()];
@@ -824,14 +747,13 @@ mod tests {
         q.correct = Some(vec![1]);
         q.duration_s = Some(10);
         let mut p = Poll::build(q, "p".into(), 0).unwrap();
-        let answers = p.answers.clone();
-        answers.insert("u1".into(), entry(Answer::Index(1), 0));
-        answers.insert("u2".into(), entry(Answer::Index(1), 7_500));
-        answers.insert("u3".into(), entry(Answer::Index(0), 100));
+        p.answers.insert("u1".into(), entry(Answer::Index(1), 0));
+        p.answers.insert("u2".into(), entry(Answer::Index(1), 7_500));
+        p.answers.insert("u3".into(), entry(Answer::Index(0), 100));
         assert_eq!(p.results(), json!({ "counts": [1, 2] }));
-        assert_eq!(p.score(&p.answers.get("u1").unwrap()), Some((true, 200)));
-        assert_eq!(p.score(&p.answers.get("u2").unwrap()), Some((true, 125)));
-        assert_eq!(p.score(&p.answers.get("u3").unwrap()), Some((false, 0)));
+        assert_eq!(p.score(p.answers.get("u1").unwrap()), Some((true, 200)));
+        assert_eq!(p.score(p.answers.get("u2").unwrap()), Some((true, 125)));
+        assert_eq!(p.score(p.answers.get("u3").unwrap()), Some((false, 0)));
         let view = p.view(0, false);
         assert_eq!(
             (view["results"].clone(), view["correct"].clone()),
@@ -843,7 +765,7 @@ mod tests {
         assert_eq!(p.view(0, false)["correct"], json!([1]));
         let state = PollsState {
             polls: vec![p],
-            names: Names::new([("u2".to_owned(), "Ben".to_owned())].into()),
+            names: [("u2".to_owned(), "Ben".to_owned())].into(),
             ..PollsState::default()
         };
         let board = state.leaderboard();

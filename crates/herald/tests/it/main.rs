@@ -9,6 +9,7 @@ mod classroom;
 mod classroom_cluster;
 mod classroom_groups;
 mod classroom_live;
+mod classroom_log;
 mod classroom_polls;
 mod classroom_qa;
 mod classroom_slides;
