@@ -186,8 +186,11 @@ impl<F: Feature> Part for F {
 }
 
 /// [`Feature::restore`] behind a trait object.
-pub(crate) type RestoreFn =
-    for<'a> fn(&'a mut dyn Part, &'a dyn ClassroomStore, &'a LiveSession) -> BoxFuture<'a, Result<(), ApiError>>;
+pub(crate) type RestoreFn = for<'a> fn(
+    &'a mut dyn Part,
+    &'a dyn ClassroomStore,
+    &'a LiveSession,
+) -> BoxFuture<'a, Result<(), ApiError>>;
 /// [`Feature::tick`].
 pub(crate) type TickFn = for<'a> fn(&'a Arc<Live>, &'a str) -> BoxFuture<'a, Result<bool, ApiError>>;
 
