@@ -128,7 +128,8 @@ export async function launch() {
 
 /**
  * A proxy in front of Herald, to play the network's tricks: refuse WebSocket
- * upgrades, buffer SSE streams, cut every connection, refuse new ones.
+ * upgrades, buffer SSE streams, cut every connection, refuse new ones, freeze
+ * the responses in flight (open, but nothing more arrives: a dead NAT entry).
  */
 export class Proxy {
   constructor(target) {
@@ -137,6 +138,7 @@ export class Proxy {
     this.bufferSse = false;
     this.refusing = false;
     this.sockets = new Set();
+    this.flows = new Set(); // responses in flight: { upRes, res }
     this.server = http.createServer((req, res) => this._http(req, res));
     this.server.on('upgrade', (req, socket, head) => this._upgrade(req, socket, head));
     this.server.on('connection', (s) => { this._track(s); if (this.refusing) s.destroy(); });
@@ -168,6 +170,9 @@ export class Proxy {
       }
       res.writeHead(upRes.statusCode, upRes.headers);
       upRes.pipe(res);
+      const flow = { upRes, res };
+      this.flows.add(flow);
+      upRes.on('close', () => this.flows.delete(flow));
     });
     up.on('socket', (s) => this._track(s));
     up.on('error', () => res.destroy());
@@ -190,6 +195,16 @@ export class Proxy {
     this._track(up);
     up.on('error', () => socket.destroy());
     socket.on('error', () => up.destroy());
+  }
+
+  /** Freezes every response in flight: both sockets stay open, nothing more
+   *  reaches the client. Connections made later flow as usual. */
+  freeze() {
+    for (const { upRes, res } of this.flows) {
+      upRes.unpipe(res);
+      upRes.pause();
+    }
+    this.flows.clear();
   }
 
   /** Destroys every open connection (both sides). */

@@ -277,14 +277,18 @@ class SseTransport {
     es.addEventListener('open', (e) => {
       if (!e.data) return; // the EventSource `open` (headers) event has no data
       clearTimeout(openTimer);
+      let hb = 0;
+      try { hb = JSON.parse(e.data).heartbeat || 0; } catch { /* an older server */ }
+      this._watch(hb);
       if (!this.opened) {
         this.opened = true;
         c._transportOpen(this);
       }
     });
-    es.onmessage = (e) => this._message(e);
-    es.addEventListener('reset', (e) => c._reset(JSON.parse(e.data)));
-    es.addEventListener('presence', (e) => c._presence(JSON.parse(e.data)));
+    es.onmessage = (e) => { this._seen(); this._message(e); };
+    es.addEventListener('reset', (e) => { this._seen(); c._reset(JSON.parse(e.data)); });
+    es.addEventListener('presence', (e) => { this._seen(); c._presence(JSON.parse(e.data)); });
+    es.addEventListener('heartbeat', () => this._seen());
     es.addEventListener('disconnect', () => this._fail('server_restart'));
     es.addEventListener('error', (e) => {
       if (e.data) {
@@ -297,6 +301,25 @@ class SseTransport {
       clearTimeout(openTimer);
       this._diagnose();
     });
+  }
+
+  /** A stream open on both ends may still go silent on the way (a NAT entry or
+   *  a proxy that dropped it without a close): the server sends a heartbeat
+   *  event every `hb` ms on a quiet stream, so silence for longer than
+   *  silenceTimeout (default 2 x hb + 2 s) means the stream is dead: reconnect,
+   *  with the cursor. */
+  _watch(hb) {
+    const limit = this.client.opts.silenceTimeout || (hb > 0 ? 2 * hb + 2000 : 0);
+    clearInterval(this.watchdog);
+    this.lastSeen = Date.now();
+    if (!limit) return; // the server announced no heartbeat: nothing to watch
+    this.watchdog = setInterval(() => {
+      if (Date.now() - this.lastSeen > limit) this._fail('silent');
+    }, Math.max(250, Math.min(limit / 4, 5000)));
+  }
+
+  _seen() {
+    this.lastSeen = Date.now();
   }
 
   _message(e) {
@@ -333,6 +356,7 @@ class SseTransport {
   _end(info) {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.watchdog);
     try { this.es.close(); } catch { /* ignore */ }
     this.client._transportClosed(this, { ...info, opened: this.opened });
   }
@@ -343,6 +367,7 @@ class SseTransport {
 
   stop() {
     this.closed = true;
+    clearInterval(this.watchdog);
     try { this.es && this.es.close(); } catch { /* ignore */ }
   }
 }
@@ -457,8 +482,8 @@ const TRANSPORT_CLASSES = { websocket: WebSocketTransport, sse: SseTransport, lo
  * Options: url (default: this page's origin), app, token or getToken (async
  * function returning a fresh token), transports (ordered list of 'websocket',
  * 'sse', 'longpoll'), shareTabs (default true), and the timings openTimeout,
- * pingInterval, pongTimeout, pollTimeout, backoffBase, backoffCap (ms, except
- * pollTimeout in seconds).
+ * pingInterval, pongTimeout, pollTimeout, silenceTimeout, backoffBase,
+ * backoffCap (ms, except pollTimeout in seconds).
  */
 export class Herald {
   constructor(options) {

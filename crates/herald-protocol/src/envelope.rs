@@ -26,13 +26,15 @@ pub enum EventNameError {
     #[error("an event name must be 1 to 64 of A-Z a-z 0-9 _ - . :")]
     Invalid,
     /// A name the transports use for their own control events.
-    #[error("the event names reset, presence, error, disconnect and open are reserved for control events")]
+    #[error(
+        "the event names reset, presence, error, disconnect, open and heartbeat are reserved for control events"
+    )]
     Reserved,
 }
 
 impl EventName {
     /// Names of control events that publishers may not use.
-    pub const RESERVED: [&'static str; 5] = ["reset", "presence", "error", "disconnect", "open"];
+    pub const RESERVED: [&'static str; 6] = ["reset", "presence", "error", "disconnect", "open", "heartbeat"];
 
     /// Checks `s` and wraps it.
     ///

@@ -33,6 +33,12 @@ use crate::AppState;
 
 mod native;
 
+/// The heartbeat sent on a quiet stream: a named event, which EventSource
+/// dispatches (a comment line keeps proxies from closing the stream but is
+/// invisible to the page), so a client can tell a quiet stream from one that
+/// went silent on the way (the SDK reconnects then, docs/sdk.md).
+pub(crate) const HEARTBEAT: &[u8] = b"event: heartbeat\ndata: {}\n\n";
+
 /// The `disconnect` event's data when the server shuts down.
 const SHUTDOWN: &str = r#"{"reason":"shutdown","reconnect":true}"#;
 /// The `error` event's data when the token expires.
@@ -124,7 +130,7 @@ impl Stream {
             _ = self.waiter.ready() => {}
             _ = heartbeat_tick(&mut self.heartbeat, self.heartbeat_every) => {
                 Box::pin(self.session.tick()).await;
-                return Some(Bytes::from_static(b": hb\n\n"));
+                return Some(Bytes::from_static(HEARTBEAT));
             }
             _ = self.shutdown.cancelled() => {
                 self.done = true;
@@ -214,13 +220,15 @@ pub(crate) async fn start(
     // Always hand the browser the current cursor, even when nothing was replayed:
     // a reconnect before the first message must not lose what is published meanwhile.
     // The `open` event also tells clients that the stream really flows (a buffering
-    // proxy passes headers but holds this back).
+    // proxy passes headers but holds this back), and how often a quiet stream
+    // carries a heartbeat (milliseconds).
     let cursor = session.cursor();
+    let heartbeat = s.options.sse_heartbeat.as_millis();
     sse::write_event(
         &mut first,
         Some(&cursor),
         "open",
-        &format!("{{\"cursor\":\"{cursor}\"}}"),
+        &format!("{{\"cursor\":\"{cursor}\",\"heartbeat\":{heartbeat}}}"),
     );
     session.delivered(n, first.len() as u64);
     let expires = session

@@ -112,7 +112,7 @@ impl Stream {
                     }
                     heartbeat = Instant::now() + self.heartbeat_every;
                     Box::pin(self.session.tick()).await;
-                    if !Box::pin(write_all(socket, b": hb\n\n", write_timeout)).await {
+                    if !Box::pin(write_all(socket, super::HEARTBEAT, write_timeout)).await {
                         return None;
                     }
                 }

@@ -144,12 +144,16 @@ async fn a_reconnect_before_the_first_message_loses_nothing() {
 }
 
 #[tokio::test]
-async fn heartbeat_comments_keep_an_idle_stream_alive() {
+async fn heartbeat_events_keep_an_idle_stream_alive_and_visible() {
+    // Named events (a comment is invisible to EventSource): a client can tell a
+    // quiet stream from a dead one. The `open` event says how often they come.
     let server = TestServer::start_with(|c| c.server.sse_heartbeat = Duration::from_millis(200)).await;
     let app = server.create_app("acme").await;
     let tok = user_token(&app, "alice");
     let mut sse = Sse::connect(&server.events_url(&app, &["quiet"], &tok), None).await;
-    sse.read_until(|s| s.comments >= 3).await;
+    sse.read_until(|s| s.heartbeats >= 3).await;
+    let open: serde_json::Value = serde_json::from_str(&sse.opens[0]).unwrap();
+    assert_eq!(open["heartbeat"], 200, "{open}");
     // Still a working stream after the heartbeats.
     server.publish(&app, "quiet", json!("hi")).await;
     assert_eq!(sse.messages(1).await[0]["data"], "hi");

@@ -234,6 +234,8 @@ pub struct Sse {
     pub headers: reqwest::header::HeaderMap,
     pub last_event_id: Option<String>,
     pub comments: usize,
+    /// `heartbeat` events seen (kept apart, like `open`).
+    pub heartbeats: usize,
     pub retry: Option<u64>,
     /// Data of the `open` events seen (one per stream).
     pub opens: Vec<String>,
@@ -259,6 +261,7 @@ impl Sse {
             headers,
             last_event_id: last_event_id.map(Into::into),
             comments: 0,
+            heartbeats: 0,
             retry: None,
             opens: Vec::new(),
             stream: Some(res.bytes_stream().boxed()),
@@ -345,6 +348,10 @@ impl Sse {
             }
             if data.is_empty() {
                 continue; // id-only or retry-only block: no event is dispatched
+            }
+            if event == "heartbeat" {
+                self.heartbeats += 1;
+                continue;
             }
             if event == "open" {
                 // The stream's first event: kept aside, like most apps ignore it.
