@@ -177,7 +177,8 @@ test('a whole live lesson: demo, guests, page, poll, Q&A, groups, late joiner, e
   await seesTheLesson(cal, adaGroup, benGroup);
   await myGroup(cal).filter({ hasText: 'You are not in a group yet.' }).waitFor(T);
   assert.equal(await poll(cal).getByRole('button', { name: /my answer/ }).count(), 0, 'a closed poll takes no answer');
-  await question(cal).getByRole('button', { name: 'Upvote' }).waitFor(T);
+  // Answered: no more votes (the server refuses them), so no Upvote to offer.
+  assert.equal(await question(cal).getByRole('button', { name: 'Upvote' }).count(), 0, 'no vote on an answered question');
   await here.getByText('Cal Late').waitFor(T);
   // The trainer sees the latecomer among the students not in a group, ready to be placed.
   await trainer.getByRole('list', { name: 'Students not in a group' }).getByText('Cal Late').waitFor(T);

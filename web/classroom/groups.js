@@ -9,6 +9,8 @@
 // and broadcast; students see their group, the countdown and the broadcasts, and pick
 // a group themselves in pick mode.
 
+import { keepFocus, keyed, still } from './dom.js';
+
 const enc = encodeURIComponent;
 const NO_GROUPS = { mode: 'assigned', groups: [], ends_at: null, broadcasts: [] };
 
@@ -158,55 +160,83 @@ export function groupsPanel(ctx) {
     return select;
   }
 
-  function heading(g, live) {
-    const title = h('h3', { class: 'group-name' }, g.name);
-    if (!staff || !live) return title;
-    const rename = h('button', {
-      type: 'button', class: 'link', 'aria-label': `Rename ${g.name}`,
-      onclick: () => {
-        const input = h('input', { 'aria-label': `New name for ${g.name}`, value: g.name, maxlength: 60 });
-        const form = h('form', { class: 'group-rename' }, input, ' ', h('button', { type: 'submit', text: 'Save name' }));
-        form.addEventListener('submit', async (e) => {
-          e.preventDefault();
-          try { await groupsApi.rename(g.id, input.value); } catch (err) { say(err.message, 'error'); }
-        });
-        wrap.replaceWith(form);
-        input.focus();
-        input.select();
-      },
-    }, 'Rename');
-    const wrap = h('div', { class: 'group-head' }, title, rename);
-    return wrap;
-  }
+  /// One group's card: drawn once, updated when the group changes. A rename
+  /// being typed stays open across updates until saved or cancelled.
+  function groupView(first) {
+    const headSlot = h('div');
+    const badge = h('p', { class: 'badge', text: 'Your group', hidden: true });
+    const membersSlot = h('div');
+    const pickSlot = h('div');
+    const el = h('section', { class: 'group', 'data-group': first.id }, headSlot, badge, membersSlot, pickSlot);
+    let g = first;
+    let renaming = null;
+    let drawn = null;
 
-  function groupCard(g, live) {
-    const own = !staff && g.members.some((m) => m.user_id === myId());
-    const card = h('section', { class: `group${own ? ' mine' : ''}`, 'aria-label': g.name, 'data-group': g.id },
-      heading(g, live),
-      own ? h('p', { class: 'badge', text: 'Your group' }) : null,
-      h('ul', { class: 'members', 'aria-label': `Members of ${g.name}` },
-        g.members.length === 0
-          ? h('li', { class: 'empty', text: 'Nobody yet.' })
-          : g.members.map((m) => h('li', {},
-            h('span', { class: 'member-name', text: m.name }),
-            staff && live ? moveSelect(m, g.id) : null))));
-    if (!staff && state === 'live' && groups.mode === 'pick' && ctx.role === 'student') {
-      card.append(h('div', { class: 'controls' }, own
-        ? act(`Leave ${g.name}`, () => groupsApi.leave())
-        : act(`Join ${g.name}`, () => groupsApi.join(g.id))));
+    function heading(live) {
+      const title = h('h3', { class: 'group-name' }, g.name);
+      if (!staff || !live) return title;
+      return h('div', { class: 'group-head' }, title, h('button', {
+        type: 'button', class: 'link', 'aria-label': `Rename ${g.name}`, onclick: startRename,
+      }, 'Rename'));
     }
-    return card;
+    function stopRename() {
+      renaming = null;
+      drawn = null;
+      headSlot.replaceChildren(heading(state !== 'ended'));
+      headSlot.querySelector('button')?.focus();
+    }
+    function startRename() {
+      const input = h('input', { 'aria-label': `New name for ${g.name}`, maxlength: 60 });
+      input.value = g.name;
+      renaming = h('form', { class: 'group-rename' }, input, ' ', h('button', { type: 'submit', text: 'Save name' }),
+        h('button', { type: 'button', class: 'link', text: 'Cancel', onclick: stopRename }));
+      renaming.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        try { await groupsApi.rename(g.id, input.value); stopRename(); } catch (err) { say(err.message, 'error'); }
+      });
+      input.addEventListener('keydown', (e) => { if (e.key === 'Escape') stopRename(); });
+      headSlot.replaceChildren(renaming);
+      input.focus();
+      input.select();
+    }
+
+    return {
+      el,
+      update(next) {
+        g = next;
+        const live = state !== 'ended';
+        const own = !staff && g.members.some((m) => m.user_id === myId());
+        const picking = !staff && state === 'live' && groups.mode === 'pick' && ctx.role === 'student';
+        const key = JSON.stringify([g, live, own, picking, staff && live ? groups.groups.map((x) => [x.id, x.name]) : null]);
+        if (key === drawn) return;
+        drawn = key;
+        el.className = `group${own ? ' mine' : ''}`;
+        el.setAttribute('aria-label', g.name);
+        if (!(staff && live)) renaming = null;
+        if (!renaming) headSlot.replaceChildren(heading(live));
+        badge.hidden = !own;
+        membersSlot.replaceChildren(h('ul', { class: 'members', 'aria-label': `Members of ${g.name}` },
+          g.members.length === 0
+            ? h('li', { class: 'empty', text: 'Nobody yet.' })
+            : g.members.map((m) => h('li', {},
+              h('span', { class: 'member-name', text: m.name }),
+              staff && live ? moveSelect(m, g.id) : null))));
+        pickSlot.replaceChildren(picking ? h('div', { class: 'controls' }, own
+          ? act(`Leave ${g.name}`, () => groupsApi.leave())
+          : act(`Join ${g.name}`, () => groupsApi.join(g.id))) : '');
+      },
+    };
   }
 
   function renderNotices() {
     const list = [...groups.broadcasts].reverse();
-    notices.replaceChildren(...list.map((b) => {
-      const fresh = !seen.has(b.id);
+    keyed(notices, list, (b) => b.id, (b) => {
+      const fresh = !seen.has(b.id) && lastKey !== null;
       seen.add(b.id);
       const at = new Date(b.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-      return h('p', { class: `broadcast${fresh && lastKey !== null ? ' fresh' : ''}` },
-        h('strong', { text: `${b.by}: ` }), b.text, ' ', h('span', { class: 'muted', text: at }));
-    }));
+      return still(h('p', { class: `broadcast${fresh ? ' fresh' : ''}` },
+        h('strong', { text: `${b.by}: ` }), b.text, ' ', h('span', { class: 'muted', text: at })));
+    });
   }
 
   function renderMine() {
@@ -221,11 +251,14 @@ export function groupsPanel(ctx) {
     }
   }
 
+  let unplacedKey = null;
   function renderUnplaced(live) {
-    unplaced.replaceChildren();
-    if (!staff || !live || !roster || groups.groups.length === 0) return;
     const placed = new Set(groups.groups.flatMap((g) => g.members.map((m) => m.user_id)));
-    const left = roster.filter((m) => !placed.has(m.user_id));
+    const left = !staff || !live || !roster || groups.groups.length === 0 ? [] : roster.filter((m) => !placed.has(m.user_id));
+    const key = JSON.stringify([left, groups.groups.map((g) => [g.id, g.name])]);
+    if (key === unplacedKey) return;
+    unplacedKey = key;
+    unplaced.replaceChildren();
     if (left.length === 0) return;
     unplaced.append(h('h3', { text: 'Not in a group' }),
       h('ul', { class: 'members', 'aria-label': 'Students not in a group' },
@@ -247,7 +280,7 @@ export function groupsPanel(ctx) {
     state = snap.state;
     const key = JSON.stringify([state, groups]);
     if (key === lastKey) return;
-    const focused = section.contains(document.activeElement) ? document.activeElement.id : null;
+    const back = keepFocus();
     const live = state !== 'ended';
     const active = groups.groups.length > 0;
     renderNotices();
@@ -257,7 +290,7 @@ export function groupsPanel(ctx) {
     else if (!active) intro.textContent = 'No breakout groups right now.';
     else intro.textContent = groups.mode === 'pick' ? 'Breakouts are on: students pick their group.' : 'Breakouts are on.';
     renderMine();
-    board.replaceChildren(...groups.groups.map((g) => groupCard(g, live)));
+    keyed(board, groups.groups, (g) => g.id, groupView);
     board.hidden = !active;
     pickToggle.checked = groups.mode === 'pick';
     tick();
@@ -274,10 +307,11 @@ export function groupsPanel(ctx) {
     } else {
       parts.push(board);
     }
-    body.replaceChildren(...parts);
+    // The same parts as drawn: nothing moves (a move would take the focus).
+    if (parts.length !== body.children.length || parts.some((p, i) => body.children[i] !== p)) body.replaceChildren(...parts);
     wasActive = active;
     renderUnplaced(live);
-    if (focused) document.getElementById(focused)?.focus();
+    back();
   }
 
   return {

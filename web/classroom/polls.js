@@ -12,6 +12,8 @@
 // coalesced on the server), and never rebuilds a form or a button row whose
 // content did not change, so typing, choices and keyboard focus survive.
 
+import { keyed, still } from './dom.js';
+
 const KIND_LABEL = {
   single: 'Single choice', multiple: 'Multiple choice', yes_no: 'Yes / No',
   rating: 'Rating', text: 'Open text', word_cloud: 'Word cloud',
@@ -138,7 +140,8 @@ export function pollsPanel(ctx) {
       if (k === 'rating') req.scale = Number(scale.value);
       if (timer.value !== '') req.duration_s = Number(timer.value);
       const res = await pollsApi.create(req);
-      if (openIt) await pollsApi.act(res.poll.id, 'open');
+      const id = res.poll.id;
+      if (openIt) await pollsApi.act(id, 'open');
       say(openIt ? 'The poll is open.' : 'The poll was saved as a draft; open it when you are ready.');
       question.value = '';
       timer.value = '';
@@ -260,6 +263,7 @@ export function pollsPanel(ctx) {
         say('Your answer was sent. You can change it until the poll closes.');
       } catch (err) {
         say(err.message, 'error');
+      } finally {
         send.disabled = false;
       }
     });
@@ -294,6 +298,10 @@ export function pollsPanel(ctx) {
       cards.set(p.id, c);
     }
     const mine = myAnswers()[p.id];
+    const expired = !!(p.closes_at && p.closes_at <= Date.now());
+    // Nothing of this poll changed since it was drawn: leave it as it is.
+    if (c.p === p && c.mine === mine && c.session === snap.state && c.expired === expired) return c.li;
+    Object.assign(c, { p, mine, session: snap.state, expired });
     c.li.dataset.state = p.state;
     c.title.textContent = p.question;
     c.meta.replaceChildren(`${KIND_LABEL[p.kind] || p.kind}${p.quiz ? ' quiz' : ''} · `,
@@ -306,10 +314,12 @@ export function pollsPanel(ctx) {
       if (c.ctlKey !== key) { c.ctl.replaceChildren(controls(p)); c.ctlKey = key; }
     }
     // Students answer an open poll while the session is live.
-    const canAnswer = ctx.role === 'student' && snap.state === 'live' && p.state === 'open'
-      && !(p.closes_at && p.closes_at <= Date.now());
-    const formKey = canAnswer ? `${p.kind}|${JSON.stringify(mine && mine.answer)}` : '';
+    const canAnswer = ctx.role === 'student' && snap.state === 'live' && p.state === 'open' && !expired;
+    // The form is made once per open poll: a choice or a text being typed survives.
+    const formKey = canAnswer ? `${p.kind}|${JSON.stringify(p.options)}|${p.scale}` : '';
     if (c.formKey !== formKey) { c.form.replaceChildren(canAnswer ? answerForm(p, mine) : ''); c.formKey = formKey; }
+    const send = c.form.querySelector('button[type=submit]');
+    if (send) send.textContent = mine ? 'Change my answer' : 'Send my answer';
     c.mineBox.replaceChildren();
     if (mine) {
       const scored = mine.score !== undefined ? mine : (p.state === 'closed' && p.visible ? quizScore(p, mine) : null);
@@ -334,9 +344,12 @@ export function pollsPanel(ctx) {
     scoreLine.textContent = any ? `Your quiz score: ${total} points.` : '';
   }
 
+  let drawnBoard = null;
   function renderBoard() {
     const lb = snap.leaderboard;
     const anyQuiz = Object.values(snap.polls || {}).some((p) => p.quiz);
+    if (drawnBoard && drawnBoard[0] === lb && drawnBoard[1] === anyQuiz) return;
+    drawnBoard = [lb, anyQuiz];
     if (!lb || !anyQuiz) { board.replaceChildren(); return; }
     board.replaceChildren(h('h3', { id: 'leaderboard-title', text: 'Leaderboard' }),
       lb.top.length === 0
@@ -351,10 +364,10 @@ export function pollsPanel(ctx) {
     const polls = Object.values(s.polls || {}).filter(Boolean);
     polls.sort((a, b) => (b.state === 'open') - (a.state === 'open') || b.created_at - a.created_at);
     for (const id of [...cards.keys()]) if (!(s.polls || {})[id]) cards.delete(id);
-    const items = polls.map(card);
-    const same = items.length === list.children.length && items.every((li, i) => list.children[i] === li);
-    if (!same) list.replaceChildren(...items);
-    if (items.length === 0) list.replaceChildren(h('li', { class: 'empty', text: staff ? 'No poll yet: create one above.' : 'No poll yet.' }));
+    const rows = polls.length === 0 ? [null] : polls;
+    keyed(list, rows, (p) => (p ? p.id : ''), (p) => (p
+      ? { el: card(p), update: card }
+      : still(h('li', { class: 'empty', text: staff ? 'No poll yet: create one above.' : 'No poll yet.' }))));
     if (staff) renderBoard(); else renderScore();
   }
 

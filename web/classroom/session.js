@@ -9,6 +9,7 @@ import { api, call } from './api.js';
 import { slidesPanel } from './slides.js';
 import { pollsPanel } from './polls.js';
 import { groupsPanel } from './groups.js';
+import { keepFocus, keyed, still, text } from './dom.js';
 
 const STATE_LABEL = { scheduled: 'Not started', live: 'Live', paused: 'Paused', ended: 'Ended' };
 const ACTIVITY_LABEL = { active: 'Active', idle: 'Idle', away: 'Away' };
@@ -75,52 +76,75 @@ export async function sessionView(root, sid, ui) {
     return h('button', {
       type: 'button',
       onclick: async (e) => {
-        e.target.disabled = true;
-        try { await fn(); } catch (err) { say(err.message, 'error'); } finally { e.target.disabled = false; }
+        const button = e.currentTarget;
+        button.disabled = true;
+        try { await fn(); } catch (err) { say(err.message, 'error'); } finally { button.disabled = false; }
       },
     }, label);
   }
 
+  // Every part below is drawn once and then updated in place on each event,
+  // so what someone is typing, choosing or focusing survives (dom.js).
+  let controlsKey = null;
   function renderState() {
-    stateEl.textContent = STATE_LABEL[snap.state] || snap.state;
+    text(stateEl, STATE_LABEL[snap.state] || snap.state);
+    const mine = !staff && (snap.hands || []).some((x) => x.user_id === me().id);
+    const key = `${snap.state}|${mine}`;
+    if (key === controlsKey) return;
+    controlsKey = key;
+    const back = keepFocus();
     controls.replaceChildren();
     if (staff) {
       if (snap.state === 'scheduled') controls.append(act('Start the session', () => sessionsApi.act(sid, 'start')));
       if (snap.state === 'live') controls.append(act('Pause', () => sessionsApi.act(sid, 'pause')));
       if (snap.state === 'paused') controls.append(act('Resume', () => sessionsApi.act(sid, 'resume')));
-      if (snap.state !== 'ended') controls.append(' ', act('End the session', () => sessionsApi.act(sid, 'end')));
+      if (snap.state !== 'ended') controls.append(act('End the session', () => sessionsApi.act(sid, 'end')));
     } else if (snap.state === 'live') {
-      const mine = (snap.hands || []).some((x) => x.user_id === me().id);
       controls.append(mine
         ? act('Lower my hand', () => sessionsApi.lower(sid))
         : act('Raise my hand', () => sessionsApi.raise(sid)));
     }
+    back();
   }
 
   function renderHands() {
     const hands = snap.hands || [];
-    handsList.replaceChildren(...(hands.length === 0
-      ? [h('li', { class: 'empty', text: 'No hand raised.' })]
-      : hands.map((x) => h('li', {}, x.name,
-        staff ? [' ', act(`Lower ${x.name}'s hand`, () => sessionsApi.lowerOf(sid, x.user_id))] : []))));
-    if (staff && hands.length > 1) handsList.append(h('li', { class: 'all' }, act('Lower all hands', () => sessionsApi.lowerAll(sid))));
+    const rows = hands.length === 0 ? [{ key: 'none' }] : hands.map((x) => ({ key: `hand:${x.user_id}`, hand: x }));
+    if (staff && hands.length > 1) rows.push({ key: 'all' });
+    keyed(handsList, rows, (r) => r.key, (r) => {
+      if (r.key === 'none') return still(h('li', { class: 'empty', text: 'No hand raised.' }));
+      if (r.key === 'all') return still(h('li', { class: 'all' }, act('Lower all hands', () => sessionsApi.lowerAll(sid))));
+      const x = r.hand;
+      return still(h('li', {}, x.name,
+        staff ? [' ', act(`Lower ${x.name}'s hand`, () => sessionsApi.lowerOf(sid, x.user_id))] : []));
+    });
   }
 
   /// Who is here: how many for everyone; for staff the list (the server sends
   /// it coalesced, once a second at most: docs/classroom.md, "Who is here").
   function renderOnline() {
     const count = snap.here_count || 0;
-    hereCount.textContent = `${count} ${count === 1 ? 'person' : 'people'} here now`;
-    if (!staff) { onlineList.replaceChildren(); return; }
-    const roles = snap.roles || {};
+    text(hereCount, `${count} ${count === 1 ? 'person' : 'people'} here now`);
+    if (!staff) return;
     const people = Object.entries(snap.here || {}).sort(([, a], [, b]) => a.name.localeCompare(b.name));
-    const activity = snap.activity || {};
-    onlineList.replaceChildren(...people.map(([id, p]) => {
-      const a = activity[id] || 'active';
-      const r = roles[id] || p.role;
-      return h('li', { 'data-activity': a }, p.name, ' ', h('span', { class: 'role', text: ROLE_LABEL[r] || r || '' }),
-        a === 'active' ? null : h('span', { class: `activity ${a}`, text: ` · ${ACTIVITY_LABEL[a]}` }));
-    }));
+    keyed(onlineList, people, ([id]) => id, () => {
+      const name = h('span', { class: 'name' });
+      const roleEl = h('span', { class: 'role' });
+      const activityEl = h('span', { class: 'activity' });
+      const el = h('li', {}, name, ' ', roleEl, activityEl);
+      return {
+        el,
+        update([id, p]) {
+          const a = (snap.activity || {})[id] || 'active';
+          const r = (snap.roles || {})[id] || p.role;
+          text(name, p.name);
+          text(roleEl, ROLE_LABEL[r] || r || '');
+          el.dataset.activity = a;
+          activityEl.className = `activity ${a}`;
+          text(activityEl, a === 'active' ? '' : ` · ${ACTIVITY_LABEL[a]}`);
+        },
+      };
+    });
   }
 
   /// Keeps what only the caller's own snapshot knows (own questions, votes, answers, pending), from
@@ -133,55 +157,152 @@ export async function sessionView(root, sid, ui) {
     render();
   }
 
-  function questionItem(q) {
-    const own = (snap.my_questions || []).includes(q.id);
-    const voted = (snap.my_votes || []).includes(q.id);
-    const privateAnswer = (snap.my_answers || {})[q.id];
-    const item = h('li', { class: `question ${q.state}`, 'data-state': q.state },
-      h('p', { class: 'text', text: q.text }),
-      h('p', { class: 'meta' },
-        `${q.author || 'Anonymous'} · ${q.votes} vote${q.votes === 1 ? '' : 's'}`,
-        Q_STATE[q.state] ? [' · ', h('strong', { class: 'badge', text: Q_STATE[q.state] })] : []),
-      q.answer ? h('p', { class: 'answer' }, h('strong', { text: 'Answer: ' }), q.answer) : null,
-      privateAnswer ? h('p', { class: 'answer private' }, h('strong', { text: 'Private answer to you: ' }), privateAnswer) : null,
-      q.answer_mode === 'private' && !privateAnswer ? h('p', { class: 'muted', text: 'Answered privately.' }) : null,
-      q.answer_mode === 'live' ? h('p', { class: 'muted', text: 'Answered live.' }) : null);
+  /// One question of the queue: drawn once, updated in place. Its answer box
+  /// (staff) and its edit box (the author) live as long as the question does.
+  function questionView(first) {
+    const id = first.id;
+    let q = first;
+    const textEl = h('p', { class: 'text' });
+    const meta = h('p', { class: 'meta' });
+    const answer = h('p', { class: 'answer' }, h('strong', { text: 'Answer: ' }), h('span'));
+    const privately = h('p', { class: 'answer private' }, h('strong'), h('span'));
+    const note = h('p', { class: 'muted' });
     const buttons = h('div', { class: 'controls' });
-    const open = !['answered', 'dismissed'].includes(q.state);
-    if (!own && snap.state === 'live') {
-      buttons.append(voted
-        ? act('Remove my vote', async () => mine(await sessionsApi.unvote(sid, q.id)))
-        : act('Upvote', async () => mine(await sessionsApi.vote(sid, q.id))));
+    const el = h('li', { class: 'question' }, textEl, meta, answer, privately, note, buttons);
+    let buttonsKey = null;
+
+    // The author's edit box, open until saved or cancelled.
+    let editing = null;
+    function closeEdit() {
+      if (!editing) return;
+      editing.remove();
+      editing = null;
+      textEl.hidden = false;
     }
-    if (own && open && snap.state === 'live') {
-      buttons.append(h('button', {
-        type: 'button',
-        onclick: () => {
-          const input = h('input', { 'aria-label': 'Edit your question', value: q.text, maxlength: 500 });
-          const save = act('Save my question', async () => mine(await sessionsApi.edit(sid, q.id, input.value)));
-          item.querySelector('.text').replaceWith(h('p', { class: 'text edit' }, input, ' ', save));
-          input.focus();
-        },
-      }, 'Edit my question'));
+    function openEdit() {
+      if (editing) { editing.querySelector('input').focus(); return; }
+      const input = h('input', { 'aria-label': 'Edit your question', maxlength: 500 });
+      input.value = q.text;
+      editing = h('form', { class: 'text edit controls' }, input,
+        h('button', { type: 'submit', text: 'Save my question' }),
+        h('button', { type: 'button', class: 'secondary', text: 'Cancel', onclick: () => { closeEdit(); buttons.querySelector('button')?.focus(); } }));
+      editing.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const save = editing.querySelector('button[type=submit]');
+        save.disabled = true;
+        try {
+          const res = await sessionsApi.edit(sid, id, input.value);
+          closeEdit();
+          mine(res);
+        } catch (err) { say(err.message, 'error'); save.disabled = false; }
+      });
+      textEl.hidden = true;
+      textEl.after(editing);
+      input.focus();
     }
-    if (own && open) buttons.append(act('Withdraw my question', async () => mine(await sessionsApi.withdraw(sid, q.id))));
-    if (staff) {
-      if (q.state === 'pending') buttons.append(act('Publish', () => sessionsApi.setState(sid, q.id, 'published')));
-      if (q.state !== 'starred' && open) buttons.append(act('Star', () => sessionsApi.setState(sid, q.id, 'starred')));
-      if (q.state !== 'answering' && open) buttons.append(act('Answer now', () => sessionsApi.setState(sid, q.id, 'answering')));
-      if (q.state !== 'dismissed') buttons.append(act('Dismiss', () => sessionsApi.setState(sid, q.id, 'dismissed')));
-      if (q.state === 'dismissed' || q.state === 'answered') buttons.append(act('Reopen', () => sessionsApi.setState(sid, q.id, 'published')));
-      if (open) {
-        const input = h('input', { 'aria-label': `Answer to: ${q.text}`, placeholder: 'Type an answer' });
-        buttons.append(input,
-          act('Answer publicly', async () => { await sessionsApi.answer(sid, q.id, 'public', input.value); }),
-          act('Answer privately', async () => { await sessionsApi.answer(sid, q.id, 'private', input.value); }),
-          act('Answered live', () => sessionsApi.answer(sid, q.id, 'live')));
-      }
-    }
-    if (buttons.childNodes.length) item.append(buttons);
-    return item;
+
+    // Staff's answer box, kept while the question is open.
+    const answerInput = h('input', { 'aria-label': `Answer to: ${first.text}`, placeholder: 'Type an answer', maxlength: 2000 });
+    const answerRow = h('div', { class: 'controls answer-row' }, answerInput,
+      act('Answer publicly', async () => { await sessionsApi.answer(sid, id, 'public', answerInput.value); answerInput.value = ''; }),
+      act('Answer privately', async () => { await sessionsApi.answer(sid, id, 'private', answerInput.value); answerInput.value = ''; }),
+      act('Answered live', () => sessionsApi.answer(sid, id, 'live')));
+
+    return {
+      el,
+      update(next) {
+        q = next;
+        const own = (snap.my_questions || []).includes(id);
+        const voted = (snap.my_votes || []).includes(id);
+        const open = !['answered', 'dismissed'].includes(q.state);
+        const isLive = snap.state === 'live';
+        el.className = `question ${q.state}`;
+        el.dataset.state = q.state;
+        text(textEl, q.text);
+        answerInput.setAttribute('aria-label', `Answer to: ${q.text}`);
+        meta.replaceChildren(`${q.author || 'Anonymous'} · ${q.votes} vote${q.votes === 1 ? '' : 's'}`,
+          ...(Q_STATE[q.state] ? [' · ', h('strong', { class: 'badge', text: Q_STATE[q.state] })] : []));
+        answer.hidden = !q.answer;
+        text(answer.lastChild, q.answer || '');
+        // A private answer: its text for the asker and for staff; that there is one for everyone else.
+        const privateText = staff ? (snap.private_answers || {})[id] : (snap.my_answers || {})[id];
+        privately.hidden = !privateText;
+        text(privately.firstChild, staff ? 'Answered privately: ' : 'Private answer to you: ');
+        text(privately.lastChild, privateText || '');
+        const noteText = q.answer_mode === 'private' && !privateText ? 'Answered privately.'
+          : q.answer_mode === 'live' ? 'Answered live.' : '';
+        note.hidden = !noteText;
+        text(note, noteText);
+        if (!(own && open && isLive)) closeEdit();
+
+        const key = [own, voted, open, isLive, q.state, snap.state].join('|');
+        if (key !== buttonsKey) {
+          buttonsKey = key;
+          const back = keepFocus();
+          const row = [];
+          // Votes: on open questions only (the server refuses the others); a vote can be taken back.
+          if (!own && isLive && voted) row.push(act('Remove my vote', async () => mine(await sessionsApi.unvote(sid, id))));
+          if (!own && isLive && !voted && open) row.push(act('Upvote', async () => mine(await sessionsApi.vote(sid, id))));
+          if (own && open && isLive) row.push(h('button', { type: 'button', onclick: openEdit }, 'Edit my question'));
+          if (own && open) row.push(act('Withdraw my question', async () => mine(await sessionsApi.withdraw(sid, id))));
+          if (staff) {
+            if (q.state === 'pending') row.push(act('Publish', () => sessionsApi.setState(sid, id, 'published')));
+            if (q.state !== 'starred' && open) row.push(act('Star', () => sessionsApi.setState(sid, id, 'starred')));
+            if (q.state !== 'answering' && open) row.push(act('Answer now', () => sessionsApi.setState(sid, id, 'answering')));
+            if (q.state !== 'dismissed') row.push(act('Dismiss', () => sessionsApi.setState(sid, id, 'dismissed')));
+            if (!open) row.push(act('Reopen', () => sessionsApi.setState(sid, id, 'published')));
+          }
+          buttons.replaceChildren(...row);
+          buttons.hidden = row.length === 0;
+          const answering = staff && open;
+          if (answering && !answerRow.isConnected) el.append(answerRow);
+          if (!answering && answerRow.isConnected) answerRow.remove();
+          back();
+        }
+      },
+    };
   }
+
+  // The Q&A box: the asking form (students) or the settings (staff), and the
+  // queue's sort and filter. Built once.
+  const heldBack = h('p', { class: 'muted', id: 'held-back', hidden: true });
+  const askText = h('textarea', { id: 'question-text', required: true, maxlength: 500, rows: 2 });
+  const askAnon = h('input', { id: 'question-anon', type: 'checkbox' });
+  const askAnonRow = h('p', {}, h('label', { for: 'question-anon' }, askAnon, ' Ask anonymously'));
+  const askForm = h('form', { 'aria-label': 'Ask a question' },
+    h('p', {}, h('label', { for: 'question-text', text: 'Your question' }), askText),
+    askAnonRow,
+    h('button', { type: 'submit', text: 'Ask' }));
+  askForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const button = askForm.querySelector('button[type=submit]');
+    button.disabled = true;
+    try {
+      const res = await sessionsApi.ask(sid, askText.value, !askAnonRow.hidden && askAnon.checked);
+      askForm.reset();
+      mine(res);
+      say(res.question && res.question.state === 'pending' ? 'Your question was sent; it appears once the trainer publishes it.' : 'Your question was posted.');
+    } catch (err) { say(err.message, 'error'); } finally { button.disabled = false; }
+  });
+  const toggle = (id, label, key) => h('label', { for: id },
+    h('input', {
+      id, type: 'checkbox',
+      onchange: async (e) => {
+        try { await sessionsApi.qa(sid, { [key]: e.target.checked }); } catch (err) { e.target.checked = !e.target.checked; say(err.message, 'error'); }
+      },
+    }), ` ${label}`);
+  const settings = staff ? [toggle('qa-moderation', 'Hold new questions for moderation', 'moderation'),
+    toggle('qa-anonymous', 'Allow anonymous questions', 'anonymous')] : [];
+  const askSlot = h('div');
+  const sort = h('select', { id: 'question-sort', 'aria-label': 'Sort questions by' },
+    h('option', { value: 'votes', text: 'Most votes' }),
+    h('option', { value: 'time', text: 'Newest' }));
+  sort.addEventListener('change', () => { sortBy = sort.value; renderQuestions(); });
+  const STATE_NAME = { all: 'All questions', pending: 'Held for moderation', published: 'Published', starred: 'Starred', answering: 'Answering now', answered: 'Answered', dismissed: 'Dismissed' };
+  const filter = h('select', { id: 'question-filter', 'aria-label': 'Show questions' },
+    ...Object.keys(STATE_NAME).filter((x) => staff || x !== 'pending').map((x) => h('option', { value: x, text: STATE_NAME[x] })));
+  filter.addEventListener('change', () => { showState = filter.value; renderQuestions(); });
+  qaBox.append(heldBack, ...settings, askSlot, h('p', { class: 'queue-controls' }, sort, ' ', filter));
 
   function renderQuestions() {
     const all = { ...(snap.pending || {}), ...(snap.questions || {}) };
@@ -189,50 +310,20 @@ export async function sessionView(root, sid, ui) {
     list.sort(sortBy === 'votes'
       ? (a, b) => (b.state === 'answering') - (a.state === 'answering') || b.votes - a.votes || a.created_at - b.created_at
       : (a, b) => b.created_at - a.created_at);
-    questionsList.replaceChildren(...(list.length === 0
-      ? [h('li', { class: 'empty', text: showState === 'all' ? 'No question yet.' : 'No question in this state.' })]
-      : list.map(questionItem)));
-    qaBox.replaceChildren();
+    const rows = list.length === 0 ? [{ id: '', empty: showState === 'all' ? 'No question yet.' : 'No question in this state.' }] : list;
+    keyed(questionsList, rows, (q) => (q.empty ? `empty:${q.empty}` : `q:${q.id}`),
+      (q) => (q.empty ? still(h('li', { class: 'empty', text: q.empty })) : questionView(q)));
     const qa = snap.qa || {};
-    if (!staff && snap.held_back) qaBox.append(h('p', { class: 'muted', id: 'held-back', text: `${snap.held_back} question${snap.held_back === 1 ? '' : 's'} held back by moderation.` }));
+    heldBack.hidden = staff || !snap.held_back;
+    text(heldBack, snap.held_back ? `${snap.held_back} question${snap.held_back === 1 ? '' : 's'} held back by moderation.` : '');
     if (staff) {
-      const toggle = (id, label, key) => h('label', { for: id },
-        h('input', {
-          id, type: 'checkbox', checked: !!qa[key],
-          onchange: async (e) => {
-            try { await sessionsApi.qa(sid, { [key]: e.target.checked }); } catch (err) { e.target.checked = !e.target.checked; say(err.message, 'error'); }
-          },
-        }), ` ${label}`);
-      qaBox.append(toggle('qa-moderation', 'Hold new questions for moderation', 'moderation'),
-        toggle('qa-anonymous', 'Allow anonymous questions', 'anonymous'));
-    } else if (snap.state === 'live') {
-      const f = h('form', { 'aria-label': 'Ask a question' },
-        h('p', {}, h('label', { for: 'question-text', text: 'Your question' }),
-          h('textarea', { id: 'question-text', required: true, maxlength: 500, rows: 2 })),
-        qa.anonymous ? h('p', {}, h('label', { for: 'question-anon' }, h('input', { id: 'question-anon', type: 'checkbox' }), ' Ask anonymously')) : null,
-        h('button', { type: 'submit', text: 'Ask' }));
-      f.addEventListener('submit', async (e) => {
-        e.preventDefault();
-        const text = f.querySelector('#question-text').value;
-        const anon = !!f.querySelector('#question-anon')?.checked;
-        try {
-          mine(await sessionsApi.ask(sid, text, anon));
-          say(qa.moderation ? 'Your question was sent; it appears once the trainer publishes it.' : 'Your question was posted.');
-          f.reset();
-        } catch (err) { say(err.message, 'error'); }
-      });
-      qaBox.append(f);
+      qaBox.querySelector('#qa-moderation').checked = !!qa.moderation;
+      qaBox.querySelector('#qa-anonymous').checked = !!qa.anonymous;
+    } else {
+      const asking = snap.state === 'live';
+      if (asking !== askForm.isConnected) askSlot.replaceChildren(asking ? askForm : '');
+      askAnonRow.hidden = !qa.anonymous;
     }
-    const sort = h('select', { id: 'question-sort', 'aria-label': 'Sort questions by' },
-      h('option', { value: 'votes', selected: sortBy === 'votes', text: 'Most votes' }),
-      h('option', { value: 'time', selected: sortBy === 'time', text: 'Newest' }));
-    sort.addEventListener('change', () => { sortBy = sort.value; renderQuestions(); });
-    const states = ['all', 'pending', 'published', 'starred', 'answering', 'answered', 'dismissed'];
-    const STATE_NAME = { all: 'All questions', pending: 'Held for moderation', published: 'Published', starred: 'Starred', answering: 'Answering now', answered: 'Answered', dismissed: 'Dismissed' };
-    const filter = h('select', { id: 'question-filter', 'aria-label': 'Show questions' },
-      ...states.filter((x) => staff || x !== 'pending').map((x) => h('option', { value: x, selected: showState === x, text: STATE_NAME[x] })));
-    filter.addEventListener('change', () => { showState = filter.value; renderQuestions(); });
-    qaBox.append(h('p', { class: 'queue-controls' }, sort, ' ', filter));
   }
 
   // The panels of later slices, each in its own module (slides.js, polls.js,
@@ -247,10 +338,12 @@ export async function sessionView(root, sid, ui) {
   const panels = [slidesPanel(ctx), pollsPanel(ctx), groupsPanel(ctx)];
 
   function render() {
+    const back = keepFocus();
     renderState();
     renderHands();
     renderQuestions();
     for (const p of panels) p.render(snap);
+    back();
   }
 
   /// Applies one event of the session channel: each carries the new value of what changed.
@@ -306,7 +399,13 @@ export async function sessionView(root, sid, ui) {
       renderOnline();
       return;
     } else if (m.event === 'answer.private') {
-      snap = { ...snap, my_answers: { ...(snap.my_answers || {}), ...(d.my_answers || {}) } };
+      // The asker's own channel carries `my_answers`, the staff channel `private_answers`.
+      const merge = (was, changes) => {
+        const next = { ...(was || {}) };
+        for (const [qid, t] of Object.entries(changes || {})) { if (t === null) delete next[qid]; else next[qid] = t; }
+        return next;
+      };
+      snap = { ...snap, my_answers: merge(snap.my_answers, d.my_answers), private_answers: merge(snap.private_answers, d.private_answers) };
     } else if (m.event === 'roster.role' && d.roles) {
       // The roles changed during the session: {user_id: role}.
       snap = { ...snap, roles: { ...(snap.roles || {}), ...d.roles } };

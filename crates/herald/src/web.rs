@@ -18,6 +18,7 @@ const CLASS_HTML: &str = include_str!("../../../web/classroom/index.html");
 const CLASS_ASSETS: &[(&str, &str)] = &[
     ("app.js", include_str!("../../../web/classroom/app.js")),
     ("api.js", include_str!("../../../web/classroom/api.js")),
+    ("dom.js", include_str!("../../../web/classroom/dom.js")),
     ("session.js", include_str!("../../../web/classroom/session.js")),
     ("slides.js", include_str!("../../../web/classroom/slides.js")),
     ("polls.js", include_str!("../../../web/classroom/polls.js")),
