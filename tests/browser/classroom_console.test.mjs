@@ -1,11 +1,11 @@
 // The session console as people use it while the room is busy, each in their own
 // browser: what a trainer or a student is typing survives the events that keep
 // arriving (students asking, voting, answering polls, picking groups), with its
-// focus and caret; staff see the private answers they gave; answered questions
-// take no votes.
+// focus and caret; status lines follow the state; staff see the private answers
+// they gave; answered questions take no votes.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, startHerald } from './harness.mjs';
+import { launch, startHerald, until } from './harness.mjs';
 
 let server;
 let browser;
@@ -27,6 +27,7 @@ const PACE = 'How is the pace?';
 const questions = (p) => p.getByRole('list', { name: 'Questions' });
 const question = (p, text) => questions(p).getByRole('listitem').filter({ hasText: text });
 const poll = (p, text) => p.getByRole('list', { name: 'Polls' }).getByRole('listitem', { name: text });
+const status = (p) => p.locator('#status');
 
 /** Calls the classroom API from the page, as its own user (cookie and CSRF token). */
 const api = (p, method, path, body) => p.evaluate(async ([m, pa, b]) => {
@@ -222,6 +223,46 @@ test('typing survives ten incoming events: text, focus and caret; the answer sen
   assert.deepEqual(await focused(trainer), { name: 'Poll question', value: 'Which topic next? (pick one)', start: 28, end: 28 });
   await trainer.getByRole('button', { name: 'Create and open' }).click();
   await poll(ada, 'Which topic next? (pick one)').getByRole('radio', { name: 'Quizzes', exact: true }).waitFor(T);
+  await close();
+});
+
+test('status lines follow the state: the poll, the quiz and the join', async () => {
+  const { trainer, students: [ada], close } = await lesson({ students: ['Ada Guest'] });
+  // The join said "You joined …" on the course page; the session page no longer does.
+  assert.doesNotMatch(await status(ada).textContent(), /You joined/, 'the join message stays on the course page');
+
+  async function build(q, { quiz = false, timer } = {}) {
+    const details = trainer.locator('details.poll-new');
+    if (!(await details.evaluate((d) => d.open))) await trainer.getByText('New poll', { exact: true }).click();
+    await trainer.getByLabel('Poll type', { exact: true }).selectOption('yes_no');
+    await trainer.getByLabel('Poll question', { exact: true }).fill(q);
+    if (quiz) await trainer.getByLabel('Quiz: mark the correct answer, score the students').check();
+    if (timer) await trainer.getByLabel('Timer in seconds (optional, 5 to 3600)').fill(String(timer));
+    await trainer.getByRole('button', { name: 'Create and open' }).click();
+    await poll(trainer, q).getByText('Open', { exact: true }).waitFor(T);
+    await status(trainer).filter({ hasText: 'The poll is open.' }).waitFor(T);
+  }
+  async function answer(q) {
+    await poll(ada, q).getByRole('radio', { name: 'Yes', exact: true }).check();
+    await poll(ada, q).getByRole('button', { name: 'Send my answer' }).click();
+    await status(ada).filter({ hasText: 'You can change it until the poll closes.' }).waitFor(T);
+  }
+
+  // A poll the trainer closes.
+  await build('Ready?');
+  await answer('Ready?');
+  await poll(trainer, 'Ready?').getByRole('button', { name: 'Close', exact: true }).click();
+  await poll(ada, 'Ready?').getByText('Closed', { exact: true }).waitFor(T);
+  await until(async () => !(await status(trainer).textContent()).includes('The poll is open.'), 10000, 'the trainer\'s status to leave "The poll is open."');
+  await until(async () => !(await status(ada).textContent()).includes('until the poll closes'), 10000, 'the student\'s status to leave "until the poll closes"');
+
+  // A quiz its timer closes.
+  await build('Is HTTP/2 multiplexed?', { quiz: true, timer: 5 });
+  await answer('Is HTTP/2 multiplexed?');
+  await poll(ada, 'Is HTTP/2 multiplexed?').getByText('Closed', { exact: true }).waitFor({ timeout: 20000 });
+  await poll(trainer, 'Is HTTP/2 multiplexed?').getByText('Closed', { exact: true }).waitFor(T);
+  await until(async () => !(await status(trainer).textContent()).includes('The poll is open.'), 10000, 'the trainer\'s status to leave "The poll is open."');
+  await until(async () => !(await status(ada).textContent()).includes('until the poll closes'), 10000, 'the student\'s status to leave "until the poll closes"');
   await close();
 });
 

@@ -35,9 +35,25 @@ function show(...parts) {
   app.replaceChildren(...parts.filter((p) => p !== null && p !== undefined && p !== false));
 }
 
-function say(message, kind = 'info') {
+/// The status line says what just happened, and stays only while it is true:
+/// until the page after the one it was said for (a join is reported on the
+/// course page it leads to, not on every page after), or, given `stale` (a
+/// test of the live session's state), until the state says otherwise ("The
+/// poll is open." goes when the poll closes).
+let routes = 0;
+let saidAt = 0;
+let stale = null;
+
+function say(message, kind = 'info', until = null) {
   status.textContent = message;
   status.dataset.kind = kind;
+  saidAt = routes;
+  stale = until;
+}
+
+/// Clears the status line once the session's state `snap` makes it untrue.
+function settle(snap) {
+  if (stale && stale(snap)) say('');
 }
 
 function field(id, label, attrs = {}) {
@@ -267,6 +283,8 @@ function roleSelect(courseId, m) {
 async function route() {
   const hash = location.hash || '#/';
   leaveSession();
+  routes += 1;
+  if (saidAt < routes - 1) say('');
   try {
     if (!me) {
       try {
@@ -280,7 +298,7 @@ async function route() {
     const join = hash.match(/^#\/join\/(.+)$/);
     if (join) return await joinWith(decodeURIComponent(join[1]));
     const session = hash.match(/^#\/session\/(.+)$/);
-    if (session) return await sessionView(app, decodeURIComponent(session[1]), { h, say, me: () => me, reload: route });
+    if (session) return await sessionView(app, decodeURIComponent(session[1]), { h, say, settle, me: () => me, reload: route });
     const course = hash.match(/^#\/course\/(.+)$/);
     if (course) return await courseView(decodeURIComponent(course[1]));
     return await coursesView();

@@ -142,7 +142,9 @@ export function pollsPanel(ctx) {
       const res = await pollsApi.create(req);
       const id = res.poll.id;
       if (openIt) await pollsApi.act(id, 'open');
-      say(openIt ? 'The poll is open.' : 'The poll was saved as a draft; open it when you are ready.');
+      // The status line stays while it is true (app.js).
+      if (openIt) say('The poll is open.', 'info', (s) => ((s.polls || {})[id] || {}).state !== 'open');
+      else say('The poll was saved as a draft; open it when you are ready.', 'info', (s) => ((s.polls || {})[id] || {}).state !== 'draft');
       question.value = '';
       timer.value = '';
       quiz.checked = false;
@@ -260,7 +262,8 @@ export function pollsPanel(ctx) {
       try {
         const res = await pollsApi.answer(p.id, answer);
         ctx.update({ my_poll_answers: { ...myAnswers(), ...res.my_poll_answers } });
-        say('Your answer was sent. You can change it until the poll closes.');
+        say('Your answer was sent. You can change it until the poll closes.', 'info',
+          (s) => ((s.polls || {})[p.id] || {}).state !== 'open' || s.state !== 'live');
       } catch (err) {
         say(err.message, 'error');
       } finally {

@@ -281,7 +281,12 @@ export async function sessionView(root, sid, ui) {
       const res = await sessionsApi.ask(sid, askText.value, !askAnonRow.hidden && askAnon.checked);
       askForm.reset();
       mine(res);
-      say(res.question && res.question.state === 'pending' ? 'Your question was sent; it appears once the trainer publishes it.' : 'Your question was posted.');
+      const qid = res.question && res.question.id;
+      if (res.question && res.question.state === 'pending') {
+        say('Your question was sent; it appears once the trainer publishes it.', 'info', (s) => !(s.pending || {})[qid]);
+      } else {
+        say('Your question was posted.', 'info', (s) => !(s.questions || {})[qid]);
+      }
     } catch (err) { say(err.message, 'error'); } finally { button.disabled = false; }
   });
   const toggle = (id, label, key) => h('label', { for: id },
@@ -343,6 +348,7 @@ export async function sessionView(root, sid, ui) {
     renderHands();
     renderQuestions();
     for (const p of panels) p.render(snap);
+    ui.settle(snap);
     back();
   }
 
