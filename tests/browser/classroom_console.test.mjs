@@ -2,7 +2,9 @@
 // browser: what a trainer or a student is typing survives the events that keep
 // arriving (students asking, voting, answering polls, picking groups), with its
 // focus and caret; status lines follow the state; staff see the private answers
-// they gave; answered questions take no votes.
+// they gave; used forms close and the console stays within a laptop's reach;
+// "Who is here" is in sight; answered questions take no votes; the slide
+// controls fit a phone.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { launch, startHerald, until } from './harness.mjs';
@@ -22,6 +24,7 @@ after(async () => {
 
 const T = { timeout: 10000 };
 const LAPTOP = { width: 1366, height: 768 };
+const PHONE = { width: 412, height: 915 };
 const PACE = 'How is the pace?';
 
 const questions = (p) => p.getByRole('list', { name: 'Questions' });
@@ -121,6 +124,7 @@ test('typing survives ten incoming events: text, focus and caret; the answer sen
   // The trainer opens the pace poll and groups students pick themselves.
   await poll(trainer, PACE).getByRole('button', { name: 'Open', exact: true }).click();
   await poll(trainer, PACE).getByRole('button', { name: 'Close', exact: true }).waitFor(T);
+  await trainer.getByText('Set up breakouts', { exact: true }).click();
   await trainer.getByRole('button', { name: 'Open 2 groups to pick' }).click();
   await trainer.getByRole('list', { name: 'Members of Group 2' }).waitFor(T);
   const id = await ids(trainer, sid);
@@ -241,6 +245,7 @@ test('status lines follow the state: the poll, the quiz and the join', async () 
     await trainer.getByRole('button', { name: 'Create and open' }).click();
     await poll(trainer, q).getByText('Open', { exact: true }).waitFor(T);
     await status(trainer).filter({ hasText: 'The poll is open.' }).waitFor(T);
+    assert.equal(await details.evaluate((d) => d.open), false, 'the form closes once the poll is made');
   }
   async function answer(q) {
     await poll(ada, q).getByRole('radio', { name: 'Yes', exact: true }).check();
@@ -315,5 +320,74 @@ test('no upvote on answered or dismissed questions; a vote can still be taken ba
   // Reopened, it takes votes again.
   await question(trainer, D).getByRole('button', { name: 'Reopen' }).click();
   await question(ben, D).getByRole('button', { name: 'Upvote' }).waitFor(T);
+  await close();
+});
+
+test('the console on a laptop: used forms close, long panels scroll, "Who is here" in sight', async () => {
+  const { trainer, students: [ada, ben], sid, close } = await lesson();
+  const s = `sessions/${encodeURIComponent(sid)}`;
+  // A new deck: the form closes once the deck is made.
+  await trainer.getByText('New deck', { exact: true }).click();
+  await trainer.getByLabel('Deck title', { exact: true }).fill('Extra');
+  await trainer.getByLabel('Markdown', { exact: true }).fill('# One\n\nText\n\n# Two\n\nMore');
+  await trainer.getByRole('button', { name: 'Create the deck' }).click();
+  await trainer.getByLabel('Deck to show').filter({ hasText: 'Extra (2 slides)' }).waitFor(T);
+  assert.equal(await trainer.locator('details.deck-new').evaluate((d) => d.open), false, 'the New deck form closes');
+  // Four new polls, each from the form, which closes after each.
+  for (const q of ['First?', 'Second?', 'Third?', 'Fourth?']) {
+    await trainer.getByText('New poll', { exact: true }).click();
+    await trainer.getByLabel('Poll type', { exact: true }).selectOption('yes_no');
+    await trainer.getByLabel('Poll question', { exact: true }).fill(q);
+    await trainer.getByRole('button', { name: 'Save as draft' }).click();
+    await poll(trainer, q).waitFor(T);
+    assert.equal(await trainer.locator('details.poll-new').evaluate((d) => d.open), false, 'the New poll form closes');
+  }
+  // Ten questions.
+  for (const [p, n] of [[ada, 0], [ben, 1]]) {
+    for (let i = 0; i < 5; i += 1) await api(p, 'POST', `${s}/questions`, { text: `Question ${n * 5 + i + 1} of ten?` });
+  }
+  await question(trainer, 'Question 10 of ten?').waitFor(T);
+  await trainer.evaluate(() => window.scrollTo(0, 0));
+  const height = await trainer.evaluate(() => document.documentElement.scrollHeight);
+  // Two and a half laptop screens at most, however many polls and questions (3,934 px before).
+  assert.ok(height <= 2.5 * LAPTOP.height, `the console stays within 2.5 laptop screens: ${height} px`);
+  // Who is here: in sight at the top of the page, without scrolling anything.
+  const here = trainer.getByRole('list', { name: 'Who is here' });
+  for (const name of ['Ada Guest', 'Ben Guest']) {
+    const box = await here.getByText(name).boundingBox();
+    assert.ok(box && box.y >= 0 && box.y + box.height <= LAPTOP.height, `${name} is in sight: ${JSON.stringify(box)}`);
+  }
+  await close();
+});
+
+test('the slide controls fit a phone, for the trainer and a browsing student', async () => {
+  const { trainer, students: [ada], close } = await lesson({ students: ['Ada Guest'], viewport: PHONE });
+  await trainer.getByLabel('Who sets the pace').selectOption('free');
+  await ada.getByRole('button', { name: 'Previous page' }).waitFor(T);
+  for (const p of [trainer, ada]) {
+    const prev = await p.getByRole('button', { name: 'Previous page' }).boundingBox();
+    const next = await p.getByRole('button', { name: 'Next page' }).boundingBox();
+    const page = await p.locator('#slide-indicator').boundingBox();
+    assert.ok(Math.abs(prev.height - next.height) < 1, `"Previous page" is on one line like "Next page": ${prev.height} vs ${next.height}`);
+    assert.ok(Math.abs(prev.y - next.y) < 1 && page.y >= prev.y && page.y + page.height <= prev.y + prev.height + 1, 'one row');
+    assert.ok(prev.x >= 0 && next.x + next.width <= PHONE.width, 'within the screen');
+  }
+  await close();
+});
+
+test('every control of the session page has an accessible name', async () => {
+  const { trainer, students: [ada], close } = await lesson({ students: ['Ada Guest'] });
+  await api(ada, 'POST', `sessions/${encodeURIComponent((await trainer.url()).split('#/session/')[1])}/questions`, { text: 'Named?' });
+  await question(trainer, 'Named?').waitFor(T);
+  await trainer.getByText('New poll', { exact: true }).click();
+  await trainer.getByText('New deck', { exact: true }).click();
+  for (const p of [trainer, ada]) {
+    const unnamed = await p.evaluate(() => [...document.querySelectorAll('main button, main input, main select, main textarea, main summary')]
+      .filter((e) => e.getClientRects().length > 0)
+      .filter((e) => !(e.getAttribute('aria-label') || (e.labels && [...e.labels].some((l) => l.textContent.trim()))
+        || (['BUTTON', 'SUMMARY'].includes(e.tagName) && e.textContent.trim())))
+      .map((e) => e.outerHTML.slice(0, 120)));
+    assert.deepEqual(unnamed, [], 'controls without a name');
+  }
   await close();
 });

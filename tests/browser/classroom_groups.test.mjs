@@ -57,6 +57,7 @@ test('breakouts: split, move live, broadcast, timer, reload, pick, end', async (
   await trainer.locator('#connection').filter({ hasText: 'Live updates on.' }).waitFor({ timeout: 15000 });
 
   // Split into two groups: one student each, every screen says whose is whose.
+  await trainer.getByText('Set up breakouts', { exact: true }).click();
   await trainer.getByLabel('Number of groups', { exact: true }).fill('2');
   await trainer.getByRole('button', { name: 'Split into 2 groups' }).click();
   await myGroup(sam).filter({ hasText: 'Your group: Group' }).waitFor({ timeout: 10000 });

@@ -162,6 +162,7 @@ test('a whole live lesson: demo, guests, page, poll, Q&A, groups, late joiner, e
   }
 
   // 5. Two groups: one student each, each sees their own.
+  await trainer.getByText('Set up breakouts', { exact: true }).click();
   await trainer.getByLabel('Number of groups', { exact: true }).fill('2');
   await trainer.getByRole('button', { name: 'Split into 2 groups' }).click();
   for (const p of [ada, ben]) await myGroup(p).filter({ hasText: /^Your group: Group \d$/ }).waitFor(T);

@@ -110,7 +110,8 @@ export function groupsPanel(ctx) {
     } catch (err) { say(err.message, 'error'); } finally { button.disabled = false; }
   });
   const setupSummary = h('summary', { text: 'Set up breakouts' });
-  const setupBox = h('details', { class: 'groups-new', open: true }, setupSummary, setup);
+  // Closed until asked for, like the other "new" forms; closed again once used.
+  const setupBox = h('details', { class: 'groups-new' }, setupSummary, setup);
   const tools = h('div', { class: 'groups-tools' },
     h('label', { for: 'groups-pick' }, pickToggle, ' Students pick their own group'),
     h('div', { class: 'controls groups-time' },
@@ -300,7 +301,7 @@ export function groupsPanel(ctx) {
     if (staff && live) {
       if (active) parts.push(tools);
       parts.push(board, unplaced);
-      if (active !== wasActive) setupBox.open = !active;
+      if (active && !wasActive) setupBox.open = false;
       setupSummary.textContent = active ? 'Split again or start over' : 'Set up breakouts';
       parts.push(setupBox);
       if (active) loadRoster();

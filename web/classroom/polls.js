@@ -150,6 +150,9 @@ export function pollsPanel(ctx) {
       quiz.checked = false;
       reset();
       shape();
+      // Done with the form: it closes, the poll is in the list below.
+      details.open = false;
+      summary.focus();
     };
     const form = h('form', { class: 'poll-builder', 'aria-label': 'New poll' },
       h('p', {}, h('label', { for: 'poll-kind', text: 'Poll type' }), kind),
@@ -160,7 +163,9 @@ export function pollsPanel(ctx) {
         act('Create and open', () => create(true)),
         act('Save as draft', () => create(false))));
     form.addEventListener('submit', (e) => e.preventDefault());
-    return h('details', { class: 'poll-new' }, h('summary', { text: 'New poll' }), form);
+    const summary = h('summary', { text: 'New poll' });
+    const details = h('details', { class: 'poll-new' }, summary, form);
+    return details;
   }
 
   body.append(...(staff ? [builder(), list, board] : [scoreLine, list]));

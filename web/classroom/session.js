@@ -66,7 +66,7 @@ export async function sessionView(root, sid, ui) {
   const handsList = h('ol', { 'aria-label': 'Raised hands', class: 'hands' });
   const onlineList = h('ul', { 'aria-label': 'Who is here', class: 'online' });
   const controls = h('div', { class: 'controls' });
-  const live = h('p', { id: 'connection', class: 'muted', text: 'Connecting…' });
+  const live = h('span', { id: 'connection', class: 'muted', text: 'Connecting…' });
   const qaBox = h('div', { class: 'qa' });
   const questionsList = h('ol', { 'aria-label': 'Questions', class: 'questions' });
   let sortBy = 'votes';
@@ -173,19 +173,21 @@ export async function sessionView(root, sid, ui) {
 
     // The author's edit box, open until saved or cancelled.
     let editing = null;
+    const editButton = () => buttons.querySelector('.edit-question');
     function closeEdit() {
       if (!editing) return;
       editing.remove();
       editing = null;
       textEl.hidden = false;
+      if (editButton()) editButton().hidden = false;
     }
     function openEdit() {
       if (editing) { editing.querySelector('input').focus(); return; }
       const input = h('input', { 'aria-label': 'Edit your question', maxlength: 500 });
       input.value = q.text;
-      editing = h('form', { class: 'text edit controls' }, input,
+      editing = h('form', { class: 'edit controls' }, input,
         h('button', { type: 'submit', text: 'Save my question' }),
-        h('button', { type: 'button', class: 'secondary', text: 'Cancel', onclick: () => { closeEdit(); buttons.querySelector('button')?.focus(); } }));
+        h('button', { type: 'button', class: 'secondary', text: 'Cancel', onclick: () => { closeEdit(); editButton()?.focus(); } }));
       editing.addEventListener('submit', async (e) => {
         e.preventDefault();
         const save = editing.querySelector('button[type=submit]');
@@ -197,6 +199,7 @@ export async function sessionView(root, sid, ui) {
         } catch (err) { say(err.message, 'error'); save.disabled = false; }
       });
       textEl.hidden = true;
+      if (editButton()) editButton().hidden = true;
       textEl.after(editing);
       input.focus();
     }
@@ -243,7 +246,7 @@ export async function sessionView(root, sid, ui) {
           // Votes: on open questions only (the server refuses the others); a vote can be taken back.
           if (!own && isLive && voted) row.push(act('Remove my vote', async () => mine(await sessionsApi.unvote(sid, id))));
           if (!own && isLive && !voted && open) row.push(act('Upvote', async () => mine(await sessionsApi.vote(sid, id))));
-          if (own && open && isLive) row.push(h('button', { type: 'button', onclick: openEdit }, 'Edit my question'));
+          if (own && open && isLive) row.push(h('button', { type: 'button', class: 'edit-question', hidden: !!editing, onclick: openEdit }, 'Edit my question'));
           if (own && open) row.push(act('Withdraw my question', async () => mine(await sessionsApi.withdraw(sid, id))));
           if (staff) {
             if (q.state === 'pending') row.push(act('Publish', () => sessionsApi.setState(sid, id, 'published')));
@@ -444,20 +447,21 @@ export async function sessionView(root, sid, ui) {
   }
 
   // The console: on a laptop the lesson (slides, polls, groups) on the left and
-  // the room (questions, hands, who is here) on the right; on a phone one column,
-  // the lesson first.
+  // the room on the right (raised hands and who is here at its top, in sight,
+  // then the questions, which scroll); on a phone one column, the lesson first.
   root.replaceChildren(
-    h('p', {}, h('a', { href: `#/course/${encodeURIComponent(session.course_id)}`, text: '← Back to the course' })),
+    h('p', { class: 'back' }, h('a', { href: `#/course/${encodeURIComponent(session.course_id)}`, text: '← Back to the course' })),
     h('section', { 'aria-labelledby': 'session-title', class: 'card session-head' },
-      h('h2', { id: 'session-title', text: session.title }),
-      h('p', {}, 'State: ', stateEl, ' · Your role: ', h('span', { id: 'session-role', text: ROLE_LABEL[role] || role })),
-      invite, controls, live),
+      h('div', { class: 'session-what' },
+        h('h2', { id: 'session-title', text: session.title }),
+        h('p', { class: 'session-meta' }, 'State: ', stateEl, ' · Your role: ', h('span', { id: 'session-role', text: ROLE_LABEL[role] || role }), ' · ', live)),
+      controls, invite),
     h('div', { class: 'console' },
       h('div', { class: 'lesson' }, panels[0].section, panels[1].section, panels[2].section),
       h('div', { class: 'room' },
-        h('section', { 'aria-labelledby': 'questions-title', class: 'card' }, h('h2', { id: 'questions-title', text: 'Questions' }), qaBox, questionsList),
-        h('section', { 'aria-labelledby': 'hands-title', class: 'card' }, h('h2', { id: 'hands-title', text: 'Raised hands' }), handsList),
-        h('section', { 'aria-labelledby': 'online-title', class: 'card' }, h('h2', { id: 'online-title', text: 'Who is here' }), hereCount, onlineList))),
+        h('section', { 'aria-labelledby': 'hands-title', class: 'card hands-card' }, h('h2', { id: 'hands-title', text: 'Raised hands' }), handsList),
+        h('section', { 'aria-labelledby': 'online-title', class: 'card online-card' }, h('h2', { id: 'online-title', text: 'Who is here' }), hereCount, staff ? onlineList : null),
+        h('section', { 'aria-labelledby': 'questions-title', class: 'card questions-card' }, h('h2', { id: 'questions-title', text: 'Questions' }), qaBox, questionsList))),
   );
   render();
 

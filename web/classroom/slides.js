@@ -132,6 +132,7 @@ export function slidesPanel(ctx) {
       try {
         const res = await call('POST', `courses/${enc(courseId)}/decks`, { title: titleInput.value, markdown: markdown.value });
         mdForm.reset();
+        done();
         await loadDecks(res.deck.id);
         say(`Deck "${res.deck.title}" created: ${res.deck.count} slide${res.deck.count === 1 ? '' : 's'}.`);
       } catch (err) { say(err.message, 'error'); }
@@ -159,10 +160,19 @@ export function slidesPanel(ctx) {
         const json = await res.json().catch(() => null);
         if (!res.ok) throw new Error(json?.error?.message || `The server answered ${res.status}.`);
         upForm.reset();
+        done();
         await loadDecks(json.deck.id);
         say(`Deck "${json.deck.title}" uploaded: ${json.deck.count} slide${json.deck.count === 1 ? '' : 's'}.`);
       } catch (err) { say(err.message, 'error'); } finally { button.disabled = false; }
     });
+
+    // Done with the forms: they close, the new deck is picked in the list.
+    const newSummary = h('summary', { text: 'New deck' });
+    const newDeck = h('details', { class: 'deck-new' }, newSummary, h('div', { class: 'deck-forms' }, mdForm, upForm));
+    function done() {
+      newDeck.open = false;
+      picker.focus();
+    }
 
     return h('div', { class: 'slides-tools' },
       h('div', { class: 'controls deck-pick' },
@@ -177,7 +187,7 @@ export function slidesPanel(ctx) {
           await loadDecks();
         })),
       h('p', { class: 'slides-mode' }, h('label', { for: 'slides-mode', text: 'Who sets the pace' }), modeSelect),
-      h('details', { class: 'deck-new' }, h('summary', { text: 'New deck' }), mdForm, upForm));
+      newDeck);
   }
 
   async function loadDecks(select) {
