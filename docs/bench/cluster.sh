@@ -6,6 +6,9 @@
 #                                    # server CPU summed over both nodes and Redis
 #   docs/bench/cluster.sh idle100k   # 6 nodes, 6 generators: 100 000 idle SSE connections
 #                                    # held at once (each process under 20 000 files)
+#   docs/bench/cluster.sh classroom  # 2 nodes: the classroom bench (N=5000 students spread over
+#                                    # both nodes, the trainer on node 1); CPU of both nodes
+#                                    # and Redis
 #
 # Run from the repository root after `cargo build --release` (herald and herald-bench).
 # Needs redis-server and a PostgreSQL that trusts local connections (PG, default the
@@ -115,5 +118,14 @@ case $MODE in
     printf '{"connections_established":%s,"nodes":%s,"nodes_pss_kb":%s,"redis_pss_kb":%s}\n' \
       "$est" "$NODES" "$pss" "$rkb" > "$OUT/$D-cluster-idle100k.json"
     ;;
-  *) echo "usage: $0 fanout|idle100k" >&2; exit 2 ;;
+  classroom)
+    N=${N:-5000}
+    N1=http://127.0.0.1:18201
+    N2=http://127.0.0.1:18202
+    echo "== cluster classroom: herald-bench classroom --students $N --flips 20 --url $N1 --student-url $N1 --student-url $N2" | tee -a "$LOG"
+    "$BENCH" classroom --students "$N" --flips 20 --url $N1 --student-url $N1 --student-url $N2 \
+      --server-pid "${NODE_PIDS[0]}" --server-pid "${NODE_PIDS[1]}" --server-pid "$RPID" \
+      --deadline 900s --quiet > "$OUT/$D-cluster-classroom.json" 2> >(tee -a "$LOG" >&2)
+    ;;
+  *) echo "usage: $0 fanout|idle100k|classroom" >&2; exit 2 ;;
 esac

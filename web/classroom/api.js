@@ -23,6 +23,9 @@ export async function call(method, path, body) {
   const headers = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET') headers['x-csrf-token'] = cookie('herald_csrf');
+  // Changes answer without the whole snapshot: the page follows the session's events
+  // (docs/classroom.md, "Prefer: return=minimal").
+  if (method !== 'GET') headers.prefer = 'return=minimal';
   let res;
   try {
     res = await fetch(`/classroom/api/${path}`, {

@@ -219,9 +219,13 @@ pub struct Resume {
 /// `classroom`.
 #[derive(Args, Debug)]
 pub struct Classroom {
-    /// The server's base URL.
+    /// The server's base URL (the trainer's).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// Spread students round robin over these base URLs (the nodes of a
+    /// cluster; repeat the flag); default: --url.
+    #[arg(long = "student-url")]
+    student_urls: Vec<String>,
     /// Students (guests), each with its own SSE connection.
     #[arg(long, visible_alias = "connections", default_value_t = 1000)]
     students: usize,
@@ -243,6 +247,25 @@ pub struct Classroom {
     /// HTTP requests in flight at once (joins, answers, questions, votes).
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// After the phases, add polls until the session has this many, each answered by every student.
+    #[arg(long, default_value_t = 0)]
+    fill_polls: usize,
+    /// After the phases, add questions until the session has this many (distinct askers).
+    #[arg(long, default_value_t = 0)]
+    fill_questions: usize,
+    /// After the phases, add upvotes until the session has this many.
+    #[arg(long, default_value_t = 0)]
+    fill_votes: usize,
+    /// After the phases, this many more page flips.
+    #[arg(long, default_value_t = 0)]
+    fill_flips: usize,
+    /// Then measure the server's cost of this many flips, upvotes and poll answers, one at a time, in the
+    /// (filled) session and in an empty one (needs --server-pid).
+    #[arg(long, default_value_t = 0)]
+    cost_changes: usize,
+    /// Write the trainer's {url, session, cookie, csrf} to this file at the end.
+    #[arg(long, value_name = "PATH")]
+    save_trainer: Option<std::path::PathBuf>,
     #[command(flatten)]
     measure: Measure,
 }
@@ -292,6 +315,17 @@ impl Command {
             Command::Classroom(c) => {
                 return Run::Classroom(ClassroomArgs {
                     url: c.url.trim_end_matches('/').to_owned(),
+                    student_urls: c.student_urls,
+                    fill: (c.fill_polls + c.fill_questions + c.fill_votes + c.fill_flips + c.cost_changes
+                        > 0)
+                    .then_some(crate::scenario::classroom::Fill {
+                        polls: c.fill_polls,
+                        questions: c.fill_questions,
+                        votes: c.fill_votes,
+                        flips: c.fill_flips,
+                    }),
+                    cost_changes: c.cost_changes,
+                    save_trainer: c.save_trainer,
                     students: c.students,
                     flips: c.flips,
                     flip_interval: c.flip_interval,

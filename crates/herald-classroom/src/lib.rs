@@ -142,6 +142,7 @@ pub fn routes(state: ClassroomState) -> Router {
         .route("/classroom/api/sessions/{sid}/token", get(sessions::token))
         .route("/classroom/api/sessions/{sid}/log", get(sessions::log))
         .merge(features::routes())
+        .route_layer(axum::middleware::from_fn(sessions::prefer))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::same_origin,

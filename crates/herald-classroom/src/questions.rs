@@ -186,6 +186,7 @@ pub struct Question {
 
 /// The Q&A of a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Stored")]
 pub struct Questions {
     /// The settings.
     #[serde(default)]
@@ -202,6 +203,58 @@ pub struct Questions {
     /// Questions asked or voted on since the last `questions` event.
     #[serde(default)]
     pub dirty: BTreeSet<String>,
+    /// Who asked and voted for what, and what waits for moderation: what a
+    /// student's small answer needs without a pass over every question
+    /// (derived from the above, never saved).
+    #[serde(skip)]
+    index: Index,
+}
+
+/// [`Questions`] as stored: everything but the index.
+#[derive(Deserialize)]
+struct Stored {
+    #[serde(default)]
+    qa: QaSettings,
+    #[serde(default)]
+    questions: Vec<Question>,
+    #[serde(default)]
+    held_back_rev: u64,
+    #[serde(default)]
+    dirty: BTreeSet<String>,
+}
+
+impl From<Stored> for Questions {
+    fn from(s: Stored) -> Self {
+        let mut qs = Questions {
+            qa: s.qa,
+            questions: s.questions,
+            held_back_rev: s.held_back_rev,
+            dirty: s.dirty,
+            index: Index::default(),
+        };
+        qs.reindex();
+        qs
+    }
+}
+
+/// Who asked and voted for what (question ids, in the order it happened),
+/// and the pending questions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Index {
+    asked: HashMap<String, Vec<String>>,
+    voted: HashMap<String, Vec<String>>,
+    pending: BTreeSet<String>,
+}
+
+impl Index {
+    fn forget(list: &mut HashMap<String, Vec<String>>, user: &str, qid: &str) {
+        if let Some(ids) = list.get_mut(user) {
+            ids.retain(|id| id != qid);
+            if ids.is_empty() {
+                list.remove(user);
+            }
+        }
+    }
 }
 
 /// A change of the Q&A.
@@ -264,8 +317,41 @@ pub enum QuestionsChange {
 }
 
 impl Questions {
+    fn find(&self, id: &str) -> Option<&Question> {
+        self.questions.iter().find(|q| q.id == id)
+    }
+
     fn find_mut(&mut self, id: &str) -> Option<&mut Question> {
         self.questions.iter_mut().find(|q| q.id == id)
+    }
+
+    /// Builds the index from the questions.
+    fn reindex(&mut self) {
+        let mut index = Index::default();
+        for q in &self.questions {
+            index
+                .asked
+                .entry(q.author_id.clone())
+                .or_default()
+                .push(q.id.clone());
+            for v in &q.voters {
+                index.voted.entry(v.clone()).or_default().push(q.id.clone());
+            }
+            if q.state == QuestionState::Pending {
+                index.pending.insert(q.id.clone());
+            }
+        }
+        self.index = index;
+    }
+
+    /// Keeps the pending set right for question `id` after a change of state.
+    fn track_pending(&mut self, id: &str) {
+        let pending = self.find(id).is_some_and(|q| q.state == QuestionState::Pending);
+        if pending {
+            self.index.pending.insert(id.to_owned());
+        } else {
+            self.index.pending.remove(id);
+        }
     }
 }
 
@@ -277,10 +363,19 @@ impl Feature for Questions {
         match change {
             QuestionsChange::Settings(qa) => self.qa = qa,
             QuestionsChange::Asked(q) => {
+                if self.find(&q.id).is_some() {
+                    return;
+                }
                 if q.state == QuestionState::Pending {
                     self.held_back_rev += 1;
+                    self.index.pending.insert(q.id.clone());
                 }
                 self.dirty.insert(q.id.clone());
+                self.index
+                    .asked
+                    .entry(q.author_id.clone())
+                    .or_default()
+                    .push(q.id.clone());
                 self.questions.push(q);
             }
             QuestionsChange::Edited { id, text, at } => {
@@ -299,16 +394,22 @@ impl Feature for Questions {
                         self.held_back_rev += 1;
                     }
                     self.dirty.remove(&id);
+                    self.index.pending.remove(&id);
+                    Index::forget(&mut self.index.asked, &q.author_id, &id);
+                    for v in &q.voters {
+                        Index::forget(&mut self.index.voted, v, &id);
+                    }
                 }
             }
             QuestionsChange::Voted { id, user_id, up } => {
                 if let Some(q) = self.find_mut(&id) {
-                    if up {
-                        if !q.voters.contains(&user_id) {
-                            q.voters.push(user_id);
-                        }
-                    } else {
+                    let had = q.voters.contains(&user_id);
+                    if up && !had {
+                        q.voters.push(user_id.clone());
+                        self.index.voted.entry(user_id).or_default().push(id.clone());
+                    } else if !up && had {
                         q.voters.retain(|v| *v != user_id);
+                        Index::forget(&mut self.index.voted, &user_id, &id);
                     }
                     self.dirty.insert(id);
                 }
@@ -332,6 +433,7 @@ impl Feature for Questions {
                         self.held_back_rev += 1;
                     }
                 }
+                self.track_pending(&id);
             }
             QuestionsChange::Answered { id, mode, text, at } => {
                 if let Some(q) = self.find_mut(&id) {
@@ -344,6 +446,7 @@ impl Feature for Questions {
                         self.held_back_rev += 1;
                     }
                 }
+                self.track_pending(&id);
             }
             QuestionsChange::Published { ids } => {
                 for id in ids {
@@ -359,12 +462,13 @@ impl Feature for Questions {
 
     fn from_legacy(old: &Map<String, Value>) -> Self {
         use crate::live::doc::field;
-        Self {
+        Stored {
             qa: field(old, "qa").unwrap_or_default(),
             questions: field(old, "questions").unwrap_or_default(),
             held_back_rev: field(old, "held_back_rev").unwrap_or_default(),
             dirty: BTreeSet::new(),
         }
+        .into()
     }
 
     fn restore<'a>(
@@ -550,22 +654,50 @@ fn snapshot_fields(qs: &Questions, viewer: &Viewer, out: &mut Map<String, Value>
 /// vote, unvote): `{question, mine}`, where `question` is its view for
 /// `viewer` (`null`: withdrawn, or pending and not theirs) and `mine` holds
 /// the snapshot's `my_questions`, `my_votes`, `my_answers` and `pending` for
-/// `viewer`. One pass over the questions, no view but the caller's own.
+/// `viewer` (`my_votes` in the order given). From the index: its cost is the
+/// caller's own questions and votes, not the session's.
 pub(crate) fn own_answer(qs: &Questions, viewer: &Viewer, qid: &str) -> Value {
-    let mut own = Own::default();
-    let mut question = Value::Null;
-    for q in &qs.questions {
-        let pending_view = own.add(q, viewer);
-        if q.id == qid {
-            if let Some(v) = pending_view {
-                question = v.clone();
-            } else if q.state != QuestionState::Pending {
-                question = public_view(q);
+    let mut pending = Map::new();
+    let mut questions = Vec::new();
+    let mut answers = Map::new();
+    for id in qs.index.asked.get(&viewer.user_id).into_iter().flatten() {
+        let Some(q) = qs.find(id) else { continue };
+        questions.push(json!(id));
+        if q.answer_mode == Some(AnswerMode::Private) {
+            answers.insert(id.clone(), json!(q.answer));
+        }
+        if q.state == QuestionState::Pending && !viewer.staff {
+            pending.insert(id.clone(), public_view(q));
+        }
+    }
+    if viewer.staff {
+        for id in &qs.index.pending {
+            if let Some(q) = qs.find(id) {
+                pending.insert(id.clone(), public_view(q));
             }
         }
     }
+    let votes: Vec<Value> = qs
+        .index
+        .voted
+        .get(&viewer.user_id)
+        .into_iter()
+        .flatten()
+        .map(|id| json!(id))
+        .collect();
+    let question = match qs.find(qid) {
+        Some(q) if q.state != QuestionState::Pending => public_view(q),
+        Some(_) => pending.get(qid).cloned().unwrap_or(Value::Null),
+        None => Value::Null,
+    };
     let mut mine = Map::new();
-    own.into_fields(&mut mine);
+    Own {
+        pending,
+        questions,
+        votes,
+        answers,
+    }
+    .into_fields(&mut mine);
     json!({ "question": question, "mine": mine })
 }
 
@@ -1143,6 +1275,7 @@ async fn restore(qs: &mut Questions, store: &dyn ClassroomStore, row: &LiveSessi
             q.voters = rows;
         }
     }
+    qs.reindex();
     Ok(())
 }
 
@@ -1218,5 +1351,53 @@ mod tests {
             ids: vec!["q_a".into(), "q_b".into()],
         });
         assert!(!Feature::pending(&qs));
+    }
+
+    #[test]
+    fn the_index_follows_every_change() {
+        let mut qs = Questions::default();
+        for (id, author, state) in [
+            ("q_a", "u_1", QuestionState::Published),
+            ("q_b", "u_2", QuestionState::Pending),
+        ] {
+            let mut q = question("?", false);
+            (q.id, q.author_id, q.state, q.voters, q.answer_mode) =
+                (id.into(), author.into(), state, vec![], None);
+            qs.apply(QuestionsChange::Asked(q));
+        }
+        let vote = |id: &str, user: &str, up| QuestionsChange::Voted {
+            id: id.into(),
+            user_id: user.into(),
+            up,
+        };
+        qs.apply(vote("q_a", "u_2", true));
+        qs.apply(vote("q_a", "u_3", true));
+        qs.apply(vote("q_b", "u_3", true));
+        qs.apply(vote("q_a", "u_3", false));
+        qs.apply(QuestionsChange::State {
+            id: "q_b".into(),
+            state: QuestionState::Published,
+            at: 9,
+        });
+        qs.apply(QuestionsChange::State {
+            id: "q_a".into(),
+            state: QuestionState::Pending,
+            at: 9,
+        });
+        qs.apply(QuestionsChange::Withdrawn { id: "q_b".into() });
+        let rebuilt = {
+            let mut r = qs.clone();
+            r.reindex();
+            r.index
+        };
+        assert_eq!(qs.index, rebuilt);
+        let student = Viewer::new("u_2", Role::Student);
+        let mine = own_answer(&qs, &student, "q_a");
+        assert_eq!(mine["mine"]["my_votes"], json!(["q_a"]));
+        assert_eq!(mine["question"], Value::Null, "pending and not theirs");
+        let staff = Viewer::new("u_9", Role::Trainer);
+        assert_eq!(own_answer(&qs, &staff, "q_a")["question"]["id"], "q_a");
+        let back: Questions = serde_json::from_value(serde_json::to_value(&qs).unwrap()).unwrap();
+        assert_eq!(back, qs, "the index is rebuilt on load");
     }
 }

@@ -324,21 +324,60 @@ pub(crate) fn viewer(who: &SignedIn, role: Role) -> Viewer {
     Viewer::new(&who.user.id, role)
 }
 
+tokio::task_local! {
+    /// The request being answered asked for a minimal answer
+    /// (`Prefer: return=minimal`, set by [`prefer`]).
+    static MINIMAL: bool;
+}
+
+/// Honours `Prefer: return=minimal` (RFC 7240) on a change: the handlers'
+/// answer then has no `snapshot` (only `{session, cursor, offset, seq}`), and
+/// says `Preference-Applied: return=minimal`. A screen that follows the
+/// session's events needs nothing more, and a staff member's click in a
+/// session of thousands no longer answers a snapshot of thousands.
+pub async fn prefer(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let minimal = req.method() != axum::http::Method::GET
+        && req
+            .headers()
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"));
+    let mut res = MINIMAL.scope(minimal, next.run(req)).await;
+    if minimal {
+        res.headers_mut().insert(
+            "preference-applied",
+            axum::http::HeaderValue::from_static("return=minimal"),
+        );
+    }
+    res
+}
+
 /// `{session, snapshot, cursor, offset, seq}` of a locked session, as `viewer`
-/// may see it: the session's life, then every feature's fields.
+/// may see it: the session's life, then every feature's fields (no
+/// `snapshot` when the request prefers a minimal answer: [`prefer`]).
 pub(crate) fn snapshot(locked: &Locked<'_>, viewer: &Viewer) -> Value {
-    let life = locked.doc().session;
-    let mut snap = Map::new();
-    snap.insert("state".into(), json!(life.state));
-    snap.insert("started_at".into(), json!(life.started_at));
-    snap.insert("ended_at".into(), json!(life.ended_at));
-    locked.snapshot_fields(viewer, &mut snap);
     // The offset the cursor names, so that a screen reloading its snapshot
     // mid-stream can skip the events it already has.
     let offset = herald_protocol::Cursor::parse(locked.cursor())
         .ok()
         .and_then(|c| c.get(locked.channel()).map(|p| p.offset))
         .unwrap_or(0);
+    if MINIMAL.try_with(|m| *m).unwrap_or(false) {
+        return json!({
+            "session": SessionView::from(locked.session()),
+            "cursor": locked.cursor(),
+            "offset": offset,
+            "seq": locked.seq(),
+        });
+    }
+    let life = locked.doc().session;
+    let mut snap = Map::new();
+    snap.insert("state".into(), json!(life.state));
+    snap.insert("started_at".into(), json!(life.started_at));
+    snap.insert("ended_at".into(), json!(life.ended_at));
+    locked.snapshot_fields(viewer, &mut snap);
     json!({
         "session": SessionView::from(locked.session()),
         "snapshot": snap,

@@ -41,8 +41,11 @@ use crate::wire::find;
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct ClassroomArgs {
-    /// The server's base URL.
+    /// The server's base URL (the trainer's).
     pub url: String,
+    /// The base URLs students are spread over, round robin (several nodes of
+    /// a cluster); empty: `url`.
+    pub student_urls: Vec<String>,
     /// Simulated students.
     pub students: usize,
     /// Page flips (the deck has one page more).
@@ -57,6 +60,15 @@ pub struct ClassroomArgs {
     pub upvotes: usize,
     /// HTTP requests in flight at once (joins, answers, questions, votes).
     pub concurrency: usize,
+    /// After the phases: grow the session to this much history first
+    /// ([`Fill`]), then measure the cost of single changes in it and in an
+    /// empty session ([`CostReport`]); `None`: neither.
+    pub fill: Option<Fill>,
+    /// Changes of each kind the cost phase makes in each session.
+    pub cost_changes: usize,
+    /// Write `{url, session, cookie, csrf}` of the trainer here at the end
+    /// (to time a cold load of the session after a restart).
+    pub save_trainer: Option<std::path::PathBuf>,
     /// The server's process ids: CPU time and memory per phase.
     pub server_pids: Vec<u32>,
     /// Also every process whose command name (/proc/PID/comm) is this.
@@ -71,6 +83,7 @@ impl Default for ClassroomArgs {
     fn default() -> Self {
         Self {
             url: "http://127.0.0.1:8080".into(),
+            student_urls: Vec::new(),
             students: 5000,
             flips: 20,
             flip_interval: Duration::from_millis(500),
@@ -78,6 +91,9 @@ impl Default for ClassroomArgs {
             questions: 500,
             upvotes: 5000,
             concurrency: 200,
+            fill: None,
+            cost_changes: 0,
+            save_trainer: None,
             server_pids: Vec::new(),
             server_pids_of: None,
             deadline: Duration::from_secs(600),
@@ -213,12 +229,82 @@ pub struct ClassroomReport {
     pub poll: PollReport,
     /// Questions and upvotes.
     pub questions: QuestionsReport,
+    /// The history added before the cost phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fill: Option<FillReport>,
+    /// The cost of single changes in the full session and in an empty one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostReport>,
+}
+
+/// History added to the session before the cost phase: what a long lesson
+/// leaves (every poll answered by every student, questions, votes, flips).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Fill {
+    /// Polls in the session in all (each answered by every student).
+    pub polls: usize,
+    /// Questions in the session in all (asked by distinct students).
+    pub questions: usize,
+    /// Upvotes in the session in all.
+    pub votes: usize,
+    /// Page flips added.
+    pub flips: usize,
+}
+
+/// What the fill did.
+#[derive(Debug, Default, Serialize)]
+pub struct FillReport {
+    /// What was asked for.
+    pub asked: Fill,
+    /// Poll answers accepted.
+    pub answers: usize,
+    /// Questions accepted.
+    pub questions: usize,
+    /// Upvotes accepted.
+    pub votes: usize,
+    /// Requests refused or failed.
+    pub failed: usize,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// The server's cost of one change of a kind, averaged.
+#[derive(Debug, Default, Serialize)]
+pub struct ChangeCost {
+    /// Changes made (one request each, one after the other).
+    pub changes: usize,
+    /// Server CPU per change, microseconds (every thread, from /proc schedstat).
+    pub cpu_us: f64,
+    /// Bytes the server caused to be written to storage per change (/proc io
+    /// `write_bytes`: the store's files; nothing is subscribed meanwhile).
+    pub written_bytes: f64,
+    /// The request, milliseconds.
+    pub request: Latency,
+}
+
+/// The cost of single changes in a full session and in an empty one.
+#[derive(Debug, Default, Serialize)]
+pub struct CostReport {
+    /// A page flip by staff, in the full session.
+    pub flip_full: ChangeCost,
+    /// The same in an empty session.
+    pub flip_empty: ChangeCost,
+    /// An upvote, in the full session.
+    pub vote_full: ChangeCost,
+    /// The same in an empty session.
+    pub vote_empty: ChangeCost,
+    /// A poll answer, in the full session.
+    pub answer_full: ChangeCost,
+    /// The same in an empty session.
+    pub answer_empty: ChangeCost,
 }
 
 /// A signed-in browser: its cookies and CSRF token.
 #[derive(Clone, Debug)]
 struct Person {
     id: String,
+    /// The node this person talks to.
+    base: String,
     cookie: String,
     csrf: String,
 }
@@ -237,9 +323,24 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value, HeaderMap)> {
-        let mut req = self
-            .http
-            .request(method, format!("{}/classroom/api{path}", self.base));
+        self.call_with(who, method, path, body, false).await
+    }
+
+    /// [`Api::call`], with `Prefer: return=minimal` when `minimal` (a change
+    /// then answers no snapshot).
+    async fn call_with(
+        &self,
+        who: Option<&Person>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        minimal: bool,
+    ) -> anyhow::Result<(u16, Value, HeaderMap)> {
+        let base = who.map_or(self.base.as_str(), |p| p.base.as_str());
+        let mut req = self.http.request(method, format!("{base}/classroom/api{path}"));
+        if minimal {
+            req = req.header("prefer", "return=minimal");
+        }
         if let Some(p) = who {
             req = req.header(COOKIE, &p.cookie).header("x-csrf-token", &p.csrf);
         }
@@ -269,8 +370,8 @@ impl Api {
         Ok(v)
     }
 
-    /// Signs in from an answer that set the cookies.
-    fn person(v: &Value, headers: &HeaderMap) -> anyhow::Result<Person> {
+    /// Signs in from an answer that set the cookies, on node `base`.
+    fn person(v: &Value, headers: &HeaderMap, base: &str) -> anyhow::Result<Person> {
         let cookie = headers
             .get_all(SET_COOKIE)
             .iter()
@@ -279,6 +380,7 @@ impl Api {
             .join("; ");
         Ok(Person {
             id: v["user"]["id"].as_str().context("no user id")?.to_owned(),
+            base: base.to_owned(),
             cookie,
             csrf: v["csrf"].as_str().context("no csrf")?.to_owned(),
         })
@@ -372,7 +474,7 @@ pub async fn run(mut a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
     if status != 201 {
         bail!("the trainer's sign-up failed: {status} {v}");
     }
-    let trainer = Api::person(&v, &headers)?;
+    let trainer = Api::person(&v, &headers, &api.base)?;
     let course = api
         .ok(
             Some(&trainer),
@@ -493,10 +595,17 @@ pub async fn run(mut a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
             join_latency.clone(),
             joined.clone(),
         );
+        let base = if a.student_urls.is_empty() {
+            api.base.clone()
+        } else {
+            a.student_urls[i % a.student_urls.len()]
+                .trim_end_matches('/')
+                .to_owned()
+        };
         joins.spawn(async move {
             let permit = gate.acquire_owned().await.ok()?;
             let t = Instant::now();
-            let student = join(&api, &code, &sid, i, &shared, &stop, t0).await;
+            let student = join(&api, &base, &code, &sid, i, &shared, &stop, t0).await;
             drop(permit);
             match student {
                 Ok(p) => {
@@ -788,11 +897,493 @@ pub async fn run(mut a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
         cost: cost(&a.server_pids, before),
     };
     stop.cancel();
+    if let Some(fill) = a.fill {
+        // Nobody subscribed from here on: a change costs what the session's
+        // size makes it cost, not its fan-out.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let ctx = Ctx {
+            api: &api,
+            gate: &gate,
+            trainer: &trainer,
+            students: &students,
+            course_id: &course_id,
+            code: &code,
+            deadline,
+        };
+        report.fill = Some(self::fill(&ctx, &sid, fill, a.flips).await?);
+        bar.note("bench classroom: session filled; measuring single changes");
+        if a.cost_changes > 0 {
+            report.cost = Some(costs(&ctx, &sid, a.cost_changes, &a.server_pids).await?);
+        }
+    }
+    if let Some(path) = &a.save_trainer {
+        let saved =
+            json!({ "url": api.base, "session": sid, "cookie": trainer.cookie, "csrf": trainer.csrf });
+        std::fs::write(path, saved.to_string())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(report)
+}
+
+/// What the fill and cost phases work with.
+struct Ctx<'a> {
+    api: &'a Arc<Api>,
+    gate: &'a Arc<Semaphore>,
+    trainer: &'a Person,
+    students: &'a [Person],
+    course_id: &'a str,
+    code: &'a str,
+    deadline: Instant,
+}
+
+/// Runs `calls` (person, method, path, body) with the gate's concurrency;
+/// answers (accepted, failed).
+async fn many(ctx: &Ctx<'_>, calls: Vec<(Person, Method, String, Value)>) -> anyhow::Result<(usize, usize)> {
+    let mut set = tokio::task::JoinSet::new();
+    for (p, method, path, body) in calls {
+        let (api, gate) = (ctx.api.clone(), ctx.gate.clone());
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await.ok()?;
+            match api.call(Some(&p), method, &path, Some(body)).await {
+                Ok((200..=299, _, _)) => Some(()),
+                other => {
+                    tracing::debug!(call = %path, answer = ?other.map(|(s, v, _)| (s, v)), "a fill request failed");
+                    None
+                }
+            }
+        });
+    }
+    let (mut ok, mut failed) = (0, 0);
+    while let Some(done) = tokio::time::timeout_at(ctx.deadline.into(), set.join_next())
+        .await
+        .map_err(|_| anyhow!("the deadline passed while filling the session"))?
+    {
+        match done {
+            Ok(Some(())) => ok += 1,
+            _ => failed += 1,
+        }
+    }
+    Ok((ok, failed))
+}
+
+/// Grows session `sid` to `fill`: polls answered by every student, questions,
+/// votes spread over them, page flips.
+async fn fill(ctx: &Ctx<'_>, sid: &str, fill: Fill, flipped: usize) -> anyhow::Result<FillReport> {
+    let started = Instant::now();
+    let mut report = FillReport {
+        asked: fill,
+        ..FillReport::default()
+    };
+    let snap = ctx
+        .api
+        .ok(Some(ctx.trainer), Method::GET, &format!("/sessions/{sid}"), None)
+        .await?;
+    let polls_now = snap["snapshot"]["polls"].as_object().map_or(0, |p| p.len());
+    for n in polls_now..fill.polls {
+        let poll = ctx
+            .api
+            .ok(
+                Some(ctx.trainer),
+                Method::POST,
+                &format!("/sessions/{sid}/polls"),
+                Some(json!({ "kind": "multiple", "question": format!("Poll {n}?"), "options": ["A", "B", "C", "D", "E"] })),
+            )
+            .await?;
+        let pid = poll["poll"]["id"].as_str().context("no poll id")?.to_owned();
+        ctx.api
+            .ok(
+                Some(ctx.trainer),
+                Method::POST,
+                &format!("/sessions/{sid}/polls/{pid}/open"),
+                Some(json!({})),
+            )
+            .await?;
+        let calls = ctx
+            .students
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let answer: Vec<usize> = (0..5).filter(|o| (i + o + n) % 3 == 0).collect();
+                let answer = if answer.is_empty() { vec![i % 5] } else { answer };
+                (
+                    p.clone(),
+                    Method::POST,
+                    format!("/sessions/{sid}/polls/{pid}/answer"),
+                    json!({ "answer": answer }),
+                )
+            })
+            .collect();
+        let (ok, failed) = many(ctx, calls).await?;
+        report.answers += ok;
+        report.failed += failed;
+        ctx.api
+            .ok(
+                Some(ctx.trainer),
+                Method::POST,
+                &format!("/sessions/{sid}/polls/{pid}/close"),
+                Some(json!({})),
+            )
+            .await?;
+    }
+    let questions_now = snap["snapshot"]["questions"].as_object().map_or(0, |q| q.len());
+    let askers: Vec<Person> = ctx
+        .students
+        .iter()
+        .skip(questions_now)
+        .take(fill.questions.saturating_sub(questions_now))
+        .cloned()
+        .collect();
+    let calls = askers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let text = format!("Filled question {i}: how does this part work, and why?");
+            (
+                p.clone(),
+                Method::POST,
+                format!("/sessions/{sid}/questions"),
+                json!({ "text": text }),
+            )
+        })
+        .collect();
+    let (ok, failed) = many(ctx, calls).await?;
+    report.questions = ok;
+    report.failed += failed;
+    // Votes: student i votes for questions i+1, i+2, … (never their own: ids
+    // are read back from the snapshot with their authors unknown, so skip the
+    // refusals).
+    let snap = ctx
+        .api
+        .ok(Some(ctx.trainer), Method::GET, &format!("/sessions/{sid}"), None)
+        .await?;
+    let qids: Vec<String> = snap["snapshot"]["questions"]
+        .as_object()
+        .map(|q| q.keys().cloned().collect())
+        .unwrap_or_default();
+    let voted_now: usize = snap["snapshot"]["questions"].as_object().map_or(0, |q| {
+        q.values().filter_map(|v| v["votes"].as_u64()).sum::<u64>() as usize
+    });
+    let wanted = fill.votes.saturating_sub(voted_now);
+    if !qids.is_empty() && !ctx.students.is_empty() {
+        let per_student = wanted.div_ceil(ctx.students.len()).min(qids.len());
+        let mut calls = Vec::with_capacity(wanted);
+        'outer: for k in 1..=per_student {
+            for (i, p) in ctx.students.iter().enumerate() {
+                if calls.len() >= wanted {
+                    break 'outer;
+                }
+                let q = &qids[(i * 7 + k * 13) % qids.len()];
+                calls.push((
+                    p.clone(),
+                    Method::POST,
+                    format!("/sessions/{sid}/questions/{q}/vote"),
+                    json!({}),
+                ));
+            }
+        }
+        // Votes are limited to 60 a minute per student: send them in rounds.
+        for round in calls.chunks(ctx.students.len().max(1) * 50) {
+            let (ok, failed) = many(ctx, round.to_vec()).await?;
+            report.votes += ok;
+            report.failed += failed;
+        }
+    }
+    for k in 0..fill.flips {
+        let page = (flipped + 1 + k) % (flipped + 1);
+        ctx.api
+            .ok(
+                Some(ctx.trainer),
+                Method::POST,
+                &format!("/sessions/{sid}/slides/page"),
+                Some(json!({ "page": page })),
+            )
+            .await?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// CPU nanoseconds of every thread of `pids` (schedstat) and the bytes they
+/// caused to be written to storage (io write_bytes).
+fn usage(pids: &[u32]) -> (u64, u64) {
+    let mut cpu = 0u64;
+    let mut written = 0u64;
+    for pid in pids {
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+                cpu += stat
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+        written += io
+            .lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    (cpu, written)
+}
+
+/// What a change of one kind cost so far.
+#[derive(Default)]
+struct Tally {
+    cpu_ns: u64,
+    written: u64,
+    latency: Vec<u32>,
+}
+
+impl Tally {
+    fn report(self) -> ChangeCost {
+        let n = self.latency.len().max(1) as f64;
+        ChangeCost {
+            changes: self.latency.len(),
+            cpu_us: self.cpu_ns as f64 / 1000.0 / n,
+            written_bytes: self.written as f64 / n,
+            request: Latency::of(self.latency),
+        }
+    }
+}
+
+/// Makes `calls` one after the other (asking for minimal answers), waits for
+/// their coalesced events, and adds what the server spent meanwhile to `into`.
+async fn measure(
+    ctx: &Ctx<'_>,
+    pids: &[u32],
+    calls: &[(Person, Method, String, Value)],
+    into: &mut Tally,
+) -> anyhow::Result<()> {
+    let (cpu0, w0) = usage(pids);
+    for (p, method, path, body) in calls {
+        let t = Instant::now();
+        let (status, v, _) = ctx
+            .api
+            .call_with(Some(p), method.clone(), path, Some(body.clone()), true)
+            .await?;
+        if !(200..300).contains(&status) {
+            bail!("{path}: {status} {v}");
+        }
+        into.latency.push(micros(t.elapsed()));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (cpu1, w1) = usage(pids);
+    into.cpu_ns += cpu1.saturating_sub(cpu0);
+    into.written += w1.saturating_sub(w0);
+    Ok(())
+}
+
+/// A second staff member (co-trainer) of the course: page turns are limited
+/// per staff member and minute.
+async fn co_trainer(ctx: &Ctx<'_>) -> anyhow::Result<Person> {
+    let suffix = hex::encode(rand::random::<[u8; 6]>());
+    let (status, v, headers) = ctx
+        .api
+        .call(
+            None,
+            Method::POST,
+            "/auth/signup",
+            Some(json!({
+                "email": format!("bench.co.{suffix}@example.org"),
+                "name": "Bench Co-trainer",
+                "password": format!("bench-password-{suffix}"),
+            })),
+        )
+        .await?;
+    if status != 201 {
+        bail!("the co-trainer's sign-up failed: {status} {v}");
+    }
+    let co = Api::person(&v, &headers, &ctx.api.base)?;
+    ctx.api
+        .ok(
+            Some(&co),
+            Method::POST,
+            "/courses/join",
+            Some(json!({ "code": ctx.code })),
+        )
+        .await?;
+    ctx.api
+        .ok(
+            Some(ctx.trainer),
+            Method::POST,
+            &format!("/courses/{}/roster/{}", ctx.course_id, co.id),
+            Some(json!({ "role": "co_trainer" })),
+        )
+        .await?;
+    Ok(co)
+}
+
+/// The cost of `k` flips, upvotes and poll answers in session `full` and in
+/// a new, empty session of the same course, measured in alternating batches
+/// so that whatever the server does meanwhile falls on both alike.
+async fn costs(ctx: &Ctx<'_>, full: &str, k: usize, pids: &[u32]) -> anyhow::Result<CostReport> {
+    let empty = ctx
+        .api
+        .ok(
+            Some(ctx.trainer),
+            Method::POST,
+            &format!("/courses/{}/sessions", ctx.course_id),
+            Some(json!({ "title": "Empty session" })),
+        )
+        .await?;
+    let empty = empty["session"]["id"]
+        .as_str()
+        .context("no session id")?
+        .to_owned();
+    ctx.api
+        .ok(
+            Some(ctx.trainer),
+            Method::POST,
+            &format!("/sessions/{empty}/start"),
+            Some(json!({})),
+        )
+        .await?;
+    let full_snap = ctx
+        .api
+        .ok(Some(ctx.trainer), Method::GET, &format!("/sessions/{full}"), None)
+        .await?;
+    let deck = full_snap["snapshot"]["slides"]["deck_id"]
+        .as_str()
+        .context("no deck shown")?;
+    let pages = full_snap["snapshot"]["slides"]["count"]
+        .as_u64()
+        .unwrap_or(2)
+        .max(2) as usize;
+    ctx.api
+        .ok(
+            Some(ctx.trainer),
+            Method::POST,
+            &format!("/sessions/{empty}/slides"),
+            Some(json!({ "deck_id": deck })),
+        )
+        .await?;
+    let co = co_trainer(ctx).await?;
+    let k = k.min(ctx.students.len().saturating_sub(1)).max(1);
+    // Per session: its flips (by its own staff member), votes and answers.
+    let mut work = Vec::new();
+    for (sid, staff) in [(full, ctx.trainer), (empty.as_str(), &co)] {
+        // A question and a poll of their own, so that every vote and answer is new.
+        let q = ctx
+            .api
+            .ok(
+                Some(&ctx.students[0]),
+                Method::POST,
+                &format!("/sessions/{sid}/questions"),
+                Some(json!({ "text": "The cost question?" })),
+            )
+            .await?;
+        let qid = q["question"]["id"].as_str().context("no question id")?.to_owned();
+        let poll = ctx
+            .api
+            .ok(
+                Some(ctx.trainer),
+                Method::POST,
+                &format!("/sessions/{sid}/polls"),
+                Some(json!({ "kind": "single", "question": "The cost poll?", "options": ["A", "B"] })),
+            )
+            .await?;
+        let pid = poll["poll"]["id"].as_str().context("no poll id")?.to_owned();
+        ctx.api
+            .ok(
+                Some(ctx.trainer),
+                Method::POST,
+                &format!("/sessions/{sid}/polls/{pid}/open"),
+                Some(json!({})),
+            )
+            .await?;
+        // Page turns are limited to 300 a minute per staff member: at most 250.
+        let flips: Vec<_> = (0..k.min(250))
+            .map(|i| {
+                let body = json!({ "page": (i + 1) % pages });
+                (
+                    staff.clone(),
+                    Method::POST,
+                    format!("/sessions/{sid}/slides/page"),
+                    body,
+                )
+            })
+            .collect();
+        let votes: Vec<_> = ctx.students[1..=k]
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    Method::POST,
+                    format!("/sessions/{sid}/questions/{qid}/vote"),
+                    json!({}),
+                )
+            })
+            .collect();
+        let answers: Vec<_> = ctx.students[1..=k]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let body = json!({ "answer": i % 2 });
+                (
+                    p.clone(),
+                    Method::POST,
+                    format!("/sessions/{sid}/polls/{pid}/answer"),
+                    body,
+                )
+            })
+            .collect();
+        work.push([flips, votes, answers]);
+    }
+    const BATCH: usize = 25;
+    let mut tallies: Vec<[Tally; 3]> = vec![Default::default(), Default::default()];
+    for kind in 0..3 {
+        let longest = work.iter().map(|w| w[kind].len()).max().unwrap_or(0);
+        for start in (0..longest).step_by(BATCH) {
+            for (s, w) in work.iter().enumerate() {
+                let batch = &w[kind][start.min(w[kind].len())..(start + BATCH).min(w[kind].len())];
+                measure(ctx, pids, batch, &mut tallies[s][kind]).await?;
+            }
+        }
+    }
+    let [[flip_full, vote_full, answer_full], [flip_empty, vote_empty, answer_empty]] =
+        <[[Tally; 3]; 2]>::try_from(tallies).map_err(|_| anyhow!("two sessions"))?;
+    Ok(CostReport {
+        flip_full: flip_full.report(),
+        flip_empty: flip_empty.report(),
+        vote_full: vote_full.report(),
+        vote_empty: vote_empty.report(),
+        answer_full: answer_full.report(),
+        answer_empty: answer_empty.report(),
+    })
 }
 
 /// One line per phase, for people.
 pub fn summary(r: &ClassroomReport) -> String {
+    let mut out = phases(r);
+    if let Some(f) = &r.fill {
+        out.push_str(&format!(
+            "; filled in {:.0}s: {} poll answers, {} questions, {} upvotes ({} refused)",
+            f.seconds, f.answers, f.questions, f.votes, f.failed
+        ));
+    }
+    if let Some(c) = &r.cost {
+        for (what, full, empty) in [
+            ("flip", &c.flip_full, &c.flip_empty),
+            ("upvote", &c.vote_full, &c.vote_empty),
+            ("poll answer", &c.answer_full, &c.answer_empty),
+        ] {
+            out.push_str(&format!(
+                "; {what}: {:.0} µs CPU, {:.0} B written in the full session vs {:.0} µs, {:.0} B in an empty one ({:.2}x CPU)",
+                full.cpu_us,
+                full.written_bytes,
+                empty.cpu_us,
+                empty.written_bytes,
+                full.cpu_us / empty.cpu_us.max(1.0)
+            ));
+        }
+    }
+    out
+}
+
+fn phases(r: &ClassroomReport) -> String {
     format!(
         "classroom, {} students: joined {} in {:.1}s (p99 {:.0} ms); page flips delivered {}/{}, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
          poll answered by {} in {:.1}s (answer p99 {:.0} ms), tally exact {} after {:.2}s, {} tally events to the trainer (max {}/s); \
@@ -823,8 +1414,10 @@ pub fn summary(r: &ClassroomReport) -> String {
 }
 
 /// A student joins as a guest, loads the snapshot and a token, and subscribes.
+#[allow(clippy::too_many_arguments)]
 async fn join(
     api: &Api,
+    base: &str,
     code: &str,
     sid: &str,
     i: usize,
@@ -832,18 +1425,20 @@ async fn join(
     stop: &CancellationToken,
     t0: Instant,
 ) -> anyhow::Result<Person> {
-    let (status, v, headers) = api
-        .call(
-            None,
-            Method::POST,
-            "/auth/guest",
-            Some(json!({ "code": code, "name": format!("Student {i}") })),
-        )
-        .await?;
+    let res = api
+        .http
+        .post(format!("{base}/classroom/api/auth/guest"))
+        .json(&json!({ "code": code, "name": format!("Student {i}") }))
+        .send()
+        .await
+        .context("guest join: no answer")?;
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let v: Value = res.json().await.unwrap_or(Value::Null);
     if status != 201 {
         bail!("guest join: {status} {v}");
     }
-    let p = Api::person(&v, &headers)?;
+    let p = Api::person(&v, &headers, base)?;
     let snap = api
         .ok(Some(&p), Method::GET, &format!("/sessions/{sid}"), None)
         .await?;
@@ -854,7 +1449,7 @@ async fn join(
     let cursor = snap["cursor"].as_str().context("no cursor")?;
     let res = api
         .http
-        .get(sse_url(&api.base, channel, &token, cursor)?)
+        .get(sse_url(base, channel, &token, cursor)?)
         .send()
         .await
         .context("subscribe")?;

@@ -508,3 +508,54 @@ async fn the_log_shows_each_member_what_they_could_see_live() {
         "{v}"
     );
 }
+
+/// `Prefer: return=minimal` on a change answers no snapshot (and says so);
+/// without it, or on a read, the snapshot is there.
+#[tokio::test]
+async fn a_change_may_answer_without_the_snapshot() {
+    let server = TestServer::start().await;
+    let class = Class::new(&server).await;
+    let t = &class.trainer;
+    let sid = class.session("Small answers").await;
+    let minimal = |method: Method, path: &str| {
+        let mut req = t
+            .http
+            .request(method, format!("{}{path}", t.base))
+            .header("prefer", "respond-async, return=minimal")
+            .json(&json!({}));
+        if let Some(c) = &t.csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        req
+    };
+    let res = minimal(Method::POST, &format!("/sessions/{sid}/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["preference-applied"], "return=minimal");
+    let v: Value = res.json().await.unwrap();
+    assert!(v.get("snapshot").is_none(), "{v}");
+    assert_eq!(v["session"]["state"], "live");
+    assert!(
+        v["cursor"].as_str().is_some_and(|c| !c.is_empty()) && v["seq"].as_u64() == Some(1),
+        "{v}"
+    );
+
+    let res = minimal(Method::GET, &format!("/sessions/{sid}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers().get("preference-applied").is_none(),
+        "a read ignores it"
+    );
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["snapshot"]["state"], "live");
+
+    let v = ok(t, Method::POST, &format!("/sessions/{sid}/pause"), json!({})).await;
+    assert_eq!(
+        v["snapshot"]["state"], "paused",
+        "without the preference: the snapshot"
+    );
+}
