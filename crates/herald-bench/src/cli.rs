@@ -286,7 +286,7 @@ pub enum Run {
     /// `idle`, `fanout`, `publish`, `churn` or `resume`.
     Messaging(Box<BenchArgs>),
     /// `classroom`.
-    Classroom(ClassroomArgs),
+    Classroom(Box<ClassroomArgs>),
 }
 
 impl Command {
@@ -313,7 +313,7 @@ impl Command {
             },
             Command::Resume(c) => deliver(Scenario::Resume, c.delivery, c.rate),
             Command::Classroom(c) => {
-                return Run::Classroom(ClassroomArgs {
+                return Run::Classroom(Box::new(ClassroomArgs {
                     url: c.url.trim_end_matches('/').to_owned(),
                     student_urls: c.student_urls,
                     fill: (c.fill_polls + c.fill_questions + c.fill_votes + c.fill_flips + c.cost_changes
@@ -337,7 +337,7 @@ impl Command {
                     server_pids_of: c.measure.server_pids_of,
                     deadline: c.measure.deadline,
                     progress: !c.measure.quiet,
-                })
+                }))
             }
         };
         Run::Messaging(Box::new(a))

@@ -49,7 +49,7 @@ async fn run(run: Run) -> anyhow::Result<()> {
             eprintln!("{}", herald_bench::summary(&report));
         }
         Run::Classroom(a) => {
-            let report = herald_bench::scenario::classroom::run(a).await?;
+            let report = herald_bench::scenario::classroom::run(*a).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             eprintln!("{}", herald_bench::scenario::classroom::summary(&report));
         }
