@@ -113,26 +113,37 @@ test('a long-poll whose cursor is too long for a URL carries on in a POST body',
   // 120 channels with 255-byte names: once each has a position, the cursor and
   // the names pass 64 KiB, more than any URL may hold.
   const names = Array.from({ length: 120 }, (_, i) => `long:${String(i).padStart(3, '0')}${'x'.repeat(247)}`);
-  await page.evaluate((names) => {
-    for (const n of names) window.h.subscribe(n, { onMessage: (m) => window.got.push(m) });
-  }, names);
-  const polls = [];
-  page.on('request', (r) => { if (r.url().includes('/poll')) polls.push(r.method()); });
-  for (let round = 1; round <= 2; round++) {
-    await until(async () => (await page.evaluate(() => window.h.state)) === 'connected', 10000, 'connected');
+  const publishAll = async (data) => {
+    const results = [];
     for (const channels of [names.slice(0, 100), names.slice(100)]) {
       const res = await fetch(`${server.url}/v1/apps/${app.name}/publish`, {
         method: 'POST',
         headers: { authorization: `Bearer ${app.key}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ channels, data: { round } }),
+        body: JSON.stringify({ channels, data }),
       });
       assert.equal(res.status, 200);
+      results.push(...(await res.json()).results);
     }
+    return results;
+  };
+  // The page subscribes from the positions of a first round (as from a
+  // snapshot): from its first poll on, the cursor is long.
+  const positions = await publishAll({ round: 0 });
+  const polls = [];
+  page.on('request', (r) => { if (r.url().includes('/poll')) polls.push(r.method()); });
+  await page.evaluate(async (positions) => {
+    const { cursorOf } = await import('/sdk/herald.js');
+    for (const p of positions) window.h.subscribe(p.channel, { cursor: cursorOf(p), onMessage: (m) => window.got.push(m) });
+  }, positions);
+  for (let round = 1; round <= 2; round++) {
+    await until(async () => (await page.evaluate(() => window.h.state)) === 'connected', 10000, 'connected');
+    await publishAll({ round });
     await until(async () => (await page.evaluate(() => window.got.length)) >= 120 * round, 15000, `round ${round}`);
   }
   const got = await page.evaluate(() => window.got.map((m) => `${m.channel}/${m.offset}`));
   assert.equal(got.length, 240, 'each message once');
   assert.equal(new Set(got).size, 240);
+  assert.ok(got.every((g) => g.endsWith('/2') || g.endsWith('/3')), 'only what followed the positions');
   assert.ok(polls.includes('POST'), `polls went as POST once the cursor grew: ${[...new Set(polls)]}`);
   assert.equal(await page.evaluate(() => window.h.transport), 'longpoll');
   await context.close();
