@@ -67,6 +67,15 @@ export function keyed(parent, items, keyOf, make) {
 /// A view of something that never changes once drawn.
 export const still = (el) => ({ el, update() {} });
 
+/// Someone's text (a name, an option, a message) set among other words: a
+/// `<bdi>`, so a right-to-left name cannot carry the words and numbers after it
+/// into its own direction ("عائشة · 3 votes" would show the 3 before the name).
+export function bdi(value) {
+  const el = document.createElement('bdi');
+  el.textContent = value;
+  return el;
+}
+
 /// Sets `el`'s text only when it changes (a live region announces real changes only).
 export function text(el, value) {
   if (el.textContent !== value) el.textContent = value;

@@ -9,7 +9,7 @@
 // and broadcast; students see their group, the countdown and the broadcasts, and pick
 // a group themselves in pick mode.
 
-import { keepFocus, keyed, still } from './dom.js';
+import { bdi, keepFocus, keyed, still } from './dom.js';
 
 const enc = encodeURIComponent;
 const NO_GROUPS = { mode: 'assigned', groups: [], ends_at: null, broadcasts: [] };
@@ -145,6 +145,11 @@ export function groupsPanel(ctx) {
   // --- drawing ---
   const myId = () => (me() ? me().id : null);
   const groupOf = (uid) => groups.groups.find((g) => g.members.some((m) => m.user_id === uid));
+  /// The other members of `g`, each name isolated, separated by commas.
+  const others = (g) => {
+    const names = g.members.filter((m) => m.user_id !== myId()).map((m) => bdi(m.name));
+    return names.length === 0 ? ['nobody else yet'] : names.flatMap((n, i) => (i === 0 ? [n] : [', ', n]));
+  };
 
   function moveSelect(person, current) {
     const select = h('select', { id: `groups-move-${person.user_id}`, 'aria-label': `Move ${person.name} to` },
@@ -236,7 +241,7 @@ export function groupsPanel(ctx) {
       seen.add(b.id);
       const at = new Date(b.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
       return still(h('p', { class: `broadcast${fresh ? ' fresh' : ''}` },
-        h('strong', { text: `${b.by}: ` }), b.text, ' ', h('span', { class: 'muted', text: at })));
+        h('strong', {}, bdi(b.by), ': '), bdi(b.text), ' ', h('span', { class: 'muted', text: at })));
     });
   }
 
@@ -246,7 +251,7 @@ export function groupsPanel(ctx) {
     const g = groupOf(myId());
     if (g) {
       mine.append(h('p', { id: 'my-group', class: 'my-group-name' }, 'Your group: ', h('strong', { text: g.name })),
-        h('p', { class: 'muted', text: `With ${g.members.filter((m) => m.user_id !== myId()).map((m) => m.name).join(', ') || 'nobody else yet'}.` }));
+        h('p', { class: 'muted' }, 'With ', ...others(g), '.'));
     } else {
       mine.append(h('p', { id: 'my-group', class: 'my-group-name', text: groups.mode === 'pick' ? 'You are not in a group yet: pick one below.' : 'You are not in a group yet.' }));
     }

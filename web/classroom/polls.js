@@ -12,7 +12,7 @@
 // coalesced on the server), and never rebuilds a form or a button row whose
 // content did not change, so typing, choices and keyboard focus survive.
 
-import { keyed, still } from './dom.js';
+import { bdi, keyed, still } from './dom.js';
 
 const KIND_LABEL = {
   single: 'Single choice', multiple: 'Multiple choice', yes_no: 'Yes / No',
@@ -196,7 +196,7 @@ export function pollsPanel(ctx) {
         const share = pct(n, p.answers);
         const right = correct.includes(i);
         bars.append(h('li', { class: right ? 'bar correct' : 'bar' },
-          h('span', { class: 'bar-text' }, `${labels[i]}: ${n} (${share} %)`, right ? h('strong', { class: 'badge', text: ' ✓ correct' }) : null),
+          h('span', { class: 'bar-text' }, bdi(labels[i]), `: ${n} (${share} %)`, right ? h('strong', { class: 'badge', text: ' ✓ correct' }) : null),
           h('span', { class: 'bar-track', 'aria-hidden': 'true' }, styled(h('span', { class: 'bar-fill' }), 'width', `${share}%`))));
       });
       box.append(bars);
@@ -363,7 +363,7 @@ export function pollsPanel(ctx) {
       lb.top.length === 0
         ? h('p', { class: 'muted', text: 'No quiz answer yet.' })
         : h('ol', { class: 'leaderboard', 'aria-labelledby': 'leaderboard-title' },
-          ...lb.top.map((r) => h('li', { text: `${r.name}: ${r.score} points (${r.correct} of ${r.answered} correct)` }))),
+          ...lb.top.map((r) => h('li', {}, bdi(r.name), `: ${r.score} points (${r.correct} of ${r.answered} correct)`))),
       lb.players > lb.top.length ? h('p', { class: 'muted', text: `The best ${lb.top.length} of ${lb.players}; export a quiz for everyone.` }) : '');
   }
 

@@ -9,7 +9,7 @@ import { api, call } from './api.js';
 import { slidesPanel } from './slides.js';
 import { pollsPanel } from './polls.js';
 import { groupsPanel } from './groups.js';
-import { keepFocus, keyed, still, text } from './dom.js';
+import { bdi, keepFocus, keyed, still, text } from './dom.js';
 
 const STATE_LABEL = { scheduled: 'Not started', live: 'Live', paused: 'Paused', ended: 'Ended' };
 const ACTIVITY_LABEL = { active: 'Active', idle: 'Idle', away: 'Away' };
@@ -223,7 +223,7 @@ export async function sessionView(root, sid, ui) {
         el.dataset.state = q.state;
         text(textEl, q.text);
         answerInput.setAttribute('aria-label', `Answer to: ${q.text}`);
-        meta.replaceChildren(`${q.author || 'Anonymous'} · ${q.votes} vote${q.votes === 1 ? '' : 's'}`,
+        meta.replaceChildren(bdi(q.author || 'Anonymous'), ` · ${q.votes} vote${q.votes === 1 ? '' : 's'}`,
           ...(Q_STATE[q.state] ? [' · ', h('strong', { class: 'badge', text: Q_STATE[q.state] })] : []));
         answer.hidden = !q.answer;
         text(answer.lastChild, q.answer || '');

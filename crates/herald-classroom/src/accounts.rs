@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::{clear_cookies, start_session, SignedIn};
+use crate::text::{self, Shape};
 use crate::{json, store_error, ClassroomState};
 
 /// Shortest password, in characters.
@@ -225,17 +226,10 @@ fn valid_email(raw: &str) -> Result<&str, ApiError> {
     Ok(email)
 }
 
-/// A trimmed name of 1 to [`MAX_NAME_CHARS`] characters, no control characters.
+/// A trimmed name of 1 to [`MAX_NAME_CHARS`] characters, by the rule of
+/// shown texts ([`crate::text`]).
 fn valid_name(raw: &str) -> Result<&str, ApiError> {
-    let name = raw.trim();
-    let count = name.chars().count();
-    if count == 0 || count > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidName,
-            format!("name: 1 to {MAX_NAME_CHARS} characters, no control characters"),
-        ));
-    }
-    Ok(name)
+    text::shown(raw, MAX_NAME_CHARS, "a name", Shape::Line, ErrorCode::InvalidName)
 }
 
 fn valid_password(password: &str) -> Result<(), ApiError> {

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::SignedIn;
+use crate::text::{self, Shape};
 use crate::{json, store_error, ClassroomState};
 
 /// Longest course title, in characters (after trimming).
@@ -315,15 +316,14 @@ async fn trainer(
     Ok((course, role))
 }
 
-/// A trimmed title of 1 to [`MAX_TITLE_CHARS`] characters.
+/// A trimmed title (course, session, deck) of 1 to [`MAX_TITLE_CHARS`]
+/// characters, by the rule of shown texts ([`crate::text`]).
 pub(crate) fn valid_title(raw: &str) -> Result<&str, ApiError> {
-    let title = raw.trim();
-    let count = title.chars().count();
-    if count == 0 || count > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidName,
-            format!("title: 1 to {MAX_TITLE_CHARS} characters, no control characters"),
-        ));
-    }
-    Ok(title)
+    text::shown(
+        raw,
+        MAX_TITLE_CHARS,
+        "a title",
+        Shape::Line,
+        ErrorCode::InvalidName,
+    )
 }

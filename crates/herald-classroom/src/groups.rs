@@ -40,6 +40,7 @@ use crate::auth::SignedIn;
 use crate::clock::now_ms;
 use crate::live::{self, Audience, Feature, Locked, View, Viewer};
 use crate::sessions::{enter, snapshot, Actor};
+use crate::text::{self, Shape};
 use crate::{json, store_error, ClassroomState};
 
 /// Most groups in one breakout.
@@ -293,15 +294,11 @@ fn not_running() -> ApiError {
     )
 }
 
-/// A group name, trimmed: 1 to [`MAX_NAME_CHARS`] characters.
+/// A group name, trimmed: 1 to [`MAX_NAME_CHARS`] characters, by the rule of
+/// shown texts ([`crate::text`]).
 fn valid_name(raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(invalid(&format!(
-            "a group name must be 1 to {MAX_NAME_CHARS} characters"
-        )));
-    }
-    Ok(name.to_owned())
+    let (max, code) = (MAX_NAME_CHARS, ErrorCode::InvalidGroups);
+    text::shown(raw, max, "a group name", Shape::Line, code).map(str::to_owned)
 }
 
 /// Checks that `names` are valid and unique (case-insensitive); answers them trimmed.
@@ -762,12 +759,8 @@ pub async fn broadcast(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: Message = json(body).await?;
-    let text = req.text.trim();
-    if text.is_empty() || text.chars().count() > MAX_BROADCAST_CHARS {
-        return Err(invalid(&format!(
-            "a broadcast must be 1 to {MAX_BROADCAST_CHARS} characters"
-        )));
-    }
+    let (max, code) = (MAX_BROADCAST_CHARS, ErrorCode::InvalidGroups);
+    let text = text::shown(&req.text, max, "a broadcast", Shape::Lines, code)?;
     let (viewer, mut locked) = open(&state, &sid, &who, true).await?;
     let mut next = current(&locked)?;
     if !next.active() {

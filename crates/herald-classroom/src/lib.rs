@@ -33,6 +33,7 @@ pub mod questions;
 pub mod roles;
 pub mod sessions;
 pub mod slides;
+mod text;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -371,10 +371,6 @@ async fn restore(
     Ok(())
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidPoll, message)
-}
-
 fn not_found() -> ApiError {
     ApiError::new(ErrorCode::PollNotFound, "there is no such poll in this session")
 }
@@ -451,10 +447,10 @@ pub async fn create(
     let role = session_role(&state, &sid, &who).await?;
     staff(role, "create polls")?;
     let req: model::NewPoll = json(body).await?;
-    let poll = Poll::build(req, generate_id("p_"), now_ms()).map_err(invalid)?;
+    let poll = Poll::build(req, generate_id("p_"), now_ms())?;
     let (viewer, mut locked) = staff_lock(&state, &sid, &who).await?;
     if locked.get::<PollsState>()?.polls.len() >= MAX_POLLS {
-        return Err(invalid(format!(
+        return Err(model::invalid(format!(
             "a session holds at most {MAX_POLLS} polls; delete one first"
         )));
     }
@@ -661,7 +657,7 @@ pub async fn answer(
             },
         ));
     }
-    let parsed = p.parse_answer(&req.answer).map_err(invalid)?;
+    let parsed = p.parse_answer(&req.answer)?;
     if let Some(e) = p.answers.get(&who.user.id) {
         if e.answer == parsed {
             let mine = p.mine(e, now);

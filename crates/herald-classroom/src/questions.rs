@@ -58,6 +58,7 @@ use crate::auth::SignedIn;
 use crate::clock::now_ms;
 use crate::live::{Audience, BoxFuture, Feature, Locked, View, Viewer};
 use crate::sessions::{enter, session_role, snapshot, staff, Actor};
+use crate::text::{self, Shape};
 use crate::{export, json, store_error, ClassroomState};
 
 /// Longest question, in characters (after trimming).
@@ -734,12 +735,9 @@ fn invalid(message: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidQuestion, message)
 }
 
+/// A question or an answer, trimmed, by the rule of shown texts ([`text`]).
 fn valid_text(raw: &str, max: usize, what: &str) -> Result<String, ApiError> {
-    let text = raw.trim();
-    if text.is_empty() || text.chars().count() > max {
-        return Err(invalid(&format!("{what} must be 1 to {max} characters")));
-    }
-    Ok(text.to_owned())
+    text::shown(raw, max, what, Shape::Lines, ErrorCode::InvalidQuestion).map(str::to_owned)
 }
 
 /// The caller's viewer and the session under its lock, refused unless the

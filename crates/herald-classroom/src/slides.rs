@@ -373,6 +373,7 @@ pub async fn create(
             MAX_MARKDOWN_BYTES / 1024
         )));
     }
+    crate::text::keeps_direction(&req.markdown, "the Markdown")?;
     let slides = markdown::slides(&req.markdown, MAX_SLIDES).map_err(|e| match e {
         markdown::MarkdownError::Empty => invalid("the Markdown is empty; write at least one slide"),
         markdown::MarkdownError::TooManySlides(max) => invalid(format!(
@@ -554,6 +555,21 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The policy of an uploaded file opened on its own.
+const UPLOAD_POLICY: &str = "sandbox; default-src 'none'";
+
+/// The file name extension of a stored file's type.
+fn extension(content_type: &str) -> &'static str {
+    match content_type {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        "application/pdf" => "pdf",
+        _ => "bin",
+    }
+}
+
 /// `GET /classroom/api/files/{fid}` (members of its deck's course): the bytes,
 /// cached for good by the browser (a file never changes).
 pub async fn file(
@@ -590,6 +606,16 @@ pub async fn file(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Shown in the slides' <img>; opened on its own, a download in a sandbox
+    // with no rights, never a page of this origin.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(UPLOAD_POLICY),
+    );
+    let disposition = format!("attachment; filename=\"{fid}.{}\"", extension(&row.content_type));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
     Ok(res)
 }
 

@@ -55,6 +55,9 @@ codes! {
     MissingParameter = ("missing_parameter", 400, 4400),
     /// An email address is not of the form `name@domain.tld` or is too long.
     InvalidEmail = ("invalid_email", 400, 4400),
+    /// A name or title with characters that reorder the text around it
+    /// (bidirectional overrides), or with no visible character.
+    InvalidCharacters = ("invalid_characters", 400, 4400),
     /// A password is too short or too long.
     InvalidPassword = ("invalid_password", 400, 4400),
     /// A person's name or a course title is empty or too long.

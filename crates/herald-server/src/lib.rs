@@ -14,6 +14,7 @@ mod listener;
 pub mod longpoll;
 pub mod ops;
 pub mod request;
+pub mod security;
 mod socket;
 pub mod sse;
 mod subscribe;
@@ -110,6 +111,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(error::framework_errors))
+        .layer(axum::middleware::from_fn(security::headers))
         .layer(axum::middleware::from_fn_with_state(clock, request::timed_body))
         .layer(cors)
 }

@@ -1,6 +1,7 @@
 //! What the binary serves besides the API: the classroom's pages at `/`, the
-//! developers' page (`/developers`), the browser SDK (`/sdk/herald.js`), and the
-//! demo page with its token endpoint. Plain files, no build step, embedded at
+//! developers' page (`/developers`, with its script and style sheet: the pages'
+//! policy allows no inline script or style), the browser SDK (`/sdk/herald.js`),
+//! and the demo page with its token endpoint. Plain files, no build step, embedded at
 //! compile time.
 
 use axum::extract::{RawQuery, State};
@@ -13,6 +14,8 @@ use herald_protocol::ErrorCode;
 use herald_server::error::ApiError;
 
 const DEVELOPERS: &str = include_str!("../../../web/developers.html");
+const DEVELOPERS_JS: &str = include_str!("../../../web/developers.js");
+const DEVELOPERS_CSS: &str = include_str!("../../../web/developers.css");
 const CLASS_HTML: &str = include_str!("../../../web/classroom/index.html");
 /// The classroom's modules and style sheet, served under `/classroom/`.
 const CLASS_ASSETS: &[(&str, &str)] = &[
@@ -51,6 +54,14 @@ pub fn routes(node: Node, demo: bool) -> Router {
         )
         .route("/developers", get(|| async { Html(DEVELOPERS) }))
         .route(
+            "/developers.js",
+            get(|| async { asset(DEVELOPERS_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/developers.css",
+            get(|| async { asset(DEVELOPERS_CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
             "/sdk/herald.js",
             get(|| async { asset(SDK, "text/javascript; charset=utf-8") }),
         );
@@ -73,7 +84,14 @@ pub fn routes(node: Node, demo: bool) -> Router {
             )
             .route(
                 "/demo/",
-                get(|| async { asset(DEMO_HTML, "text/html; charset=utf-8") }),
+                get(|| async {
+                    let mut res = asset(DEMO_HTML, "text/html; charset=utf-8");
+                    res.headers_mut().insert(
+                        header::CONTENT_SECURITY_POLICY,
+                        HeaderValue::from_static(herald_server::security::DEMO_POLICY),
+                    );
+                    res
+                }),
             )
             .route(
                 "/demo/demo.js",

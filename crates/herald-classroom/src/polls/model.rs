@@ -2,9 +2,13 @@
 //! results (computed from the answers, so a changed answer can never count
 //! twice), the quiz score, and the views each audience gets.
 
+use herald_protocol::ErrorCode;
+use herald_server::error::ApiError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::text::{self, Shape};
 
 /// Longest question, in characters (after trimming).
 pub const MAX_QUESTION_CHARS: usize = 300;
@@ -281,82 +285,87 @@ pub struct NewPoll {
     pub duration_s: Option<u32>,
 }
 
-fn trimmed(raw: &str, max: usize, what: &str) -> Result<String, String> {
-    let t = raw.trim();
-    if t.is_empty() || t.chars().count() > max {
-        return Err(format!("{what} must be 1 to {max} characters"));
-    }
-    Ok(t.to_owned())
+/// An `invalid_poll` refusal.
+pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidPoll, message)
+}
+
+/// A question, an option or an open answer, trimmed, by the rule of shown
+/// texts ([`crate::text`]).
+fn trimmed(raw: &str, max: usize, what: &str, shape: Shape) -> Result<String, ApiError> {
+    text::shown(raw, max, what, shape, ErrorCode::InvalidPoll).map(str::to_owned)
 }
 
 impl Poll {
     /// Checks `req` and makes a draft poll of it.
     ///
     /// # Errors
-    /// A sentence saying what is wrong (`invalid_poll`).
-    pub fn build(req: NewPoll, id: String, now: i64) -> Result<Poll, String> {
+    /// `invalid_poll` with a sentence saying what is wrong;
+    /// `invalid_characters` for a question or option that breaks the rule of
+    /// shown texts.
+    pub fn build(req: NewPoll, id: String, now: i64) -> Result<Poll, ApiError> {
         let kind = PollKind::parse(&req.kind).ok_or_else(|| {
-            "kind must be one of single, multiple, yes_no, rating, text, word_cloud".to_owned()
+            invalid("kind must be one of single, multiple, yes_no, rating, text, word_cloud")
         })?;
-        let question = trimmed(&req.question, MAX_QUESTION_CHARS, "the question")?;
+        let question = trimmed(&req.question, MAX_QUESTION_CHARS, "the question", Shape::Lines)?;
         let options = match (kind, req.options) {
             (PollKind::Single | PollKind::Multiple, Some(raw)) => {
                 if !(MIN_OPTIONS..=MAX_OPTIONS).contains(&raw.len()) {
-                    return Err(format!(
+                    return Err(invalid(format!(
                         "a choice poll has {MIN_OPTIONS} to {MAX_OPTIONS} options"
-                    ));
+                    )));
                 }
                 let mut seen = BTreeSet::new();
                 let mut options = Vec::with_capacity(raw.len());
                 for o in &raw {
-                    let o = trimmed(o, MAX_OPTION_CHARS, "each option")?;
+                    let o = trimmed(o, MAX_OPTION_CHARS, "each option", Shape::Line)?;
                     if !seen.insert(o.to_lowercase()) {
-                        return Err(format!("the option \"{o}\" is given twice"));
+                        return Err(invalid(format!("the option \"{o}\" is given twice")));
                     }
                     options.push(o);
                 }
                 options
             }
             (PollKind::Single | PollKind::Multiple, None) => {
-                return Err(format!(
+                return Err(invalid(format!(
                     "a choice poll has {MIN_OPTIONS} to {MAX_OPTIONS} options"
-                ))
+                )))
             }
             (PollKind::YesNo, None) => vec!["Yes".to_owned(), "No".to_owned()],
             (_, Some(_)) => {
-                return Err(format!(
+                return Err(invalid(format!(
                     "a {} poll has no options",
                     kind.as_str().replace('_', "/")
-                ))
+                )))
             }
             (_, None) => Vec::new(),
         };
         let scale = match (kind, req.scale) {
             (PollKind::Rating, None) => Some(DEFAULT_SCALE),
             (PollKind::Rating, Some(s)) if (2..=MAX_SCALE).contains(&s) => Some(s),
-            (PollKind::Rating, Some(_)) => return Err(format!("scale must be 2 to {MAX_SCALE}")),
-            (_, Some(_)) => return Err("only a rating poll has a scale".to_owned()),
+            (PollKind::Rating, Some(_)) => return Err(invalid(format!("scale must be 2 to {MAX_SCALE}"))),
+            (_, Some(_)) => return Err(invalid("only a rating poll has a scale")),
             (_, None) => None,
         };
         let correct = match req.correct {
             None => None,
             Some(_) if !kind.is_choice() => {
-                return Err(
-                    "only single, multiple and yes/no polls can be quizzes with correct options".to_owned(),
-                )
+                return Err(invalid(
+                    "only single, multiple and yes/no polls can be quizzes with correct options",
+                ))
             }
             Some(mut c) => {
                 c.sort_unstable();
                 c.dedup();
-                let bad = c.is_empty()
+                let wrong = c.is_empty()
                     || c.iter().any(|i| *i as usize >= options.len())
                     || (kind != PollKind::Multiple && c.len() != 1);
-                if bad {
-                    return Err(if kind == PollKind::Multiple {
-                        "correct must name one or more options by index, from 0".to_owned()
+                if wrong {
+                    return Err(invalid(if kind == PollKind::Multiple {
+                        "correct must name one or more options by index, from 0"
                     } else {
-                        "correct must name exactly one option by index, from 0".to_owned()
-                    });
+                        "correct must name exactly one option by index, from 0"
+                    }));
                 }
                 Some(c)
             }
@@ -364,7 +373,7 @@ impl Poll {
         if let Some(d) = req.duration_s {
             let (lo, hi) = TIMER_RANGE_S;
             if !(lo..=hi).contains(&d) {
-                return Err(format!("duration_s must be {lo} to {hi} seconds"));
+                return Err(invalid(format!("duration_s must be {lo} to {hi} seconds")));
             }
         }
         Ok(Poll {
@@ -402,20 +411,25 @@ impl Poll {
     /// Checks an answer against the poll and normalises it.
     ///
     /// # Errors
-    /// A sentence saying what is wrong (`invalid_poll`).
-    pub fn parse_answer(&self, raw: &Value) -> Result<Answer, String> {
+    /// `invalid_poll` with a sentence saying what is wrong;
+    /// `invalid_characters` for a text or word that breaks the rule of shown
+    /// texts.
+    pub fn parse_answer(&self, raw: &Value) -> Result<Answer, ApiError> {
         let n = self.options.len();
         let index = |v: &Value| v.as_u64().filter(|i| (*i as usize) < n).map(|i| i as u32);
         match self.kind {
-            PollKind::Single | PollKind::YesNo => index(raw)
-                .map(Answer::Index)
-                .ok_or_else(|| format!("answer must be an option's index, 0 to {}", n.saturating_sub(1))),
+            PollKind::Single | PollKind::YesNo => index(raw).map(Answer::Index).ok_or_else(|| {
+                invalid(format!(
+                    "answer must be an option's index, 0 to {}",
+                    n.saturating_sub(1)
+                ))
+            }),
             PollKind::Multiple => {
                 let err = || {
-                    format!(
+                    invalid(format!(
                         "answer must be a list of distinct option indexes (0 to {}), at least one",
                         n.saturating_sub(1)
-                    )
+                    ))
                 };
                 let items = raw.as_array().ok_or_else(err)?;
                 let mut picked = Vec::with_capacity(items.len());
@@ -435,25 +449,30 @@ impl Poll {
                 raw.as_u64()
                     .filter(|r| (1..=u64::from(scale)).contains(r))
                     .map(|r| Answer::Index(r as u32))
-                    .ok_or_else(|| format!("answer must be a whole number from 1 to {scale}"))
+                    .ok_or_else(|| invalid(format!("answer must be a whole number from 1 to {scale}")))
             }
             PollKind::Text => {
-                let s = raw.as_str().ok_or("answer must be a text")?;
-                Ok(Answer::Text(trimmed(s, MAX_TEXT_CHARS, "an answer")?))
+                let s = raw.as_str().ok_or_else(|| invalid("answer must be a text"))?;
+                Ok(Answer::Text(trimmed(
+                    s,
+                    MAX_TEXT_CHARS,
+                    "an answer",
+                    Shape::Lines,
+                )?))
             }
             PollKind::WordCloud => {
                 let err = || {
-                    format!(
+                    invalid(format!(
                         "answer must be one to {MAX_CLOUD_WORDS} words of at most {MAX_WORD_CHARS} characters"
-                    )
+                    ))
                 };
                 let s = raw.as_str().ok_or_else(err)?.to_lowercase();
                 let words: Vec<&str> = s.split_whitespace().collect();
-                if words.is_empty()
-                    || words.len() > MAX_CLOUD_WORDS
-                    || words.iter().any(|w| w.chars().count() > MAX_WORD_CHARS)
-                {
+                if words.is_empty() || words.len() > MAX_CLOUD_WORDS {
                     return Err(err());
+                }
+                for w in &words {
+                    trimmed(w, MAX_WORD_CHARS, "each word", Shape::Line)?;
                 }
                 Ok(Answer::Text(words.join(" ")))
             }

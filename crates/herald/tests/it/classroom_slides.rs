@@ -236,6 +236,20 @@ async fn images_and_pdfs_become_decks_served_only_to_members() {
     assert_eq!(headers["content-type"], "image/png");
     assert_eq!(headers["cache-control"], "private, max-age=31536000, immutable");
     assert_eq!(headers["x-content-type-options"], "nosniff");
+    // Opened on its own, an uploaded file is a download in a sandbox, never a
+    // page of this origin.
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment"),
+        "{headers:?}"
+    );
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("sandbox") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
 
     let (status, v) = class
         .trainer

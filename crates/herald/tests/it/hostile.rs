@@ -598,3 +598,262 @@ async fn a_cursor_too_long_for_a_url_polls_in_a_post_body() {
     let res = post(serde_json::json!({"channel": "a"})).await.unwrap();
     assert_eq!(res.status(), 400);
 }
+
+/// Texts that others would see broken: a right-to-left override turns what
+/// follows it around ("Eve\u{202E}gnp.exe" shows as "Eveexe.png"), an isolate
+/// or embedding reorders the words after it, zero-width characters show as
+/// nothing, a NUL or an escape has no place on a page.
+const BROKEN: [&str; 7] = [
+    "Eve\u{202E}gnp.exe",
+    "\u{2066}Eve",
+    "Eve\u{202A}",
+    "\u{200B}\u{200B}",
+    "\u{200D}\u{2060}\u{3164}",
+    "\u{00AD} \u{FEFF}",
+    "a\u{0}b",
+];
+
+#[tokio::test]
+async fn every_text_shown_to_others_refuses_reordering_invisible_and_control_characters() {
+    use crate::classroom_live::Class;
+    use serde_json::{json, Value};
+
+    let server = TestServer::start().await;
+    let refused = |got: &(u16, Value), what: &str, text: &str| {
+        assert_eq!(
+            (got.0, got.1["error"]["code"].as_str()),
+            (400, Some("invalid_characters")),
+            "{what} {text:?}: {}",
+            got.1
+        );
+    };
+    // Names: sign-up and guest.
+    let mut eve = crate::classroom::Browser::new(&server);
+    for name in BROKEN {
+        let got = eve
+            .signup("eve@example.org", name, "a long enough password")
+            .await;
+        refused(&got, "a name", name);
+    }
+    let class = Class::new(&server).await;
+    let t = &class.trainer;
+    let course = class.course_id.clone();
+    let (status, v) = t
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/courses/{course}"),
+            json!({ "guests_allowed": true }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let guest = crate::classroom::Browser::new(&server);
+    let sid = class.session("Texts").await;
+    assert_eq!(t.act(&sid, "start").await.0, 200);
+    let (status, v) = t
+        .post(
+            &format!("/sessions/{sid}/polls"),
+            json!({ "kind": "text", "question": "Say" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let text_poll = v["poll"]["id"].as_str().unwrap().to_owned();
+    let (status, v) = t
+        .post(
+            &format!("/sessions/{sid}/polls"),
+            json!({ "kind": "word_cloud", "question": "Words" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let cloud = v["poll"]["id"].as_str().unwrap().to_owned();
+    let (status, v) = class
+        .student
+        .post(&format!("/sessions/{sid}/questions"), json!({ "text": "Why?" }))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let qid = v["question"]["id"].as_str().unwrap().to_owned();
+    let (status, v) = t
+        .call(
+            reqwest::Method::PUT,
+            &format!("/sessions/{sid}/groups"),
+            json!({ "groups": [{ "name": "A" }, { "name": "B" }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+
+    for text in BROKEN {
+        let guest_join = json!({ "code": class.join_code, "name": text });
+        let cases: Vec<(&str, (u16, Value))> = vec![
+            ("a guest's name", guest.post("/auth/guest", guest_join).await),
+            (
+                "a course title",
+                t.post("/courses", json!({ "title": text })).await,
+            ),
+            (
+                "a session title",
+                t.post(&format!("/courses/{course}/sessions"), json!({ "title": text }))
+                    .await,
+            ),
+            (
+                "a deck title",
+                t.post(
+                    &format!("/courses/{course}/decks"),
+                    json!({ "title": text, "markdown": "# One" }),
+                )
+                .await,
+            ),
+            (
+                "a question",
+                class
+                    .student
+                    .post(&format!("/sessions/{sid}/questions"), json!({ "text": text }))
+                    .await,
+            ),
+            (
+                "an answer",
+                t.post(
+                    &format!("/sessions/{sid}/questions/{qid}/answer"),
+                    json!({ "mode": "public", "text": text }),
+                )
+                .await,
+            ),
+            (
+                "a poll question",
+                t.post(
+                    &format!("/sessions/{sid}/polls"),
+                    json!({ "kind": "text", "question": text }),
+                )
+                .await,
+            ),
+            (
+                "a poll option",
+                t.post(
+                    &format!("/sessions/{sid}/polls"),
+                    json!({ "kind": "single", "question": "Pick", "options": ["a", text] }),
+                )
+                .await,
+            ),
+            (
+                "a group name",
+                t.call(
+                    reqwest::Method::PUT,
+                    &format!("/sessions/{sid}/groups"),
+                    json!({ "groups": [{ "name": "A" }, { "name": text }] }),
+                )
+                .await,
+            ),
+            (
+                "a broadcast",
+                t.post(
+                    &format!("/sessions/{sid}/groups/broadcast"),
+                    json!({ "text": text }),
+                )
+                .await,
+            ),
+        ];
+        for (what, got) in &cases {
+            refused(got, what, text);
+        }
+    }
+    // Answers to an open poll (one poll is open at a time); a word cloud
+    // splits at spaces: "big \u{00AD} \u{FEFF}" is three words, two invisible.
+    for (pid, what, answer) in [
+        (&text_poll, "an open answer", "{text}"),
+        (&cloud, "a word", "big {text}"),
+    ] {
+        let (status, v) = t
+            .post(&format!("/sessions/{sid}/polls/{pid}/open"), json!({}))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        for text in BROKEN {
+            let got = class
+                .student
+                .post(
+                    &format!("/sessions/{sid}/polls/{pid}/answer"),
+                    json!({ "answer": answer.replace("{text}", text) }),
+                )
+                .await;
+            refused(&got, what, text);
+        }
+    }
+    // A Markdown deck may hold no direction override either.
+    let got = t
+        .post(
+            &format!("/courses/{course}/decks"),
+            json!({ "title": "Deck", "markdown": "# One\n\nsee \u{202E}gnp.exe" }),
+        )
+        .await;
+    refused(&got, "a Markdown deck", "");
+
+    // Every script and emoji is welcome, joiners and marks included; questions
+    // and answers keep their line breaks.
+    let mut ada = crate::classroom::Browser::new(&server);
+    let (status, v) = ada
+        .signup(
+            "ada@example.org",
+            "عائشة 👩\u{200D}🏫 Ada",
+            "a long enough password",
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = ada.post("/courses", json!({ "title": "فيزياء 101" })).await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = class
+        .student
+        .post(
+            &format!("/sessions/{sid}/questions"),
+            json!({ "text": "\u{200F}שלום?\nA second line" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["question"]["text"], "\u{200F}שלום?\nA second line");
+    // A name with a line break is not a name.
+    let got = ada.post("/courses", json!({ "title": "Two\nlines" })).await;
+    refused(&got, "a title", "Two\nlines");
+}
+
+#[tokio::test]
+async fn every_page_forbids_inline_script_framing_and_referrers() {
+    let server = TestServer::start_with(|c| c.demo_app = true).await;
+    for path in [
+        "/",
+        "/developers",
+        "/demo/",
+        "/classroom/app.js",
+        "/sdk/herald.js",
+        "/healthz",
+    ] {
+        let res = server
+            .http
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let h = res.headers().clone();
+        let csp = h
+            .get("content-security-policy")
+            .unwrap_or_else(|| panic!("{path} has a Content-Security-Policy"))
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let script = csp
+            .split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with("script-src"))
+            .unwrap_or_else(|| panic!("{path}: a script-src in {csp}"));
+        assert_eq!(script, "script-src 'self'", "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        let body = res.text().await.unwrap();
+        if path == "/" || path == "/developers" || path == "/demo/" {
+            // Every script is a file: an inline one would be refused by the policy.
+            for (i, _) in body.match_indices("<script") {
+                let tag = &body[i..i + body[i..].find('>').unwrap()];
+                assert!(tag.contains(" src="), "{path}: an inline script: {tag}");
+            }
+            assert!(!body.contains(" style="), "{path}: an inline style attribute");
+        }
+    }
+}
