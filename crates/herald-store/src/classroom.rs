@@ -335,16 +335,13 @@ pub struct LiveColumns {
 }
 
 /// The cluster-wide lock of one live session, held for one change
-/// ([`ClassroomStore::lock_live_session`]), with the row as read under it.
+/// ([`ClassroomStore::lock_live_session`]).
 ///
 /// [`LiveLease::finish`] makes what [`LiveLease::append`] wrote durable and
 /// visible and releases the lock; dropping a lease unfinished releases it too
 /// and writes nothing (a read-only look, or a change given up).
 #[async_trait]
 pub trait LiveLease: Send + Sync {
-    /// The session's row, read once the lock was held: the newest one.
-    fn row(&self) -> &LiveSession;
-
     /// The session's log entries after `after`, oldest first, at most `limit`,
     /// read under the lock (so: every entry appended before it was granted).
     ///

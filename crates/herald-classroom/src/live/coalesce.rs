@@ -75,8 +75,13 @@ impl Live {
             return Ok(());
         };
         let mut locked = self.lock(sid).await?;
-        for _ in 0..MAX_FLUSH_STEPS {
-            locked.refresh().await?;
+        // On a cluster a commit gives the lease back, and a further step
+        // would first have to take it again and read what other nodes
+        // appended: one step per flush there, the next one in the next
+        // window (its commit schedules it), so at most 4 coalesced events a
+        // second per node and feature.
+        let steps = if self.store.shared() { 1 } else { MAX_FLUSH_STEPS };
+        for _ in 0..steps {
             if !(r.flush)(&mut locked)? {
                 return Ok(());
             }
@@ -91,7 +96,8 @@ impl Live {
     pub(crate) fn retry_pending(self: &Arc<Self>, sid: &str) {
         let live = self.clone();
         let sid = sid.to_owned();
-        tokio::spawn(async move {
+        // Tracked I/O: a shutdown waits for it (bounded) before it exits.
+        self.node.spawn_io("live session log append", async move {
             let (every, times) = super::PENDING_RETRY;
             for _ in 0..times {
                 tokio::time::sleep(every).await;

@@ -338,15 +338,13 @@ impl Live {
         let mut loaded = match guard.take() {
             Some(loaded) => loaded,
             None => {
-                let row = match &lease {
-                    Some(lease) => lease.row().clone(),
-                    None => self
-                        .store
-                        .live_session(session_id)
-                        .await
-                        .map_err(store_error)?
-                        .ok_or_else(not_found)?,
-                };
+                // Read after the lease was granted: the newest columns.
+                let row = self
+                    .store
+                    .live_session(session_id)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(not_found)?;
                 self.load(row).await?
             }
         };
@@ -1035,28 +1033,6 @@ impl Locked<'_> {
         self.loaded.pending.clear();
         self.loaded.since_snapshot += bytes;
         Ok(())
-    }
-
-    /// In cluster mode, before a further change under this lock: takes the
-    /// lease again and applies what other nodes appended. Nothing on one node.
-    ///
-    /// # Errors
-    /// `store_unavailable`, `internal`.
-    pub async fn refresh(&mut self) -> Result<(), ApiError> {
-        if !self.live.store.shared() || self.lease.is_some() || !self.loaded.pending.is_empty() {
-            return Ok(());
-        }
-        let mut lease = self
-            .live
-            .store
-            .lock_live_session(&self.loaded.row.id)
-            .await
-            .map_err(store_error)?;
-        let mut loaded = std::mem::take(&mut self.loaded);
-        let caught = self.live.catch_up(&mut loaded, lease.as_mut()).await;
-        self.loaded = loaded;
-        self.lease = lease;
-        caught
     }
 
     /// Makes sure the cursor names the channel's current epoch at or below its

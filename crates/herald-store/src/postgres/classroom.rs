@@ -3,8 +3,8 @@
 //! the course's row first, so concurrent role changes in one course run one
 //! after the other and the last trainer cannot be demoted by two calls racing.
 //! A live session's lease (`lock_live_session`) is a transaction holding
-//! `pg_advisory_xact_lock` on the session's key, with the row re-read after
-//! the lock was granted.
+//! `pg_advisory_xact_lock` on the session's key, committed without waiting
+//! for the WAL flush.
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
@@ -37,8 +37,7 @@ async fn serialize_role_changes(
     Ok(())
 }
 
-/// The lease of live session `id`: a transaction holding its advisory lock,
-/// with the row read under it.
+/// The lease of live session `id`: a transaction holding its advisory lock.
 async fn lease(store: &PgStore, id: &str) -> Result<Option<Box<dyn LiveLease>>, ClassroomError> {
     // At most half the pool is held by leases, so that the calls made
     // under a lease (vote rows, poll answers) always find a connection.
@@ -48,29 +47,25 @@ async fn lease(store: &PgStore, id: &str) -> Result<Option<Box<dyn LiveLease>>, 
         .await
         .map_err(|e| ClassroomError::Unavailable(e.to_string()))?;
     let mut tx = store.begin_write().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(live_lock_key(id))
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
-    // A statement of its own: at READ COMMITTED its snapshot is taken once
-    // the lock is held, so it sees every change committed before.
-    let row = sqlx::query(&format!(
-        "SELECT {LIVE_COLUMNS} FROM class_live_sessions WHERE id = $1"
-    ))
+    // One round trip: the lock (taken only if the session exists), and a
+    // commit that does not wait for the WAL flush (see decisions §33: a crash
+    // can lose the last fraction of a second of acknowledged changes, never
+    // tear one). Dropping `tx` on the returns below rolls back.
+    let locked = sqlx::query(
+        "SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true) \
+         FROM class_live_sessions WHERE id = $2",
+    )
+    .bind(live_lock_key(id))
     .bind(id)
     .fetch_optional(&mut *tx)
     .await
     .map_err(fail)?;
-    // Dropping `tx` on these returns rolls back: the lock is released.
-    let row = row
-        .as_ref()
-        .map(live_row)
-        .transpose()?
-        .ok_or(ClassroomError::SessionNotFound)?;
+    if locked.is_none() {
+        return Err(ClassroomError::SessionNotFound);
+    }
     Ok(Some(Box::new(PgLiveLease {
         tx,
-        row,
+        id: id.to_owned(),
         _permit: permit,
     })))
 }
@@ -98,27 +93,22 @@ fn lease_permits() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
 }
 
 /// A live session's lock on PostgreSQL: a transaction that took
-/// `pg_advisory_xact_lock` on the session's key and read the row. Committing
-/// or rolling it back (a drop) releases the lock.
+/// `pg_advisory_xact_lock` on the session's key. Committing or rolling it back
+/// (a drop) releases the lock.
 struct PgLiveLease {
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    row: LiveSession,
+    id: String,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 #[async_trait]
 impl LiveLease for PgLiveLease {
-    fn row(&self) -> &LiveSession {
-        &self.row
-    }
-
     async fn log_after(&mut self, after: i64, limit: i64) -> Result<Vec<LogRow>, ClassroomError> {
-        read_log(&mut *self.tx, &self.row.id, after, limit).await
+        read_log(&mut *self.tx, &self.id, after, limit).await
     }
 
     async fn append(&mut self, rows: &[LogRow], columns: Option<&LiveColumns>) -> Result<(), ClassroomError> {
-        let id = self.row.id.clone();
-        append_log(&mut self.tx, &id, rows, columns).await
+        append_log(&mut self.tx, &self.id, rows, columns).await
     }
 
     async fn finish(self: Box<Self>) -> Result<(), ClassroomError> {
