@@ -62,11 +62,19 @@ pub struct Limits {
     pub queue_len: usize,
     /// Largest page of a history read.
     pub max_history_page: usize,
-    /// Messages waiting in one hub shard's inbox before the overflow is not queued
-    /// but left to history: the channels' local subscribers are marked behind and
-    /// catch up from history (nothing lost), and memory and latency stay bounded
-    /// when publishes come faster than the fan-out.
+    /// Messages one hub shard's inbox may hold. A publish waits for room below
+    /// it (see `publish_wait`); what arrives without room (another node's
+    /// publish, a presence event) past it is not queued but left to history:
+    /// the channel's local subscribers catch up from there (nothing lost).
     pub hub_backlog: usize,
+    /// How far behind a hub shard's fan-out may be (the age of the oldest
+    /// message it has not finished delivering) for a publish to go ahead;
+    /// beyond it publishes wait (see `publish_wait`). Zero: no bound in time.
+    pub hub_lag: Duration,
+    /// How long a publish waits for room in the hub (`hub_backlog`, `hub_lag`)
+    /// before it is refused with `429 overloaded` and `Retry-After` (nothing
+    /// appended). Zero: refused at once.
+    pub publish_wait: Duration,
 }
 
 impl Default for Limits {
@@ -79,6 +87,8 @@ impl Default for Limits {
             queue_len: 1024,
             max_history_page: 1000,
             hub_backlog: 4096,
+            hub_lag: Duration::from_millis(50),
+            publish_wait: Duration::from_secs(1),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! `NodeError`: a refusal or failure with its error code and a sentence for the user.
 
+use std::time::Duration;
+
 use herald_broker::BrokerError;
 use herald_protocol::ErrorCode;
 use herald_store::StoreError;
@@ -14,6 +16,8 @@ pub struct NodeError {
     pub code: ErrorCode,
     /// A sentence for the user.
     pub message: String,
+    /// When trying again later helps: how much later (HTTP `Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl NodeError {
@@ -22,7 +26,22 @@ impl NodeError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to try again after `delay`.
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// [`NodeError::retry_after`] in whole seconds, at least 1 (as the HTTP
+    /// header and the WebSocket error's `retry_after` say it).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .map(|s| s.max(1))
     }
 }
 

@@ -6,6 +6,7 @@
 //! Transports (in herald-server) only turn a [`Session`]'s events into bytes; every
 //! rule about order, duplicates, gaps and permissions lives here, once.
 
+mod apps;
 mod auth;
 mod config;
 mod error;

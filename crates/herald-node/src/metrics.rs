@@ -21,6 +21,10 @@ pub struct Metrics {
     direct: Counter,
     handed_back: Counter,
     hub_overflows: Counter,
+    overloaded: Counter,
+    hub_backlog: Gauge,
+    hub_backlog_peak: Gauge,
+    hub_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Handles of the per-transport series, resolved once (no label lookup or
     /// allocation on the delivery path).
     per_transport: [TransportSeries; 3],
@@ -56,6 +60,30 @@ impl Metrics {
         let direct = Counter::default();
         let handed_back = Counter::default();
         let hub_overflows = Counter::default();
+        let overloaded = Counter::default();
+        let hub_backlog = Gauge::default();
+        let hub_backlog_peak = Gauge::default();
+        let hub_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "herald_publish_overloaded",
+            "Publishes refused with 429 overloaded (no room in the hub within limits.publish_wait)",
+            overloaded.clone(),
+        );
+        registry.register(
+            "herald_hub_backlog",
+            "Messages waiting in the hub's shard inboxes for fan-out (at the time of the scrape)",
+            hub_backlog.clone(),
+        );
+        registry.register(
+            "herald_hub_backlog_peak",
+            "The most messages one hub shard's inbox held at once since the start (at most limits.hub_backlog)",
+            hub_backlog_peak.clone(),
+        );
+        registry.register(
+            "herald_hub_lag_seconds",
+            "How far behind the most lagging hub shard's fan-out is (age of its oldest undelivered message)",
+            hub_lag.clone(),
+        );
         registry.register(
             "herald_hub_overflows",
             "Messages not queued in a full hub shard inbox (their subscribers caught up from history)",
@@ -130,6 +158,10 @@ impl Metrics {
             direct,
             handed_back,
             hub_overflows,
+            overloaded,
+            hub_backlog,
+            hub_backlog_peak,
+            hub_lag,
         }
     }
 
@@ -166,6 +198,18 @@ impl Metrics {
 
     pub(crate) fn latency(&self, seconds: f64) {
         self.latency.observe(seconds);
+    }
+
+    /// Sets the hub's gauges (read at scrape time rather than kept up to date
+    /// on the delivery path).
+    pub(crate) fn hub_state(&self, backlog: usize, peak: usize, lag: std::time::Duration) {
+        self.hub_backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        self.hub_backlog_peak.set(i64::try_from(peak).unwrap_or(i64::MAX));
+        self.hub_lag.set(lag.as_secs_f64());
+    }
+
+    pub(crate) fn overloaded(&self) {
+        self.overloaded.inc();
     }
 
     /// The counter the hub increments when its inbox overflows.

@@ -1,6 +1,5 @@
 //! The `Node` facade: every operation the HTTP faces (and the classroom) use.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,14 +16,14 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::apps::AppCache;
 use crate::auth::{self, Identity};
 use crate::config::{NamespaceOptions, NodeConfig};
 use crate::error::NodeError;
-use crate::hub::{Hub, HubHandler, Queue};
+use crate::hub::{Hub, HubHandler, HubLimits, Queue};
 use crate::metrics::Metrics;
 use crate::session::{Session, Transport};
 use crate::usage::{utc_day, Usage};
@@ -71,12 +70,15 @@ pub enum Credential {
     Client(Box<Identity>),
 }
 
-type AppCache = HashMap<String, (Option<Arc<AppRecord>>, Instant)>;
-
 /// How long shutdown waits, once the connections are closed, for the I/O they
 /// and the classroom left running where nothing could await it (a `Drop`):
 /// presence leaves, broker unsubscribes, staged saves ([`Node::spawn_io`]).
 pub const SHUTDOWN_IO_LIMIT: Duration = Duration::from_secs(5);
+
+/// What an `overloaded` refusal tells the publisher to wait before it tries
+/// again (`Retry-After`): the hub's fan-out catches up within about a batch,
+/// and a second is the least the HTTP header can say.
+pub const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 struct Inner {
     config: NodeConfig,
@@ -113,7 +115,13 @@ impl Node {
         store: Arc<dyn Store>,
     ) -> Self {
         let metrics = Metrics::new();
-        let hub = Hub::new(config.limits.hub_backlog, metrics.hub_overflow_counter());
+        let hub = Hub::new(
+            HubLimits {
+                backlog: config.limits.hub_backlog,
+                lag: config.limits.hub_lag,
+            },
+            metrics.hub_overflow_counter(),
+        );
         broker.set_handler(Arc::new(HubHandler(hub.clone())));
         let node = Node {
             inner: Arc::new(Inner {
@@ -124,7 +132,7 @@ impl Node {
                 hub,
                 metrics,
                 usage: Usage::default(),
-                apps: Mutex::new(HashMap::new()),
+                apps: Mutex::new(AppCache::default()),
                 usage_flush: tokio::sync::Mutex::new(()),
                 shutdown: CancellationToken::new(),
                 io: TaskTracker::new(),
@@ -167,6 +175,15 @@ impl Node {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The Prometheus text of the metrics, with the hub's state as of now.
+    pub fn render_metrics(&self) -> String {
+        let hub = &self.inner.hub;
+        self.inner
+            .metrics
+            .hub_state(hub.backlog(), hub.backlog_peak(), hub.lag());
+        self.inner.metrics.render()
     }
 
     /// The store (for the admin API and the classroom).
@@ -223,7 +240,7 @@ impl Node {
 
     // ---- apps and credentials ----
 
-    /// The app named `name`, from a cache of `app_cache_ttl`.
+    /// The app named `name`, from a cache of `app_cache_ttl` (bounded: apps.rs).
     ///
     /// # Errors
     /// `invalid_app_name`, `app_not_found`, `store_unavailable`.
@@ -231,12 +248,7 @@ impl Node {
         let app =
             AppName::parse(name).map_err(|e| NodeError::new(ErrorCode::InvalidAppName, e.to_string()))?;
         let ttl = self.inner.config.app_cache_ttl;
-        let cached = self
-            .inner
-            .apps
-            .lock()
-            .get(name)
-            .and_then(|(rec, at)| (at.elapsed() < ttl).then(|| rec.clone()));
+        let cached = self.inner.apps.lock().fresh(name, ttl);
         let record = match cached {
             Some(r) => r,
             None => {
@@ -245,7 +257,7 @@ impl Node {
                     Err(e) => {
                         // The database is down: keep serving an app we knew (its
                         // keys as of the last read) rather than refuse everyone.
-                        let stale = self.inner.apps.lock().get(name).and_then(|(rec, _)| rec.clone());
+                        let stale = self.inner.apps.lock().stale(name);
                         match stale {
                             Some(rec) => {
                                 tracing::warn!(app = name, error = %e, "store unavailable; using the cached app");
@@ -255,11 +267,7 @@ impl Node {
                         }
                     }
                 };
-                let mut cache = self.inner.apps.lock();
-                if cache.len() > 10_000 {
-                    cache.retain(|_, (_, at)| at.elapsed() < ttl);
-                }
-                cache.insert(name.to_owned(), (r.clone(), Instant::now()));
+                self.inner.apps.lock().put(name, r.clone());
                 r
             }
         };
@@ -274,7 +282,7 @@ impl Node {
 
     /// Forgets cached app records (after the admin API changed one).
     pub fn forget_app(&self, name: &str) {
-        self.inner.apps.lock().remove(name);
+        self.inner.apps.lock().forget(name);
     }
 
     /// True when `bearer` is the admin key.
@@ -535,9 +543,13 @@ impl Node {
 
     /// Publishes from the server API (the app key allows every channel).
     ///
+    /// Waits up to `limits.publish_wait` for room in the hub when the fan-out
+    /// lags (backpressure: a slower answer).
+    ///
     /// # Errors
     /// `message_too_large`, `bad_request` (no or too many channels),
-    /// `idempotency_conflict`, `broker_unavailable`. Nothing is appended on error.
+    /// `idempotency_conflict`, `broker_unavailable`, `overloaded` (no room in
+    /// time; with a retry delay). Nothing is appended on error.
     pub async fn publish(&self, app: &AppName, input: PublishInput) -> Result<Vec<Published>, NodeError> {
         self.check_publish_input(&input)?;
         self.publish_checked(app, input).await
@@ -556,6 +568,24 @@ impl Node {
         });
         let n = input.channels.len() as u64;
         let bytes = input.data.len() as u64 * n;
+        // Backpressure: room in the hub for this node's fan-out first, so that a
+        // publish that cannot be delivered soon is refused before it is appended.
+        let keys: Vec<ChannelKey> = input
+            .channels
+            .iter()
+            .map(|c| ChannelKey::new(app.clone(), c.clone()))
+            .collect();
+        let wait = self.inner.config.limits.publish_wait;
+        let Ok(room) = self.inner.hub.room(&keys, wait).await else {
+            self.inner.metrics.overloaded();
+            return Err(NodeError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "messages arrive faster than this server delivers them, and none could go out within {wait:?}; nothing was published: publish it again after the Retry-After delay"
+                ),
+            )
+            .retry_after(OVERLOADED_RETRY_AFTER));
+        };
         let publication = Publication {
             app: app.clone(),
             targets,
@@ -563,7 +593,10 @@ impl Node {
             data: input.data,
             idempotency,
         };
-        let res = self.inner.broker.publish(publication).await?;
+        let res = self.inner.broker.publish(publication).await;
+        // The broker has queued the message with the hub (or failed): give the room back.
+        drop(room);
+        let res = res?;
         self.inner.metrics.published(n, bytes);
         self.inner.usage.of(app).published(n, bytes);
         Ok(res)

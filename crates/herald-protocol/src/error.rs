@@ -150,6 +150,10 @@ codes! {
     TooManyChannels = ("too_many_channels", 429, 4029),
     /// A rate limit was hit.
     RateLimited = ("rate_limited", 429, 4029),
+    /// Messages come faster than this node delivers them: the publish waited
+    /// for room (`limits.publish_wait`) and got none, so nothing was published;
+    /// publish it again after the `Retry-After` delay.
+    Overloaded = ("overloaded", 429, 1013),
     /// The broker (history, fan-out) cannot be reached.
     BrokerUnavailable = ("broker_unavailable", 503, 1013),
     /// The store (apps, keys) cannot be reached.
@@ -167,13 +171,17 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-/// `{"code","message"}`.
+/// `{"code","message"}`, and `retry_after` where retrying later helps.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorDetail {
     /// The snake_case code.
     pub code: String,
     /// A sentence a person can act on.
     pub message: String,
+    /// Seconds to wait before trying again (`overloaded`; over HTTP also the
+    /// `Retry-After` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl ErrorBody {
@@ -183,8 +191,15 @@ impl ErrorBody {
             error: ErrorDetail {
                 code: code.as_str().to_owned(),
                 message: message.into(),
+                retry_after: None,
             },
         }
+    }
+
+    /// The same body, telling the client to retry after `seconds`.
+    pub fn retry_after(mut self, seconds: Option<u64>) -> Self {
+        self.error.retry_after = seconds;
+        self
     }
 }
 

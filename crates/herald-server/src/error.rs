@@ -31,14 +31,27 @@ impl From<NodeError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        error_response(self.0.code, &self.0.message)
+        let retry_after = self.0.retry_after_secs();
+        let mut res = body_response(
+            self.0.code,
+            ErrorBody::new(self.0.code, self.0.message).retry_after(retry_after),
+        );
+        if let Some(secs) = retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
     }
 }
 
 /// The response for an error code and message.
 pub fn error_response(code: ErrorCode, message: &str) -> Response {
+    body_response(code, ErrorBody::new(code, message))
+}
+
+fn body_response(code: ErrorCode, body: ErrorBody) -> Response {
     let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = serde_json::to_string(&ErrorBody::new(code, message)).unwrap_or_default();
+    let body = serde_json::to_string(&body).unwrap_or_default();
     let mut res = (status, body).into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -25,7 +25,7 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.node.metrics().render(),
+        s.node.render_metrics(),
     )
         .into_response()
 }

@@ -17,7 +17,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
-use herald_node::{ChannelPosition, Event, Session, Transport};
+use herald_node::{ChannelPosition, Event, NodeError, Session, Transport};
 use herald_protocol::frame::{self, Command};
 use herald_protocol::{ErrorBody, ErrorCode};
 use hyper_util::rt::TokioIo;
@@ -134,7 +134,18 @@ fn reply_ok(id: Option<u64>, ok: serde_json::Value) -> Option<String> {
 }
 
 fn reply_err(id: Option<u64>, code: ErrorCode, message: &str) -> String {
-    let body = ErrorBody::new(code, message);
+    reply_body(id, ErrorBody::new(code, message))
+}
+
+/// A node error as a reply, with its `retry_after` (seconds) when it has one.
+fn reply_node_err(id: Option<u64>, e: &NodeError) -> String {
+    reply_body(
+        id,
+        ErrorBody::new(e.code, e.message.as_str()).retry_after(e.retry_after_secs()),
+    )
+}
+
+fn reply_body(id: Option<u64>, body: ErrorBody) -> String {
     match id {
         Some(id) => serde_json::json!({"id": id, "error": body.error}).to_string(),
         None => serde_json::json!({"error": body.error}).to_string(),
@@ -446,7 +457,7 @@ async fn handle_frame<S: Io>(
                 reply_ok(id, serde_json::to_value(&p).unwrap_or_default()),
                 Vec::new(),
             ),
-            Err(e) => (Some(reply_err(id, e.code, &e.message)), Vec::new()),
+            Err(e) => (Some(reply_node_err(id, &e)), Vec::new()),
         },
         Command::Presence { channel } => {
             let ns = s.node.config().namespace(channel.namespace());

@@ -87,6 +87,8 @@ struct FileLimits {
     queue_len: Option<usize>,
     max_history_page: Option<usize>,
     hub_backlog: Option<usize>,
+    hub_lag: Option<String>,
+    publish_wait: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -271,6 +273,8 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
         queue_len: l.queue_len.unwrap_or(dl.queue_len),
         max_history_page: l.max_history_page.unwrap_or(dl.max_history_page),
         hub_backlog: l.hub_backlog.unwrap_or(dl.hub_backlog),
+        hub_lag: duration("limits.hub_lag", &l.hub_lag, dl.hub_lag)?,
+        publish_wait: duration("limits.publish_wait", &l.publish_wait, dl.publish_wait)?,
     };
     for (name, v) in [
         ("limits.max_message_size", limits.max_message_size),
@@ -290,6 +294,9 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
     }
     if limits.max_message_size > 16 * 1024 * 1024 {
         bail!("limits.max_message_size must be at most 16 MiB");
+    }
+    if limits.publish_wait > Duration::from_secs(60) {
+        bail!("limits.publish_wait must be at most 60s (publishers' HTTP clients give up sooner)");
     }
     let admin_key = over.admin_key.or(file.admin_key).filter(|k| !k.is_empty());
     if let Some(k) = &admin_key {
@@ -409,6 +416,26 @@ mod tests {
     }
 
     #[test]
+    fn backpressure_settings_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [limits]
+            hub_backlog = 100
+            hub_lag = "20ms"
+            publish_wait = "0s"
+            "#,
+        )
+        .unwrap();
+        let c = build(file, Overrides::default()).unwrap();
+        assert_eq!(c.node.limits.hub_backlog, 100);
+        assert_eq!(c.node.limits.hub_lag, Duration::from_millis(20));
+        assert_eq!(c.node.limits.publish_wait, Duration::ZERO);
+        let d = build(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(d.node.limits.hub_lag, Duration::from_millis(50));
+        assert_eq!(d.node.limits.publish_wait, Duration::from_secs(1));
+    }
+
+    #[test]
     fn refusals_say_what_is_wrong() {
         let bad = |toml_text: &str| {
             let file: FileConfig = toml::from_str(toml_text).unwrap();
@@ -418,6 +445,10 @@ mod tests {
         assert!(bad("[defaults]\nhistory_ttl = \"ten\"").contains("defaults.history_ttl"));
         assert!(bad("[transport]\nsse_heartbeat = \"60s\"").contains("25s"));
         assert!(bad("broker = \"kafka://x\"").contains("not supported"));
+        assert!(bad("[limits]\npublish_wait = \"soon\"").contains("limits.publish_wait"));
+        assert!(bad("[limits]\npublish_wait = \"2m\"").contains("at most 60s"));
+        assert!(bad("[limits]\nhub_lag = \"x\"").contains("limits.hub_lag"));
+        assert!(bad("[limits]\nhub_backlog = 0").contains("limits.hub_backlog"));
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
     }
 

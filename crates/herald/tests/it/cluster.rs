@@ -527,3 +527,67 @@ async fn join_and_leave_events_cross_nodes() {
         "carol joined on node B and left, seen on node A"
     );
 }
+
+/// A node's publishers get room only in their own node's hub: a node whose
+/// fan-out lags behind what the others publish cannot push back on them. Its
+/// hub keeps its bound anyway: what does not fit is left to history, and the
+/// node's subscribers catch up from there, every message once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_from_other_nodes_overflow_a_lagging_hub_into_history_never_into_loss() {
+    require_services();
+    let a = TestServer::start_with(|c| {
+        c.broker = REDIS.into();
+        c.database = pg_url();
+        // One message may wait per hub shard on the subscribers' node.
+        c.node.limits.hub_backlog = 1;
+    })
+    .await;
+    let b = node(REDIS).await;
+    let app = create_app(&a.url).await;
+    let tok = user_token(&app, "alice");
+    let mut sse = Sse::connect(&events_url(&a.url, &app, "hot", &tok), None).await;
+    sse.first_id().await;
+    let mut ws = Ws::connect(&format!("{}/v1/apps/{}/ws?token={tok}", a.url, app.name))
+        .await
+        .unwrap();
+    ws.subscribe_ok("hot", None).await;
+
+    let per_task = 50u64;
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let (url, app) = (b.url.clone(), app.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_task {
+                let res = publish_via(&url, &app, "hot", json!({"t": t, "i": i})).await;
+                assert_eq!(res.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = 8 * per_task;
+    let want: Vec<u64> = (1..=total).collect();
+    assert_eq!(
+        offsets(&sse.messages(total as usize).await),
+        want,
+        "SSE: every message once, in order"
+    );
+    assert_eq!(
+        offsets(&ws.messages(total as usize).await),
+        want,
+        "WebSocket: the same"
+    );
+    assert!(
+        a.metric("herald_hub_overflows_total", "").await >= 1.0,
+        "the hub's inbox overflowed (else this test proves nothing)"
+    );
+    assert!(
+        a.metric("herald_hub_backlog_peak", "").await <= 1.0,
+        "and kept its bound"
+    );
+    let res = publish_via(&b.url, &app, "hot", json!("after")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(offsets(&sse.messages(1).await), vec![total + 1], "nothing twice");
+    assert_eq!(offsets(&ws.messages(1).await), vec![total + 1], "nothing twice");
+}

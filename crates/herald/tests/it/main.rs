@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod backpressure;
 mod bench_smoke;
 mod classroom;
 mod classroom_cluster;
