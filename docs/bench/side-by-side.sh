@@ -108,6 +108,9 @@ for round in $(seq 1 "$ROUNDS"); do
     # The floor has no channels: every frame goes to every socket.
     [ "$srv" = floor ] || bench many fanout --connections $N --channels 1000 --messages 10000
     bench rate   fanout --connections $N --messages 50 --rate 10
+    # One publisher as fast as it can for 20 s: p99 latency, CPU per delivery, peak memory
+    # (Herald paces it with room in its hub, then 429 + Retry-After; docs/reliability.md).
+    bench sustained sustained --connections $N --duration 20s
     if [ "$srv" != floor ] && [ -z "${CORE_ONLY:-}" ]; then
       # WebSocket subscribers (the floor speaks only SSE), the publish endpoint alone,
       # connections coming and going, and everyone reconnecting at once.

@@ -89,6 +89,8 @@ pub enum Scenario {
     Churn,
     /// All dropped at once, all resuming at once.
     Resume,
+    /// One publisher as fast as it can for a duration: latency, CPU, peak memory.
+    Sustained,
 }
 
 impl Scenario {
@@ -100,12 +102,13 @@ impl Scenario {
             Self::Publish => "publish",
             Self::Churn => "churn",
             Self::Resume => "resume",
+            Self::Sustained => "sustained",
         }
     }
 
     /// Whether the scenario delivers messages to subscribers (and can draw a chart).
     pub fn delivers(self) -> bool {
-        matches!(self, Self::Fanout | Self::Churn | Self::Resume)
+        matches!(self, Self::Fanout | Self::Churn | Self::Resume | Self::Sustained)
     }
 }
 
@@ -141,8 +144,10 @@ pub struct BenchArgs {
     pub connect_concurrency: usize,
     /// Channels the subscribers are spread over (fanout).
     pub channels: usize,
-    /// Messages to publish (fanout).
+    /// Messages to publish (fanout; sustained: at most).
     pub messages: usize,
+    /// Sustained: publish for this long (or until `messages`).
+    pub duration: Option<Duration>,
     /// Payload size in bytes.
     pub size: usize,
     /// Messages per second (0: as fast as possible).
@@ -199,6 +204,12 @@ impl BenchArgs {
                 bail!("--churn-rate must be a number of connections per second above 0 and at most 1000000");
             }
         }
+        if a.duration.is_some() != (s == Scenario::Sustained) {
+            bail!("--duration is for the sustained scenario, which needs it");
+        }
+        if s == Scenario::Sustained && a.messages == 0 {
+            bail!("--max-messages must be at least 1");
+        }
         if s == Scenario::Churn && a.messages == 0 {
             bail!("--messages must be at least 1 for churn (the churn lasts as long as the publishing)");
         }
@@ -210,7 +221,7 @@ impl BenchArgs {
         }
         if let Some(path) = &a.svg {
             if !s.delivers() {
-                bail!("--svg needs a scenario that delivers messages: fanout, churn or resume");
+                bail!("--svg needs a scenario that delivers messages: fanout, sustained, churn or resume");
             }
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
             if let Some(dir) = dir.filter(|d| !d.is_dir()) {
@@ -242,6 +253,7 @@ impl Default for BenchArgs {
             connect_concurrency: 500,
             channels: 1,
             messages: 100,
+            duration: None,
             size: 100,
             rate: 0,
             server_pids: Vec::new(),

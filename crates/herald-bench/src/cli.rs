@@ -44,6 +44,10 @@ pub enum Command {
     /// After a third of the messages every connection is dropped; after two thirds all resume
     /// at once from their last position: time until all are back and caught up, losses.
     Resume(Resume),
+    /// One publisher as fast as it can to --connections subscribers (one channel by default)
+    /// for --duration: p99 delivery latency, server CPU per delivery, the server's peak memory
+    /// (VmHWM), publishes sent again after 429 + Retry-After.
+    Sustained(Sustained),
     /// One trainer and --students guests in one live session of Herald's classroom: page
     /// flips, a poll answered by all, questions and upvotes.
     Classroom(Classroom),
@@ -94,9 +98,9 @@ pub struct Subscribers {
     pub source_addresses: usize,
 }
 
-/// The messages and how they are published.
+/// How messages are published.
 #[derive(Args, Debug)]
-pub struct Messages {
+pub struct Publishing {
     /// The app key, sent as bearer with every publish (needed by Herald).
     #[arg(long, env = "HERALD_APP_KEY", hide_env_values = true)]
     pub key: Option<String>,
@@ -111,12 +115,20 @@ pub struct Messages {
     /// An extra header for publishes, 'Name: value' (repeatable).
     #[arg(long = "header", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
-    /// Messages to publish.
-    #[arg(long, default_value_t = 100)]
-    pub messages: usize,
     /// Message size in bytes.
     #[arg(long, default_value_t = 100)]
     pub size: usize,
+}
+
+/// The messages and how they are published.
+#[derive(Args, Debug)]
+pub struct Messages {
+    /// How they are published.
+    #[command(flatten)]
+    pub publishing: Publishing,
+    /// Messages to publish.
+    #[arg(long, default_value_t = 100)]
+    pub messages: usize,
 }
 
 /// What is measured on the server's side, and the run's bounds.
@@ -216,6 +228,28 @@ pub struct Resume {
     rate: u64,
 }
 
+/// `sustained`.
+#[derive(Args, Debug)]
+pub struct Sustained {
+    #[command(flatten)]
+    server: Server,
+    #[command(flatten)]
+    subscribers: Subscribers,
+    #[command(flatten)]
+    publishing: Publishing,
+    /// Publish for this long, e.g. 20s.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Stop earlier after this many messages (each subscriber keeps a bit per message).
+    #[arg(long, default_value_t = 100_000)]
+    max_messages: usize,
+    /// Also draw the latency distribution and the throughput over time into this SVG file.
+    #[arg(long, value_name = "PATH")]
+    svg: Option<PathBuf>,
+    #[command(flatten)]
+    measure: Measure,
+}
+
 /// `classroom`.
 #[derive(Args, Debug)]
 pub struct Classroom {
@@ -312,6 +346,15 @@ impl Command {
                 ..deliver(Scenario::Churn, c.delivery, c.rate)
             },
             Command::Resume(c) => deliver(Scenario::Resume, c.delivery, c.rate),
+            Command::Sustained(c) => {
+                let mut a = base(Scenario::Sustained, c.server, c.measure);
+                subscribe(&mut a, c.subscribers);
+                publishing(&mut a, c.publishing);
+                a.messages = c.max_messages;
+                a.duration = Some(c.duration);
+                a.svg = c.svg;
+                a
+            }
             Command::Classroom(c) => {
                 return Run::Classroom(Box::new(ClassroomArgs {
                     url: c.url.trim_end_matches('/').to_owned(),
@@ -369,13 +412,17 @@ fn subscribe(a: &mut BenchArgs, s: Subscribers) {
     a.source_addresses = s.source_addresses;
 }
 
+fn publishing(a: &mut BenchArgs, p: Publishing) {
+    a.key = p.key;
+    a.pub_url = p.pub_url;
+    a.pub_format = p.pub_format;
+    a.headers = p.headers;
+    a.size = p.size;
+}
+
 fn publish(a: &mut BenchArgs, m: Messages) {
-    a.key = m.key;
-    a.pub_url = m.pub_url;
-    a.pub_format = m.pub_format;
-    a.headers = m.headers;
+    publishing(a, m.publishing);
     a.messages = m.messages;
-    a.size = m.size;
 }
 
 /// A delivering scenario: subscribers, messages at `rate`, maybe a chart.
@@ -423,6 +470,13 @@ mod tests {
         };
         assert_eq!((a.transport, a.rate), (Transport::Ws, 0));
         assert_eq!(a.headers, vec![("X-A".to_owned(), "b".to_owned())]);
+        let Run::Messaging(a) = run(&["sustained", "--connections", "10", "--duration", "3s"]) else {
+            panic!("not a messaging run");
+        };
+        assert_eq!(
+            (a.scenario, a.duration, a.messages, a.rate, a.channels),
+            (Scenario::Sustained, Some(Duration::from_secs(3)), 100_000, 0, 1)
+        );
         let Run::Classroom(c) = run(&[
             "classroom",
             "--connections",
@@ -453,5 +507,8 @@ mod tests {
         assert!(refused(&["fanout", "--transport", "pigeon"]).contains("sse"));
         assert!(refused(&["fanout", "--header", "nocolon"]).contains("Name: value"));
         assert!(refused(&["storm"]).contains("storm"));
+        assert!(refused(&["sustained", "--messages", "5"]).contains("--messages"));
+        assert!(refused(&["fanout", "--duration", "5s"]).contains("--duration"));
+        assert!(refused(&["sustained", "--duration", "soon"]).contains("--duration"));
     }
 }

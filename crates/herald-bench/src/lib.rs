@@ -44,6 +44,11 @@
 //!   all reconnect at once resuming from their last position (SSE `Last-Event-ID`,
 //!   Herald WebSocket subscribe `cursor`). Reports the time until all are back and
 //!   caught up, losses, duplicates, reordering and the server's CPU in the storm.
+//! - `sustained`: one publisher as fast as it can for `--duration` to N
+//!   subscribers (one channel by default): the fanout's report plus the publish
+//!   rate achieved and the server's peak memory (`VmHWM`). In every scenario a
+//!   publish answered `429` is sent again after its `Retry-After`, and the report
+//!   counts the retries (`publish_retries`, `publish_retry_seconds`).
 //! - `classroom`: one trainer and N students in a live session of Herald's classroom
 //!   (`scenario/classroom.rs`).
 //!

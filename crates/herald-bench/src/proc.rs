@@ -7,6 +7,9 @@ pub(crate) struct ProcSample {
     pub(crate) cpu_seconds: f64,
     pub(crate) rss_kb: u64,
     pub(crate) pss_kb: Option<u64>,
+    /// The peak resident set since the process started (`VmHWM`); summed over
+    /// processes, the sum of their peaks (an upper bound of the peak of the sum).
+    pub(crate) hwm_kb: u64,
 }
 
 pub(crate) fn status_kb(text: &str, key: &str) -> Option<u64> {
@@ -26,6 +29,7 @@ pub(crate) fn proc_one(pid: &str) -> Option<ProcSample> {
     let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kb = status_kb(&status, "VmRSS:")?;
+    let hwm_kb = status_kb(&status, "VmHWM:").unwrap_or(rss_kb);
     let pss_kb = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()
         .and_then(|s| status_kb(&s, "Pss:"));
@@ -34,6 +38,7 @@ pub(crate) fn proc_one(pid: &str) -> Option<ProcSample> {
         cpu_seconds: ticks as f64 / 100.0,
         rss_kb,
         pss_kb,
+        hwm_kb,
     })
 }
 
@@ -46,11 +51,13 @@ pub(crate) fn proc_sample(pids: &[u32]) -> Option<ProcSample> {
         cpu_seconds: 0.0,
         rss_kb: 0,
         pss_kb: Some(0),
+        hwm_kb: 0,
     };
     for pid in pids {
         let s = proc_one(&pid.to_string())?;
         sum.cpu_seconds += s.cpu_seconds;
         sum.rss_kb += s.rss_kb;
+        sum.hwm_kb += s.hwm_kb;
         sum.pss_kb = sum.pss_kb.zip(s.pss_kb).map(|(a, b)| a + b);
     }
     Some(sum)

@@ -56,6 +56,8 @@ pub(crate) fn cpu_report(
         let cpu = c1.cpu_seconds - c0.cpu_seconds;
         r["server_cpu_seconds"] = cpu.into();
         r["server_us_per_delivery"] = (cpu * 1e6 / received.max(1) as f64).into();
+        // The peak resident set since the server started (VmHWM), at the end.
+        r["server_peak_rss_kb"] = c1.hwm_kb.into();
     }
     if let (Some(o0), Some(o1)) = own {
         r["bench_cpu_seconds"] = (o1 - o0).into();
@@ -123,6 +125,13 @@ pub fn summary(r: &Value) -> String {
             f("publishes_per_second"),
             u("errors")
         ));
+        if u("publish_retries") > 0 {
+            out.push(format!(
+                "publishes sent again after 429: {} (waited {:.1} s for Retry-After)",
+                u("publish_retries"),
+                f("publish_retry_seconds"),
+            ));
+        }
         if r.get("server_us_per_publish").is_some() {
             out.push(format!(
                 "server CPU {:.1} µs per publish",
@@ -235,8 +244,27 @@ pub fn summary(r: &Value) -> String {
             g("p999"),
             g("max")
         ));
+        if r.get("publishes_per_second").is_some() {
+            out.push(format!(
+                "published {} in {:.2} s = {:.0}/s (one publisher as fast as it can)",
+                u("messages"),
+                f("publish_seconds"),
+                f("publishes_per_second"),
+            ));
+        }
+        if u("publish_retries") > 0 {
+            out.push(format!(
+                "publishes sent again after 429: {} (waited {:.1} s for Retry-After)",
+                u("publish_retries"),
+                f("publish_retry_seconds"),
+            ));
+        }
         let server = if r.get("server_us_per_delivery").is_some() {
-            format!("server CPU {:.2} µs per delivery; ", f("server_us_per_delivery"))
+            format!(
+                "server CPU {:.2} µs per delivery, peak RSS {} KB; ",
+                f("server_us_per_delivery"),
+                u("server_peak_rss_kb")
+            )
         } else {
             String::new()
         };

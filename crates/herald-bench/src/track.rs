@@ -19,6 +19,12 @@ pub(crate) const BUCKET_MS: u64 = 100;
 
 pub(crate) const MAX_BUCKETS: usize = 36_000;
 
+/// Latency samples one subscriber keeps at most. Past it, every other sample
+/// is dropped and from then on only every other message is sampled, so a long
+/// run keeps an even sample over its whole length (a run of up to this many
+/// messages keeps every one).
+pub(crate) const LATENCY_KEEP: usize = 2048;
+
 #[derive(Default)]
 pub(crate) struct Tally {
     pub(crate) opened: AtomicU64,
@@ -197,6 +203,8 @@ pub(crate) struct Track {
     pub(crate) connected: bool,
     pub(crate) marked: bool,
     pub(crate) finished: bool,
+    /// Latency is sampled for sequence numbers that are multiples of this.
+    pub(crate) lat_every: u64,
     pub(crate) st: SubStats,
 }
 
@@ -215,6 +223,7 @@ impl Track {
             connected: false,
             marked: false,
             finished: false,
+            lat_every: 1,
             st: SubStats::default(),
         }
     }
@@ -239,9 +248,20 @@ impl Track {
             self.st.reordered += 1;
         }
         self.max_seq = self.max_seq.max(seq);
-        self.st
-            .latencies_us
-            .push(u32::try_from(now.saturating_sub(t)).unwrap_or(u32::MAX));
+        if seq % self.lat_every == 0 {
+            let lat = &mut self.st.latencies_us;
+            lat.push(u32::try_from(now.saturating_sub(t)).unwrap_or(u32::MAX));
+            if lat.len() >= LATENCY_KEEP {
+                // Keep the samples of multiples of twice the step (in order of
+                // arrival, every other one).
+                let mut i = 0;
+                lat.retain(|_| {
+                    i += 1;
+                    i % 2 == 0
+                });
+                self.lat_every *= 2;
+            }
+        }
         1
     }
 
@@ -360,6 +380,43 @@ mod tests {
             drop_all: CancellationToken::new(),
             reconnect_all: CancellationToken::new(),
         }
+    }
+
+    /// A long run keeps an even sample of latencies within the bound; a short
+    /// one keeps every latency.
+    #[test]
+    fn latencies_are_sampled_evenly_within_a_bound() {
+        let spec = |expect| SubSpec {
+            url: String::new(),
+            channel_name: String::new(),
+            channel: 0,
+            expect,
+            src: 0,
+            kick: None,
+        };
+        let mut short = Track::new(&spec(500), Mode::Plain);
+        for seq in 1..=500 {
+            short.payload((seq, 0, 0), seq);
+        }
+        assert_eq!(short.st.latencies_us.len(), 500);
+        let n = 100_000u64;
+        let mut long = Track::new(&spec(n), Mode::Plain);
+        for seq in 1..=n {
+            // Latency = seq µs: the samples tell which messages were kept.
+            assert_eq!(long.payload((seq, 0, 0), seq), 1);
+        }
+        let lat = &long.st.latencies_us;
+        assert!(
+            lat.len() < LATENCY_KEEP && lat.len() >= LATENCY_KEEP / 2,
+            "{}",
+            lat.len()
+        );
+        assert_eq!(long.st.received, 0, "payload() only reads; delivered() counts");
+        let step = long.lat_every as u32;
+        assert!(lat.iter().all(|&l| l % step == 0), "multiples of the step");
+        assert_eq!(lat.first(), Some(&step));
+        assert!(*lat.last().unwrap() > (n as u32) - step, "up to the end");
+        assert!(lat.windows(2).all(|w| w[1] - w[0] == step), "evenly spaced");
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub(crate) async fn run(s: &mut Session, publisher: Publisher) -> anyhow::Result
     let own0 = own_cpu_seconds();
     let t0_us = s.sh.timeline.start();
     let t0 = Instant::now();
+    let retries = publisher.retries.clone();
     let task = spawn_publisher(publisher, s);
     let tally = s.sh.tally.clone();
     let mut kicked = 0u64;
@@ -103,6 +104,7 @@ pub(crate) async fn run(s: &mut Session, publisher: Publisher) -> anyhow::Result
     if let Some(e) = tally.first_error.lock().clone() {
         r["first_error"] = e.into();
     }
+    retries.report(r);
     cpu_report(r, (cpu0, cpu1), (own0, own1), t.received);
     if let (Some(c0), Some(c1)) = (cpu0, cpu1) {
         r["server_cpu_percent"] = ((c1.cpu_seconds - c0.cpu_seconds) * 100.0 / window.max(1e-9)).into();

@@ -59,7 +59,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<Value> {
     };
     let mut s = open_session(a.clone(), pids, file_limit, mode).await?;
     match (a.scenario, publisher) {
-        (Scenario::Fanout, Some(p)) => fanout::run(&mut s, p).await?,
+        (Scenario::Fanout | Scenario::Sustained, Some(p)) => fanout::run(&mut s, p).await?,
         (Scenario::Churn, Some(p)) => churn::run(&mut s, p).await?,
         (Scenario::Resume, Some(p)) => resume::run(&mut s, p).await?,
         _ => idle::run(&mut s).await,

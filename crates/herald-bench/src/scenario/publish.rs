@@ -76,6 +76,7 @@ pub(crate) async fn run(a: Arc<BenchArgs>, pids: &[u32]) -> anyhow::Result<Value
     if let Some(e) = first_error.lock().clone() {
         report["first_error"] = e.into();
     }
+    publisher.retries.report(&mut report);
     if let (Some(c0), Some(c1)) = (cpu0, proc_sample(pids)) {
         report["server_cpu_seconds"] = (c1.cpu_seconds - c0.cpu_seconds).into();
         report["server_us_per_publish"] =

@@ -69,6 +69,7 @@ pub(crate) async fn run(s: &mut Session, publisher: Publisher) -> anyhow::Result
     let cpu0 = proc_sample(&s.pids);
     let own0 = own_cpu_seconds();
     let t0_us = sh.timeline.start();
+    let retries = publisher.retries.clone();
     let task = spawn_publisher(publisher, s);
     let published = || sh.published.load(Ordering::SeqCst);
     let failed = || sh.publish_error.lock().is_some();
@@ -174,6 +175,7 @@ pub(crate) async fn run(s: &mut Session, publisher: Publisher) -> anyhow::Result
     if let Some(e) = tally.first_error.lock().clone() {
         r["first_error"] = e.into();
     }
+    retries.report(r);
     cpu_report(r, (cpu0, cpu1), (own0, own1), t.received);
     let timeline = &sh.timeline;
     let mut markers = vec![

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use herald_bench::{self as bench, BenchArgs, Scenario};
+use serde_json::json;
 
 use crate::support::*;
 
@@ -48,6 +49,29 @@ async fn fanout_delivers_every_message_once_in_order() {
         assert_eq!(r[k], 0, "{k}: {r}");
     }
     assert!(r["latency_ms"]["max"].as_f64().unwrap() > 0.0, "{r}");
+}
+
+#[tokio::test]
+async fn sustained_publishes_for_its_duration_and_reports_peak_memory() {
+    let server = TestServer::start().await;
+    let mut a = args(&server, Scenario::Sustained).await;
+    a.duration = Some(Duration::from_millis(1500));
+    a.messages = 100_000;
+    let r = bench::run(a).await.unwrap();
+    let published = r["messages"].as_u64().unwrap();
+    assert!(published > 0, "{r}");
+    assert!(r["publish_seconds"].as_f64().unwrap() < 10.0, "{r}");
+    assert_eq!(r["expected_deliveries"], json!(50 * published), "{r}");
+    assert_eq!(r["delivered"], json!(50 * published), "{r}");
+    for k in ["lost", "duplicates", "reordered", "foreign", "closed_early"] {
+        assert_eq!(r[k], 0, "{k}: {r}");
+    }
+    assert!(r["publishes_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["latency_ms"]["p99"].is_number(), "{r}");
+    assert!(r["server_us_per_delivery"].is_number(), "{r}");
+    assert!(r["server_peak_rss_kb"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["publish_retries"].is_number(), "{r}");
+    assert!(bench::summary(&r).contains("one publisher as fast as it can"));
 }
 
 #[tokio::test]
