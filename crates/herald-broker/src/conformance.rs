@@ -414,6 +414,18 @@ pub async fn presence_counts_users_and_connections<E: Engine>(b: Arc<E>, _rec: A
     );
     let m = b.members(&k).await.unwrap();
     assert_eq!(m.len(), 1);
+    // a connection that comes back as another user moves to that user
+    assert!(b.join(&k, "c5", entry("frank", "null"), ttl).await.unwrap());
+    assert!(
+        b.join(&k, "c5", entry("gina", "null"), ttl).await.unwrap(),
+        "gina appears"
+    );
+    let users: Vec<_> = b.members(&k).await.unwrap().into_iter().map(|m| m.user).collect();
+    assert_eq!(users, ["bob", "gina"], "frank left with his only connection");
+    assert_eq!(
+        b.leave(&k, "c5").await.unwrap().map(|e| e.user),
+        Some("gina".into())
+    );
     assert!(
         b.members(&key(&app(), "room")).await.unwrap().is_empty(),
         "apps are isolated"
@@ -429,6 +441,12 @@ pub async fn presence_expires<E: Engine>(b: Arc<E>, _rec: Arc<Recorder>) {
     b.join(&k, "c2", entry("dave", "null"), Duration::from_secs(30))
         .await
         .unwrap();
+    // two connections of one user expire together: one leave
+    for c in ["e1", "e2"] {
+        b.join(&k, c, entry("erin", "null"), Duration::from_millis(200))
+            .await
+            .unwrap();
+    }
     tokio::time::sleep(Duration::from_millis(400)).await;
     let m = b.members(&k).await.unwrap();
     assert_eq!(
@@ -438,6 +456,13 @@ pub async fn presence_expires<E: Engine>(b: Arc<E>, _rec: Arc<Recorder>) {
     let left = b.sweep().await.unwrap();
     assert!(left.iter().any(|e| e.key == k && e.entry.user == "carol"));
     assert!(!left.iter().any(|e| e.entry.user == "dave"));
+    assert_eq!(
+        left.iter()
+            .filter(|e| e.key == k && e.entry.user == "erin")
+            .count(),
+        1,
+        "one leave per user, not per connection"
+    );
     // an expired entry refreshed later counts as a new join
     assert!(b
         .join(&k, "c1", entry("carol", "null"), Duration::from_secs(30))

@@ -13,7 +13,7 @@
 //! not a needless reset.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -72,6 +72,54 @@ impl ChannelState {
 /// A connection's presence entry, its expiry, and a sequence number (newest info wins).
 type PresenceSlot = (PresenceEntry, Instant, u64);
 
+/// One channel's presence: its connections, and for each user the ids of
+/// their connections, so that a join or a leave looks at that user's
+/// connections only (a refresh of one of 5 000 members does not scan the
+/// others).
+#[derive(Default)]
+struct ChannelPresence {
+    clients: HashMap<String, PresenceSlot>,
+    users: HashMap<String, HashSet<String>>,
+}
+
+impl ChannelPresence {
+    fn insert(&mut self, client: &str, slot: PresenceSlot) -> Option<PresenceSlot> {
+        let user = slot.0.user.clone();
+        let prior = self.clients.insert(client.to_owned(), slot);
+        if let Some((old, _, _)) = &prior {
+            if old.user != user {
+                self.unlink(&old.user.clone(), client);
+            }
+        }
+        self.users.entry(user).or_default().insert(client.to_owned());
+        prior
+    }
+
+    fn remove(&mut self, client: &str) -> Option<PresenceSlot> {
+        let prior = self.clients.remove(client)?;
+        self.unlink(&prior.0.user, client);
+        Some(prior)
+    }
+
+    fn unlink(&mut self, user: &str, client: &str) {
+        if let Some(set) = self.users.get_mut(user) {
+            set.remove(client);
+            if set.is_empty() {
+                self.users.remove(user);
+            }
+        }
+    }
+
+    /// Whether `user` has a connection other than `except` alive at `now`.
+    fn user_here(&self, user: &str, except: &str, now: Instant) -> bool {
+        self.users.get(user).is_some_and(|set| {
+            set.iter()
+                .filter(|c| c.as_str() != except)
+                .any(|c| self.clients.get(c).is_some_and(|(_, exp, _)| *exp > now))
+        })
+    }
+}
+
 type IdemResult = Result<(u64, Vec<Published>), BrokerError>;
 
 struct IdemEntry {
@@ -84,7 +132,7 @@ pub struct MemoryBroker {
     shards: Vec<Mutex<HashMap<ChannelKey, ChannelState>>>,
     handler: OnceLock<Arc<dyn BrokerHandler>>,
     idempotency: Mutex<HashMap<(AppName, String), IdemEntry>>,
-    presence: Mutex<HashMap<ChannelKey, HashMap<String, PresenceSlot>>>,
+    presence: Mutex<HashMap<ChannelKey, ChannelPresence>>,
     presence_seq: std::sync::atomic::AtomicU64,
 }
 
@@ -285,10 +333,8 @@ impl Presence for MemoryBroker {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut map = self.presence.lock();
         let clients = map.entry(key.clone()).or_default();
-        let user_was_here = clients
-            .iter()
-            .any(|(c, (e, exp, _))| c != client && e.user == entry.user && *exp > now);
-        let prior = clients.insert(client.to_owned(), (entry.clone(), now + ttl, seq));
+        let user_was_here = clients.user_here(&entry.user, client, now);
+        let prior = clients.insert(client, (entry.clone(), now + ttl, seq));
         let was_here = user_was_here || prior.is_some_and(|(e, exp, _)| e.user == entry.user && exp > now);
         Ok(!was_here)
     }
@@ -302,10 +348,8 @@ impl Presence for MemoryBroker {
         let Some((entry, _, _)) = clients.remove(client) else {
             return Ok(None);
         };
-        let still = clients
-            .values()
-            .any(|(e, exp, _)| e.user == entry.user && *exp > now);
-        if clients.is_empty() {
+        let still = clients.user_here(&entry.user, client, now);
+        if clients.clients.is_empty() {
             map.remove(key);
         }
         Ok(if still { None } else { Some(entry) })
@@ -318,7 +362,7 @@ impl Presence for MemoryBroker {
             return Ok(Vec::new());
         };
         let mut by_user: HashMap<&str, (u32, u64, &str)> = HashMap::new();
-        for (entry, exp, seq) in clients.values() {
+        for (entry, exp, seq) in clients.clients.values() {
             if *exp <= now {
                 continue;
             }
@@ -346,21 +390,23 @@ impl Presence for MemoryBroker {
         let mut left = Vec::new();
         let mut map = self.presence.lock();
         for (key, clients) in map.iter_mut() {
-            let expired: Vec<PresenceEntry> = clients
-                .values()
-                .filter(|(_, exp, _)| *exp <= now)
-                .map(|(e, _, _)| e.clone())
+            let expired: Vec<String> = clients
+                .clients
+                .iter()
+                .filter(|(_, (_, exp, _))| *exp <= now)
+                .map(|(c, _)| c.clone())
                 .collect();
             if expired.is_empty() {
                 continue;
             }
-            clients.retain(|_, (_, exp, _)| *exp > now);
+            let expired: Vec<PresenceEntry> = expired
+                .iter()
+                .filter_map(|c| clients.remove(c).map(|(e, _, _)| e))
+                .collect();
+            let mut gone = HashSet::new();
             for entry in expired {
-                let still = clients.values().any(|(e, _, _)| e.user == entry.user);
-                let dup = left
-                    .iter()
-                    .any(|ev: &PresenceEvent| ev.key == *key && ev.entry.user == entry.user);
-                if !still && !dup {
+                let still = clients.users.contains_key(&entry.user);
+                if !still && gone.insert(entry.user.clone()) {
                     left.push(PresenceEvent {
                         key: key.clone(),
                         entry,
@@ -368,7 +414,7 @@ impl Presence for MemoryBroker {
                 }
             }
         }
-        map.retain(|_, clients| !clients.is_empty());
+        map.retain(|_, clients| !clients.clients.is_empty());
         Ok(left)
     }
 }
