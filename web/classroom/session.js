@@ -384,6 +384,10 @@ export async function sessionView(root, sid, ui) {
         if (v === null) delete questions[id];
         else { questions[id] = v; delete pending[id]; }
       }
+      // Questions whose only change was their votes: the new count alone.
+      for (const [id, n] of Object.entries(d.votes || {})) {
+        if (questions[id]) questions[id] = { ...questions[id], votes: n };
+      }
       snap = { ...snap, questions, pending, held_back: d.held_back, held_back_rev: d.held_back_rev };
     } else if (m.event === 'qa') {
       snap = { ...snap, qa: d.qa };

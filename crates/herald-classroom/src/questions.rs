@@ -201,9 +201,14 @@ pub struct Questions {
     /// value in an event differs from its own.
     #[serde(default)]
     pub held_back_rev: u64,
-    /// Questions asked or voted on since the last `questions` event.
+    /// Questions asked since the last `questions` event (their whole view
+    /// goes out).
     #[serde(default)]
     pub dirty: BTreeSet<String>,
+    /// Questions whose only change since the last `questions` event is their
+    /// vote count (only the count goes out, in `votes`).
+    #[serde(default)]
+    pub recounted: BTreeSet<String>,
     /// Who asked and voted for what, and what waits for moderation: what a
     /// student's small answer needs without a pass over every question
     /// (derived from the above, never saved).
@@ -222,6 +227,8 @@ struct Stored {
     held_back_rev: u64,
     #[serde(default)]
     dirty: BTreeSet<String>,
+    #[serde(default)]
+    recounted: BTreeSet<String>,
 }
 
 impl From<Stored> for Questions {
@@ -231,6 +238,7 @@ impl From<Stored> for Questions {
             questions: s.questions,
             held_back_rev: s.held_back_rev,
             dirty: s.dirty,
+            recounted: s.recounted,
             index: Index::default(),
         };
         qs.reindex();
@@ -395,6 +403,7 @@ impl Feature for Questions {
                         self.held_back_rev += 1;
                     }
                     self.dirty.remove(&id);
+                    self.recounted.remove(&id);
                     self.index.pending.remove(&id);
                     Index::forget(&mut self.index.asked, &q.author_id, &id);
                     for v in &q.voters {
@@ -412,7 +421,9 @@ impl Feature for Questions {
                         q.voters.retain(|v| *v != user_id);
                         Index::forget(&mut self.index.voted, &user_id, &id);
                     }
-                    self.dirty.insert(id);
+                    if !self.dirty.contains(&id) {
+                        self.recounted.insert(id);
+                    }
                 }
             }
             QuestionsChange::State { id, state, at } => {
@@ -452,6 +463,7 @@ impl Feature for Questions {
             QuestionsChange::Published { ids } => {
                 for id in ids {
                     self.dirty.remove(&id);
+                    self.recounted.remove(&id);
                 }
             }
         }
@@ -468,6 +480,7 @@ impl Feature for Questions {
             questions: field(old, "questions").unwrap_or_default(),
             held_back_rev: field(old, "held_back_rev").unwrap_or_default(),
             dirty: BTreeSet::new(),
+            recounted: BTreeSet::new(),
         }
         .into()
     }
@@ -481,7 +494,7 @@ impl Feature for Questions {
     }
 
     fn pending(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.dirty.is_empty() || !self.recounted.is_empty()
     }
 
     fn flush(tx: &mut Locked<'_>) -> Result<bool, ApiError> {
@@ -489,11 +502,17 @@ impl Feature for Questions {
         let mut ids: Vec<String> = Vec::new();
         let mut size = 0;
         for id in &qs.dirty {
-            let bytes = qs
-                .questions
-                .iter()
-                .find(|q| q.id == *id)
-                .map_or(64, |q| public_view(q).to_string().len());
+            let bytes = qs.find(id).map_or(64, |q| public_view(q).to_string().len());
+            if !ids.is_empty() && size + bytes > EVENT_CHUNK_BYTES {
+                break;
+            }
+            ids.push(id.clone());
+            size += bytes;
+        }
+        let views = ids.len();
+        for id in &qs.recounted {
+            // `"q_…":1234,`: the id and at most six digits.
+            let bytes = id.len() + 10;
             if !ids.is_empty() && size + bytes > EVENT_CHUNK_BYTES {
                 break;
             }
@@ -504,7 +523,8 @@ impl Feature for Questions {
             return Ok(false);
         }
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let data = event_data(qs, &refs);
+        let (views, counts) = refs.split_at(views);
+        let data = event_data_with(qs, views, counts);
         tx.apply::<Questions>(QuestionsChange::Published { ids })?;
         tx.publish(Audience::All, "questions", data)?;
         Ok(true)
@@ -712,16 +732,33 @@ fn held_back(qs: &Questions) -> usize {
 /// The data of a `questions` event: the new public view of each question in
 /// `ids` (`null`: gone from the public list), `held_back` and `held_back_rev`.
 fn event_data(qs: &Questions, ids: &[&str]) -> Value {
+    event_data_with(qs, ids, &[])
+}
+
+/// The data of a `questions` event: the public views of `ids` (`null` for one
+/// not public), and under `votes` the new count of each of `counts` (questions
+/// whose only change was their votes; one no longer public is left out, its
+/// `null` went out with the change that hid it).
+fn event_data_with(qs: &Questions, ids: &[&str], counts: &[&str]) -> Value {
     let mut changed = Map::new();
     for id in ids {
         let view = qs
-            .questions
-            .iter()
-            .find(|q| q.id == *id && q.state != QuestionState::Pending)
+            .find(id)
+            .filter(|q| q.state != QuestionState::Pending)
             .map_or(Value::Null, public_view);
         changed.insert((*id).to_owned(), view);
     }
-    json!({ "questions": changed, "held_back": held_back(qs), "held_back_rev": qs.held_back_rev })
+    let mut data =
+        json!({ "questions": changed, "held_back": held_back(qs), "held_back_rev": qs.held_back_rev });
+    let votes: Map<String, Value> = counts
+        .iter()
+        .filter_map(|id| qs.find(id).filter(|q| q.state != QuestionState::Pending))
+        .map(|q| (q.id.clone(), Value::from(q.voters.len())))
+        .collect();
+    if !votes.is_empty() {
+        data["votes"] = Value::Object(votes);
+    }
+    data
 }
 
 fn not_found() -> ApiError {
