@@ -6,11 +6,14 @@
 //!   channels; delivery of every publish to the node's [`BrokerHandler`].
 //! - [`Presence`] (presence.rs): who is on a channel, with expiry.
 //!
-//! Engines: [`memory`] (one node, the default) and [`redis`] (a cluster of nodes
-//! sharing one or more Redis servers). Both pass the same [`conformance`] suite.
+//! Engines: [`memory`] (one node, the default; history in memory, kept across
+//! restarts by a journal in a directory when opened with
+//! [`memory::MemoryBroker::open`]) and [`redis`] (a cluster of nodes sharing one or
+//! more Redis servers). All pass the same [`conformance`] suite.
 
 mod broker;
 pub mod conformance;
+mod journal;
 pub mod memory;
 mod presence;
 pub mod redis;
@@ -19,6 +22,7 @@ pub use broker::{
     Broker, BrokerError, BrokerHandler, ChannelKey, HistoryPolicy, HistoryRead, Idempotency, Publication,
     Published,
 };
+pub use journal::JournalOptions;
 pub use presence::{Member, Presence, PresenceEntry, PresenceEvent};
 
 /// Unix time in milliseconds.

@@ -1,10 +1,23 @@
-//! The in-memory engine: one node, no dependencies, the default.
+//! The embedded engine: one node, no service to run, the default.
 //!
 //! Channels are spread over shards by hash, each shard a mutex over a map, so two
-//! cores publishing to different channels rarely meet. A publish takes the
-//! channel's shard lock, assigns the offset, appends to the ring and hands the
-//! message to the handler before releasing it: that is what keeps delivery in
-//! offset order. The handler only queues, so the lock is held for microseconds.
+//! cores publishing to different channels rarely meet. A publish takes the shard
+//! locks of its channels, assigns the offsets and appends to the rings; the
+//! messages then reach the handler in offset order per channel. The handler only
+//! queues, so the locks are held for microseconds.
+//!
+//! Two ways to run it:
+//! - [`MemoryBroker::new`]: history in memory only. A publish hands its messages to
+//!   the handler under the lock and returns; a restart loses every channel (each
+//!   starts a new epoch).
+//! - [`MemoryBroker::open`]: the same, with a journal in a directory
+//!   ([`crate::journal`]) that a restart reads back: epochs, offsets, history and
+//!   idempotency keys survive it. A publish queues its records under the lock,
+//!   then writes the queue (its own records and any others', in one write) unless
+//!   another publisher is writing it already; once written, the messages are
+//!   marked durable, handed to the handler and the publishers answered. History
+//!   reads show only what is durable, so nobody sees a message a crash could take
+//!   back.
 //!
 //! A channel's state is dropped (and a later publish starts a new epoch) only when
 //! no node subscriber holds it, its history is empty, and nobody used it for the
@@ -15,17 +28,21 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use herald_protocol::{AppName, Envelope};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
 use crate::broker::{
-    Broker, BrokerError, BrokerHandler, ChannelKey, HistoryPolicy, HistoryRead, Publication, Published,
+    Broker, BrokerError, BrokerHandler, ChannelKey, HistoryPolicy, HistoryRead, Idempotency, Publication,
+    Published,
 };
+use crate::journal::{self, Journal, JournalOptions, Record, Unit};
 use crate::presence::{Member, Presence, PresenceEntry, PresenceEvent};
 use crate::{new_epoch, now_millis};
 
@@ -36,20 +53,28 @@ struct Stored {
     at: Instant,
 }
 
-struct ChannelState {
+pub(crate) struct ChannelState {
     epoch: Arc<str>,
     top: u64,
     ring: VecDeque<Stored>,
+    /// The newest offset that is durable (written to the journal; equal to `top`
+    /// without one): history shows nothing beyond it.
+    durable: Arc<AtomicU64>,
     subscribers: usize,
     last_used: Instant,
 }
 
 impl ChannelState {
     fn new() -> Self {
+        Self::with(new_epoch(), 0)
+    }
+
+    fn with(epoch: Arc<str>, top: u64) -> Self {
         Self {
-            epoch: new_epoch(),
-            top: 0,
+            epoch,
+            top,
             ring: VecDeque::new(),
+            durable: Arc::new(AtomicU64::new(top)),
             subscribers: 0,
             last_used: Instant::now(),
         }
@@ -125,15 +150,217 @@ type IdemResult = Result<(u64, Vec<Published>), BrokerError>;
 struct IdemEntry {
     cell: Arc<tokio::sync::OnceCell<(u64, Vec<Published>)>>,
     expires: Instant,
+    /// The same moment in Unix milliseconds (what the journal keeps).
+    expires_ms: i64,
 }
 
-/// The in-memory [`Broker`] and [`Presence`] engine.
-pub struct MemoryBroker {
-    shards: Vec<Mutex<HashMap<ChannelKey, ChannelState>>>,
+type Shard = Mutex<HashMap<ChannelKey, ChannelState>>;
+
+/// What the journal shares with the broker: the channels and the handler.
+pub(crate) struct Core {
+    shards: Vec<Shard>,
     handler: OnceLock<Arc<dyn BrokerHandler>>,
     idempotency: Mutex<HashMap<(AppName, String), IdemEntry>>,
     presence: Mutex<HashMap<ChannelKey, ChannelPresence>>,
-    presence_seq: std::sync::atomic::AtomicU64,
+    presence_seq: AtomicU64,
+}
+
+impl Core {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            handler: OnceLock::new(),
+            idempotency: Mutex::new(HashMap::new()),
+            presence: Mutex::new(HashMap::new()),
+            presence_seq: AtomicU64::new(0),
+        }
+    }
+
+    fn shard_index(key: &ChannelKey) -> usize {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        (h.finish() as usize) % SHARDS
+    }
+
+    fn shard(&self, key: &ChannelKey) -> &Shard {
+        &self.shards[Self::shard_index(key)]
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub(crate) fn channel_count(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// The journal wrote `unit`: its messages become durable, reach the handler
+    /// (in queue order, so in offset order per channel), and the publisher hears.
+    pub(crate) fn written(&self, unit: Unit) {
+        let handler = self.handler.get();
+        for (app, msg, durable) in unit.deliver {
+            durable.fetch_max(msg.offset, Ordering::AcqRel);
+            if let Some(h) = handler {
+                h.on_message(&app, msg);
+            }
+        }
+        if let Some(done) = unit.done {
+            let _ = done.send(());
+        }
+        drop(unit.permit);
+    }
+
+    /// Applies one journal record at start. Records may repeat what an earlier one
+    /// said (a rewrite races the queue): an offset at or below the channel's top in
+    /// the same epoch is skipped.
+    pub(crate) fn apply(&self, record: Record, now: Instant, now_ms: i64) {
+        match record {
+            Record::Channel {
+                app,
+                channel,
+                epoch,
+                top,
+            } => {
+                let key = ChannelKey::new(app, channel);
+                let mut shard = self.shard(&key).lock();
+                match shard.get_mut(&key) {
+                    Some(s) if s.epoch == epoch => {
+                        if top > s.top {
+                            s.ring.clear();
+                            s.top = top;
+                        }
+                    }
+                    _ => {
+                        shard.insert(key, ChannelState::with(epoch, top));
+                    }
+                }
+            }
+            Record::Message { app, msg, kept } => {
+                let key = ChannelKey::new(app, msg.channel.clone());
+                let mut shard = self.shard(&key).lock();
+                let s = match shard.get_mut(&key) {
+                    Some(s) if s.epoch == msg.epoch => s,
+                    _ => {
+                        // A message without its channel record: its own epoch.
+                        let s = ChannelState::with(msg.epoch.clone(), msg.offset.saturating_sub(1));
+                        shard.insert(key.clone(), s);
+                        match shard.get_mut(&key) {
+                            Some(s) => s,
+                            None => return,
+                        }
+                    }
+                };
+                if msg.offset <= s.top {
+                    return;
+                }
+                if msg.offset > s.top + 1 {
+                    // A hole (should not happen): what came before is not history.
+                    s.ring.clear();
+                }
+                s.top = msg.offset;
+                if kept {
+                    let age = Duration::from_millis(now_ms.saturating_sub(msg.ts).max(0) as u64);
+                    // Share the channel's epoch string rather than one per message.
+                    let msg = Arc::new(Envelope {
+                        epoch: s.epoch.clone(),
+                        ..(*msg).clone()
+                    });
+                    s.ring.push_back(Stored {
+                        msg,
+                        at: now.checked_sub(age).unwrap_or(now),
+                    });
+                }
+            }
+            Record::Forget { app, channel, epoch } => {
+                let key = ChannelKey::new(app, channel);
+                let mut shard = self.shard(&key).lock();
+                if shard.get(&key).is_some_and(|s| s.epoch == epoch) {
+                    shard.remove(&key);
+                }
+            }
+            Record::Idem {
+                app,
+                key,
+                fingerprint,
+                expires_ms,
+                results,
+            } => {
+                if expires_ms <= now_ms {
+                    return;
+                }
+                let cell = tokio::sync::OnceCell::new_with(Some((fingerprint, results)));
+                self.idempotency.lock().insert(
+                    (app, key),
+                    IdemEntry {
+                        cell: Arc::new(cell),
+                        expires: now + Duration::from_millis((expires_ms - now_ms) as u64),
+                        expires_ms,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Trims every channel with its policy, and sets what was replayed durable.
+    fn settle(&self, policy_of: &dyn Fn(&ChannelKey) -> HistoryPolicy) {
+        let now = Instant::now();
+        for shard in &self.shards {
+            for (key, s) in shard.lock().iter_mut() {
+                s.trim(policy_of(key), now);
+                s.durable.store(s.top, Ordering::Release);
+            }
+        }
+    }
+
+    /// The records that rebuild shard `i`'s durable state.
+    pub(crate) fn snapshot_shard(&self, i: usize, out: &mut Vec<Record>) {
+        let shard = self.shards[i].lock();
+        for (key, s) in shard.iter() {
+            let durable = s.durable.load(Ordering::Acquire);
+            let kept = s.ring.iter().filter(|m| m.msg.offset <= durable);
+            let base = s
+                .ring
+                .front()
+                .filter(|m| m.msg.offset <= durable)
+                .map_or(durable, |m| m.msg.offset - 1);
+            out.push(Record::Channel {
+                app: key.app.clone(),
+                channel: key.channel.clone(),
+                epoch: s.epoch.clone(),
+                top: base,
+            });
+            out.extend(kept.map(|m| Record::Message {
+                app: key.app.clone(),
+                msg: m.msg.clone(),
+                kept: true,
+            }));
+        }
+    }
+
+    /// The idempotency keys whose publish is durable and whose window is open.
+    pub(crate) fn snapshot_idempotency(&self, out: &mut Vec<Record>) {
+        let now_ms = now_millis();
+        for ((app, key), e) in self.idempotency.lock().iter() {
+            if e.expires_ms <= now_ms {
+                continue;
+            }
+            if let Some((fingerprint, results)) = e.cell.get() {
+                out.push(Record::Idem {
+                    app: app.clone(),
+                    key: key.clone(),
+                    fingerprint: *fingerprint,
+                    expires_ms: e.expires_ms,
+                    results: results.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// The embedded [`Broker`] and [`Presence`] engine (see the module doc).
+pub struct MemoryBroker {
+    core: Arc<Core>,
+    journal: Option<Journal>,
 }
 
 impl Default for MemoryBroker {
@@ -142,36 +369,115 @@ impl Default for MemoryBroker {
     }
 }
 
+/// The idempotency key of a publish being appended, for its journal record.
+struct IdemNote<'a> {
+    key: &'a Idempotency,
+    expires_ms: i64,
+}
+
 impl MemoryBroker {
-    /// An empty broker.
+    /// An empty broker whose history lives in memory only.
     pub fn new() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            handler: OnceLock::new(),
-            idempotency: Mutex::new(HashMap::new()),
-            presence: Mutex::new(HashMap::new()),
-            presence_seq: std::sync::atomic::AtomicU64::new(0),
+            core: Arc::new(Core::new()),
+            journal: None,
         }
     }
 
-    fn shard(&self, key: &ChannelKey) -> &Mutex<HashMap<ChannelKey, ChannelState>> {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+    /// A broker whose history survives restarts: its journal is in `dir` (created
+    /// if missing), read back now (trimmed with `policy_of`, the channels' current
+    /// history settings), and written from now on. Blocks while it reads. Call
+    /// [`MemoryBroker::close`] at shutdown.
+    ///
+    /// # Errors
+    /// The directory cannot be created, locked (another process uses it), read or
+    /// written; the journal is of an unknown format.
+    pub fn open(
+        dir: &Path,
+        policy_of: &dyn Fn(&ChannelKey) -> HistoryPolicy,
+        options: JournalOptions,
+    ) -> std::io::Result<Self> {
+        let core = Arc::new(Core::new());
+        let journal = journal::open(dir, &options, &core, |c| c.settle(policy_of))?;
+        Ok(Self {
+            core,
+            journal: Some(journal),
+        })
     }
 
-    fn append(&self, app: &AppName, publication: &Publication) -> Vec<Published> {
+    /// Whether history survives a restart (the broker has a journal).
+    pub fn is_durable(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// Writes what is queued, syncs the journal to disk and marks it clean, so the
+    /// next start loses nothing; publishes after it fail. Nothing to do without a
+    /// journal.
+    ///
+    /// # Errors
+    /// The journal could not be finished in time.
+    pub async fn close(&self) -> Result<(), BrokerError> {
+        match &self.journal {
+            Some(j) => j.close().await,
+            None => Ok(()),
+        }
+    }
+
+    /// The state of `key` in its locked shard, made (with a new epoch, noted in the
+    /// journal) if missing.
+    fn state<'a>(
+        &self,
+        shard: &'a mut HashMap<ChannelKey, ChannelState>,
+        key: &ChannelKey,
+    ) -> &'a mut ChannelState {
+        shard.entry(key.clone()).or_insert_with(|| {
+            let s = ChannelState::new();
+            if let Some(j) = &self.journal {
+                j.note(Record::Channel {
+                    app: key.app.clone(),
+                    channel: key.channel.clone(),
+                    epoch: s.epoch.clone(),
+                    top: 0,
+                });
+            }
+            s
+        })
+    }
+
+    /// Assigns offsets and appends, under the shard locks of every target at once
+    /// (taken in shard order). Without a journal the messages reach the handler
+    /// here; with one, the returned receiver hears once they are written (and
+    /// delivered).
+    fn append(
+        &self,
+        app: &AppName,
+        publication: &Publication,
+        idem: Option<IdemNote<'_>>,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> (Vec<Published>, Option<tokio::sync::oneshot::Receiver<()>>) {
         let ts = now_millis();
         let now = Instant::now();
-        let mut out = Vec::with_capacity(publication.targets.len());
-        for (channel, policy) in &publication.targets {
-            let key = ChannelKey::new(app.clone(), channel.clone());
-            let mut shard = self.shard(&key).lock();
-            let state = shard.entry(key).or_insert_with(ChannelState::new);
+        let keys: Vec<ChannelKey> = publication
+            .targets
+            .iter()
+            .map(|(c, _)| ChannelKey::new(app.clone(), c.clone()))
+            .collect();
+        let index: Vec<usize> = keys.iter().map(Core::shard_index).collect();
+        let mut order = index.clone();
+        order.sort_unstable();
+        order.dedup();
+        let mut guards: Vec<MutexGuard<'_, HashMap<ChannelKey, ChannelState>>> =
+            order.iter().map(|&i| self.core.shards[i].lock()).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        let mut records = Vec::new();
+        let mut deliver = Vec::new();
+        for ((key, (_, policy)), i) in keys.into_iter().zip(&publication.targets).zip(&index) {
+            let g = order.binary_search(i).unwrap_or_else(|at| at);
+            let state = self.state(&mut guards[g], &key);
             state.top += 1;
             state.last_used = now;
             let msg = Arc::new(Envelope {
-                channel: channel.clone(),
+                channel: key.channel.clone(),
                 offset: state.top,
                 epoch: state.epoch.clone(),
                 event: publication.event.clone(),
@@ -186,15 +492,67 @@ impl MemoryBroker {
             }
             state.trim(*policy, now);
             out.push(Published {
-                channel: channel.clone(),
+                channel: key.channel.clone(),
                 offset: msg.offset,
                 epoch: msg.epoch.clone(),
             });
-            if let Some(h) = self.handler.get() {
-                h.on_message(app, msg);
+            if self.journal.is_some() {
+                records.push(Record::Message {
+                    app: app.clone(),
+                    msg: msg.clone(),
+                    kept: policy.size > 0,
+                });
+                deliver.push((app.clone(), msg, state.durable.clone()));
+            } else {
+                state.durable.store(state.top, Ordering::Release);
+                if let Some(h) = self.core.handler.get() {
+                    h.on_message(app, msg);
+                }
             }
         }
-        out
+        let Some(journal) = &self.journal else {
+            return (out, None);
+        };
+        if let Some(idem) = idem {
+            records.push(Record::Idem {
+                app: app.clone(),
+                key: idem.key.key.clone(),
+                fingerprint: idem.key.fingerprint,
+                expires_ms: idem.expires_ms,
+                results: out.clone(),
+            });
+        }
+        let (done, heard) = tokio::sync::oneshot::channel();
+        // Queued before the locks go: the queue holds each channel's records in
+        // offset order. A closed journal drops the unit, and `heard` says so.
+        journal.push(Unit {
+            records,
+            deliver,
+            done: Some(done),
+            permit,
+        });
+        drop(guards);
+        (out, Some(heard))
+    }
+
+    /// Appends and, with a journal, waits until the publish is written.
+    async fn commit(
+        &self,
+        app: &AppName,
+        publication: &Publication,
+        idem: Option<IdemNote<'_>>,
+    ) -> Result<Vec<Published>, BrokerError> {
+        let permit = match &self.journal {
+            Some(j) => Some(j.permit().await?),
+            None => None,
+        };
+        let (published, heard) = self.append(app, publication, idem, permit);
+        if let (Some(heard), Some(journal)) = (heard, &self.journal) {
+            // Usually writes it here and now (with whatever else is queued).
+            journal.flush();
+            heard.await.map_err(|_| journal::closed())?;
+        }
+        Ok(published)
     }
 
     /// Drops channel states that nobody listens to, whose history is empty and
@@ -202,52 +560,79 @@ impl MemoryBroker {
     /// Called periodically by the node.
     pub fn evict_idle(&self, policy_of: impl Fn(&ChannelKey) -> HistoryPolicy, idle: Duration) {
         let now = Instant::now();
-        for shard in &self.shards {
+        for shard in &self.core.shards {
             let mut shard = shard.lock();
             shard.retain(|key, state| {
                 state.trim(policy_of(key), now);
-                state.subscribers > 0 || !state.ring.is_empty() || now.duration_since(state.last_used) < idle
+                let keep = state.subscribers > 0
+                    || !state.ring.is_empty()
+                    || now.duration_since(state.last_used) < idle;
+                if !keep {
+                    if let Some(j) = &self.journal {
+                        j.note(Record::Forget {
+                            app: key.app.clone(),
+                            channel: key.channel.clone(),
+                            epoch: state.epoch.clone(),
+                        });
+                    }
+                }
+                keep
             });
         }
-        self.idempotency.lock().retain(|_, e| e.expires > now);
+        self.core.idempotency.lock().retain(|_, e| e.expires > now);
+        self.flush();
+    }
+
+    /// Writes what the journal has queued (a channel's new epoch, a forgotten
+    /// channel) unless someone is writing already.
+    fn flush(&self) {
+        if let Some(j) = &self.journal {
+            j.flush();
+        }
     }
 
     /// The number of channel states held (for tests and metrics).
     pub fn channel_count(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.core.channel_count()
     }
 }
 
 #[async_trait]
 impl Broker for MemoryBroker {
     fn set_handler(&self, handler: Arc<dyn BrokerHandler>) {
-        let _ = self.handler.set(handler);
+        let _ = self.core.handler.set(handler);
     }
 
     async fn publish(&self, publication: Publication) -> Result<Vec<Published>, BrokerError> {
         let app = publication.app.clone();
         let Some(idem) = publication.idempotency.clone() else {
-            return Ok(self.append(&app, &publication));
+            return self.commit(&app, &publication, None).await;
         };
         let now = Instant::now();
-        let cell = {
-            let mut map = self.idempotency.lock();
-            let entry = map
-                .entry((app.clone(), idem.key.clone()))
-                .or_insert_with(|| IdemEntry {
-                    cell: Arc::new(tokio::sync::OnceCell::new()),
-                    expires: now + idem.window,
-                });
+        let (cell, expires_ms) = {
+            let mut map = self.core.idempotency.lock();
+            let fresh = || IdemEntry {
+                cell: Arc::new(tokio::sync::OnceCell::new()),
+                expires: now + idem.window,
+                expires_ms: now_millis().saturating_add(idem.window.as_millis() as i64),
+            };
+            let entry = map.entry((app.clone(), idem.key.clone())).or_insert_with(fresh);
             if entry.expires <= now {
-                *entry = IdemEntry {
-                    cell: Arc::new(tokio::sync::OnceCell::new()),
-                    expires: now + idem.window,
-                };
+                *entry = fresh();
             }
-            entry.cell.clone()
+            (entry.cell.clone(), entry.expires_ms)
         };
         let result: IdemResult = cell
-            .get_or_try_init(|| async { Ok((idem.fingerprint, self.append(&app, &publication))) })
+            .get_or_try_init(|| async {
+                let note = IdemNote {
+                    key: &idem,
+                    expires_ms,
+                };
+                Ok((
+                    idem.fingerprint,
+                    self.commit(&app, &publication, Some(note)).await?,
+                ))
+            })
             .await
             .cloned();
         let (fingerprint, published) = result?;
@@ -264,39 +649,43 @@ impl Broker for MemoryBroker {
         since: u64,
         limit: usize,
     ) -> Result<HistoryRead, BrokerError> {
-        let mut shard = self.shard(key).lock();
-        let state = shard.entry(key.clone()).or_insert_with(ChannelState::new);
+        let mut shard = self.core.shard(key).lock();
+        let state = self.state(&mut shard, key);
         let now = Instant::now();
         state.last_used = now;
         state.trim(policy, now);
-        let oldest = state.ring.front().map(|s| s.msg.offset).unwrap_or(state.top + 1);
-        let complete = since >= state.top || oldest <= since + 1;
+        let top = state.durable.load(Ordering::Acquire);
+        let oldest = state.ring.front().map_or(top + 1, |s| s.msg.offset.min(top + 1));
+        let complete = since >= top || oldest <= since + 1;
         let messages = state
             .ring
             .iter()
+            .take_while(|s| s.msg.offset <= top)
             .filter(|s| s.msg.offset > since)
             .take(limit)
             .map(|s| s.msg.clone())
             .collect();
-        Ok(HistoryRead {
+        let read = HistoryRead {
             epoch: state.epoch.clone(),
-            top: state.top,
+            top,
             messages,
             complete,
-        })
+        };
+        drop(shard);
+        self.flush();
+        Ok(read)
     }
 
     async fn subscribe(&self, key: &ChannelKey) -> Result<(), BrokerError> {
-        let mut shard = self.shard(key).lock();
-        shard
-            .entry(key.clone())
-            .or_insert_with(ChannelState::new)
-            .subscribers += 1;
+        let mut shard = self.core.shard(key).lock();
+        self.state(&mut shard, key).subscribers += 1;
+        drop(shard);
+        self.flush();
         Ok(())
     }
 
     async fn unsubscribe(&self, key: &ChannelKey) -> Result<(), BrokerError> {
-        let mut shard = self.shard(key).lock();
+        let mut shard = self.core.shard(key).lock();
         if let Some(state) = shard.get_mut(key) {
             state.subscribers = state.subscribers.saturating_sub(1);
         }
@@ -304,14 +693,17 @@ impl Broker for MemoryBroker {
     }
 
     async fn broadcast(&self, key: &ChannelKey, payload: Arc<str>) -> Result<(), BrokerError> {
-        if let Some(h) = self.handler.get() {
+        if let Some(h) = self.core.handler.get() {
             h.on_control(key, payload);
         }
         Ok(())
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {
-        Ok(())
+        match &self.journal {
+            Some(j) => j.health(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -328,10 +720,8 @@ impl Presence for MemoryBroker {
             return Ok(false);
         }
         let now = Instant::now();
-        let seq = self
-            .presence_seq
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut map = self.presence.lock();
+        let seq = self.core.presence_seq.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.core.presence.lock();
         let clients = map.entry(key.clone()).or_default();
         let user_was_here = clients.user_here(&entry.user, client, now);
         let prior = clients.insert(client, (entry.clone(), now + ttl, seq));
@@ -341,7 +731,7 @@ impl Presence for MemoryBroker {
 
     async fn leave(&self, key: &ChannelKey, client: &str) -> Result<Option<PresenceEntry>, BrokerError> {
         let now = Instant::now();
-        let mut map = self.presence.lock();
+        let mut map = self.core.presence.lock();
         let Some(clients) = map.get_mut(key) else {
             return Ok(None);
         };
@@ -357,7 +747,7 @@ impl Presence for MemoryBroker {
 
     async fn members(&self, key: &ChannelKey) -> Result<Vec<Member>, BrokerError> {
         let now = Instant::now();
-        let map = self.presence.lock();
+        let map = self.core.presence.lock();
         let Some(clients) = map.get(key) else {
             return Ok(Vec::new());
         };
@@ -388,7 +778,7 @@ impl Presence for MemoryBroker {
     async fn sweep(&self) -> Result<Vec<PresenceEvent>, BrokerError> {
         let now = Instant::now();
         let mut left = Vec::new();
-        let mut map = self.presence.lock();
+        let mut map = self.core.presence.lock();
         for (key, clients) in map.iter_mut() {
             let expired: Vec<String> = clients
                 .clients

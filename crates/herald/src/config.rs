@@ -18,9 +18,11 @@ use serde::Deserialize;
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Where the embedded database and the admin key live.
+    /// Where the embedded database, the admin key and the embedded broker's
+    /// history journal live.
     pub data_dir: PathBuf,
-    /// Broker URL (`memory`).
+    /// The broker: [`EMBEDDED`] (one node, history kept in the data dir across
+    /// restarts), [`MEMORY`] (one node, history in memory only), or Redis URLs.
     pub broker: String,
     /// Database URL: `sqlite` (a file in the data dir), `sqlite:/path/to/file.db`,
     /// or a PostgreSQL URL (`postgres://` or `postgresql://`) for a cluster.
@@ -41,7 +43,7 @@ impl Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: data_dir.into(),
-            broker: "memory".into(),
+            broker: EMBEDDED.into(),
             database: "sqlite".into(),
             demo_app: true,
             node: NodeConfig::default(),
@@ -49,6 +51,17 @@ impl Config {
             classroom: ClassroomOptions::default(),
         }
     }
+}
+
+/// The default broker: one node, its history journaled in `DATA_DIR/history`.
+pub const EMBEDDED: &str = "embedded";
+
+/// One node, history in memory only (a restart starts every channel anew).
+pub const MEMORY: &str = "memory";
+
+/// Whether `broker` names the embedded engine (with or without its journal).
+pub fn is_embedded(broker: &str) -> bool {
+    broker == EMBEDDED || broker == MEMORY
 }
 
 /// The config file (`herald.toml`). Every field is optional.
@@ -228,15 +241,15 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from("./herald-data"));
-    let broker = over.broker.or(file.broker).unwrap_or_else(|| "memory".into());
-    if broker != "memory" {
+    let broker = over.broker.or(file.broker).unwrap_or_else(|| EMBEDDED.into());
+    if !is_embedded(&broker) {
         for url in redis_urls(&broker) {
             if url.starts_with("rediss://") {
                 bail!("broker {}: TLS to Redis (rediss://) is not supported yet; use redis:// on a private network", redact_url(url));
             }
             if !url.starts_with("redis://") {
                 bail!(
-                    "broker {:?} is not supported; use \"memory\" or Redis URLs like \"redis://127.0.0.1:6379\" (comma-separated to shard)",
+                    "broker {:?} is not supported; use \"embedded\" (one node, history kept in the data dir), \"memory\" (one node, history lost on restart) or Redis URLs like \"redis://127.0.0.1:6379\" (comma-separated to shard)",
                     redact_url(url)
                 );
             }

@@ -163,6 +163,15 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let admin_key = ensure_admin_key(&config)?;
     config.node.admin_key = Some(admin_key.clone());
+    // The live sessions' channels, unless the configuration says otherwise.
+    config
+        .node
+        .namespaces
+        .entry(herald_classroom::live::NAMESPACE.to_owned())
+        .or_insert_with(herald_classroom::live::namespace_options);
+    // The embedded broker before the database: its lock tells whether another
+    // process serves this data dir.
+    let embedded = open_embedded(&config).await?;
     let (store, classroom_store) = open_stores(&config).await?;
     let demo = if config.demo_app && store.app("demo").await?.is_none() {
         match store.create_app("demo").await {
@@ -174,17 +183,10 @@ pub async fn run_with(
         None
     };
     ensure_app(&*store, herald_classroom::live::APP).await?;
-    // The live sessions' channels, unless the configuration says otherwise.
-    config
-        .node
-        .namespaces
-        .entry(herald_classroom::live::NAMESPACE.to_owned())
-        .or_insert_with(herald_classroom::live::namespace_options);
-    let node = if config.broker == "memory" {
-        let memory = Arc::new(MemoryBroker::new());
+    let node = if let Some(memory) = &embedded {
         let (broker, presence) = hooks.wire(memory.clone(), memory.clone());
         let node = Node::new(config.node.clone(), broker, presence, store);
-        spawn_eviction(&node, memory);
+        spawn_eviction(&node, memory.clone());
         node
     } else {
         let urls: Vec<String> = config::redis_urls(&config.broker)
@@ -218,11 +220,50 @@ pub async fn run_with(
     };
     on_start(&started);
     tracing::info!(addr = %started.addr, "herald listening");
-    herald_server::serve(listener, router, state, shutdown).await?;
+    let served = herald_server::serve(listener, router, state, shutdown).await;
     // What closed connections and classroom changes left running (presence
     // leaves, broker unsubscribes, staged saves) ends before the process does.
     node.drain_io(herald_node::SHUTDOWN_IO_LIMIT).await;
+    // Then the history journal is synced and marked clean: a restart loses nothing.
+    if let Some(memory) = &embedded {
+        if let Err(e) = memory.close().await {
+            tracing::error!(error = %e, "the history journal was not closed cleanly");
+        }
+    }
+    served?;
     Ok(())
+}
+
+/// Where the embedded broker keeps its history journal.
+pub fn history_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("history")
+}
+
+/// The embedded broker the configuration names (`None` for Redis): with its
+/// journal in the data dir, replayed now, or in memory only.
+async fn open_embedded(config: &Config) -> anyhow::Result<Option<Arc<MemoryBroker>>> {
+    match config.broker.as_str() {
+        config::MEMORY => Ok(Some(Arc::new(MemoryBroker::new()))),
+        config::EMBEDDED => {
+            let dir = history_dir(&config.data_dir);
+            let node = config.node.clone();
+            let opened = tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                let policy_of =
+                    |k: &herald_broker::ChannelKey| node.namespace(k.channel.namespace()).history();
+                let broker = MemoryBroker::open(&dir, &policy_of, herald_broker::JournalOptions::default());
+                (broker, dir, started.elapsed())
+            })
+            .await
+            .context("the history journal's reader stopped")?;
+            let (broker, dir, took) = opened;
+            let broker =
+                broker.with_context(|| format!("cannot open the history journal in {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), channels = broker.channel_count(), ?took, "history kept across restarts");
+            Ok(Some(Arc::new(broker)))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Creates the internal app `name` unless it exists (another node may create it

@@ -27,7 +27,7 @@ struct Common {
     /// Config file (TOML).
     #[arg(long, global = true, env = "HERALD_CONFIG")]
     config: Option<PathBuf>,
-    /// Where the embedded database and the admin key live.
+    /// Where the embedded database, the admin key and the history journal live.
     #[arg(long, global = true, env = "HERALD_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Database: "sqlite" (a file in the data dir) or postgres://user:pass@host/db (cluster).
@@ -50,12 +50,12 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (no flags needed: 127.0.0.1:8080, ./herald-data, memory broker).
+    /// Run the server (no flags needed: 127.0.0.1:8080, ./herald-data, embedded broker).
     Serve {
         /// Address to listen on, IP:PORT.
         #[arg(long, env = "HERALD_LISTEN")]
         listen: Option<String>,
-        /// Broker: "memory" (one node) or redis://host:port[,redis://...] (cluster; several URLs shard channels).
+        /// Broker: "embedded" (one node, history kept in the data dir; the default), "memory" (one node, history lost on restart) or redis://host:port[,redis://...] (cluster; several URLs shard channels).
         #[arg(long, env = "HERALD_BROKER", hide_env_values = true)]
         broker: Option<String>,
         /// Log as JSON lines instead of text.

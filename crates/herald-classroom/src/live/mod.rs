@@ -33,8 +33,9 @@
 //! so the state and its cursor always match: a client that subscribes from
 //! that cursor gets exactly the changes after it, none twice.
 //!
-//! **The cursor's epoch.** When the channel's history was lost (a restart of
-//! the in-memory broker, Redis flushed), the cursor names an epoch the channel
+//! **The cursor's epoch.** When the channel's history was lost (a restart with
+//! `broker = "memory"`, the machine stopping under the embedded broker, Redis
+//! flushed), the cursor names an epoch the channel
 //! no longer has. The state is still the truth, so [`Locked::anchored`] moves
 //! the cursor to the channel's current position with an entry of its own; a
 //! client still holding the old cursor gets a `reset` and reloads.

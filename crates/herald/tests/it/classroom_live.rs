@@ -568,7 +568,21 @@ async fn forged_and_foreign_requests_are_refused() {
 
 #[tokio::test]
 async fn after_a_restart_the_snapshot_is_the_same_and_its_cursor_works() {
-    let server = TestServer::start().await;
+    restart_and_resume(herald::config::EMBEDDED).await;
+}
+
+#[tokio::test]
+async fn after_a_restart_in_memory_the_snapshot_is_re_anchored_and_its_cursor_works() {
+    restart_and_resume(herald::config::MEMORY).await;
+}
+
+/// A live session across a restart of its node on `broker`: the embedded
+/// default keeps the channel, so the cursor held before carries on; in memory
+/// only the channel starts anew, the snapshot's cursor is re-anchored on it and
+/// the old one gets a reset.
+async fn restart_and_resume(broker: &str) {
+    let on = |c: &mut herald::Config| c.broker = broker.to_owned();
+    let server = TestServer::start_with(on).await;
     let mut class = Class::new(&server).await;
     let sid = class.session("Week 4").await;
     assert_eq!(class.trainer.act(&sid, "start").await.0, 200);
@@ -583,7 +597,7 @@ async fn after_a_restart_the_snapshot_is_the_same_and_its_cursor_works() {
     let before = class.student.snapshot(&sid).await;
 
     let dir = server.stop().await;
-    let server = TestServer::start_in(dir, |_| {}).await;
+    let server = TestServer::start_in(dir, on).await;
     // Same browsers (cookies), new address.
     for b in [&mut class.trainer, &mut class.student] {
         b.base = format!("{}/classroom/api", server.url);
@@ -596,13 +610,19 @@ async fn after_a_restart_the_snapshot_is_the_same_and_its_cursor_works() {
     assert_eq!(after["session"], before["session"]);
     let cursor = after["cursor"].as_str().unwrap().to_owned();
 
-    // The in-memory broker lost the channel: the old cursor is a reset, the new
-    // snapshot's cursor carries on.
     let token = class.student.live_token(&sid).await;
-    let mut old = subscribe(&server, &token, before["cursor"].as_str()).await;
-    let ev = next_change(&mut old).await;
-    assert_eq!(ev.event, "reset", "{ev:?}");
-    drop(old);
+    if broker == herald::config::MEMORY {
+        // The channel was lost: the old cursor is a reset, the new snapshot's
+        // cursor carries on.
+        let mut old = subscribe(&server, &token, before["cursor"].as_str()).await;
+        let ev = next_change(&mut old).await;
+        assert_eq!(ev.event, "reset", "{ev:?}");
+    } else {
+        assert_eq!(
+            after["cursor"], before["cursor"],
+            "the channel kept its epoch and offset"
+        );
+    }
 
     let mut sse = subscribe(&server, &token, Some(&cursor)).await;
     let (status, _) = class

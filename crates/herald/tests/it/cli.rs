@@ -12,7 +12,7 @@ use crate::support::*;
 /// How long one CLI verb may take.
 const CLI_WAIT: Duration = Duration::from_secs(60);
 
-fn herald(dir: &Path) -> tokio::process::Command {
+pub(crate) fn herald(dir: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
     // The developer's own HERALD_* settings must not leak into the test.
     for (k, _) in std::env::vars() {
@@ -28,7 +28,7 @@ fn herald(dir: &Path) -> tokio::process::Command {
 }
 
 /// Runs `herald ARGS` in `dir` and returns its output.
-async fn run(dir: &Path, args: &[&str]) -> Output {
+pub(crate) async fn run(dir: &Path, args: &[&str]) -> Output {
     let out = tokio::time::timeout(CLI_WAIT, herald(dir).args(args).output())
         .await
         .unwrap_or_else(|_| panic!("herald {args:?} did not finish within {CLI_WAIT:?}"))
@@ -40,7 +40,7 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -58,7 +58,7 @@ async fn ok(dir: &Path, args: &[&str]) -> String {
 
 /// Runs `herald ARGS`, asserts a non-zero exit and a sentence on stderr that
 /// mentions `hint`; returns stderr.
-async fn fails(dir: &Path, args: &[&str], hint: &str) -> String {
+pub(crate) async fn fails(dir: &Path, args: &[&str], hint: &str) -> String {
     let o = run(dir, args).await;
     let err = stderr(&o);
     assert!(!o.status.success(), "herald {args:?} should fail: {}", stdout(&o));
@@ -74,7 +74,7 @@ async fn fails(dir: &Path, args: &[&str], hint: &str) -> String {
     err
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -86,6 +86,11 @@ fn free_port() -> u16 {
 /// `dir/NAME.out` and `dir/NAME.err`; waits until it answers `/healthz`.
 /// Returns the child and the base URL.
 async fn serve(dir: &Path, name: &str) -> (tokio::process::Child, String) {
+    serve_with(dir, name, &[]).await
+}
+
+/// [`serve`] with more arguments (`--config FILE`, `--broker memory`, ...).
+pub(crate) async fn serve_with(dir: &Path, name: &str, extra: &[&str]) -> (tokio::process::Child, String) {
     let d = dir.to_str().unwrap();
     let log = |ext: &str| std::fs::read_to_string(dir.join(format!("{name}.{ext}"))).unwrap_or_default();
     let http = reqwest::Client::new();
@@ -95,6 +100,7 @@ async fn serve(dir: &Path, name: &str) -> (tokio::process::Child, String) {
         let url = format!("http://127.0.0.1:{port}");
         let mut child = herald(dir)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", d])
+            .args(extra)
             .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
             .stderr(std::fs::File::create(dir.join(format!("{name}.err"))).unwrap())
             .spawn()
@@ -130,7 +136,7 @@ async fn serve(dir: &Path, name: &str) -> (tokio::process::Child, String) {
 }
 
 /// Sends SIGTERM to `child` and asserts it exits 0 within 15 s.
-async fn terminate(child: &mut tokio::process::Child) {
+pub(crate) async fn terminate(child: &mut tokio::process::Child) {
     let pid = child.id().expect("the child is running");
     let killed = std::process::Command::new("kill")
         .arg("-TERM")

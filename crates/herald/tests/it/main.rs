@@ -25,6 +25,7 @@ mod postgres_store;
 mod presence;
 mod races;
 mod refusals;
+mod restart;
 mod resume;
 mod shutdown;
 mod smoke;

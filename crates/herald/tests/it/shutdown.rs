@@ -11,9 +11,16 @@ fn quick_drain(c: &mut herald::Config) {
     c.server.shutdown_deadline = Duration::from_secs(5);
 }
 
+/// History in memory only (`broker = "memory"`): a restart loses it. The
+/// default, which keeps it, is tested in restart.rs.
+fn in_memory(c: &mut herald::Config) {
+    quick_drain(c);
+    c.broker = herald::config::MEMORY.into();
+}
+
 #[tokio::test]
-async fn shutdown_tells_every_client_and_a_restart_resets_old_cursors() {
-    let server = TestServer::start_with(quick_drain).await;
+async fn shutdown_tells_every_client_and_a_restart_in_memory_resets_old_cursors() {
+    let server = TestServer::start_with(in_memory).await;
     let app = server.create_app("acme").await;
     let tok = user_token(&app, "alice");
 
@@ -80,7 +87,7 @@ async fn shutdown_tells_every_client_and_a_restart_resets_old_cursors() {
 
     // A new server on the same data dir: the app is still there; the memory
     // broker lost the history, so every old cursor gets a reset, not a gap.
-    let server = TestServer::start_in(dir, quick_drain).await;
+    let server = TestServer::start_in(dir, in_memory).await;
     let tok = user_token(&app, "alice");
     let url = server.events_url(&app, &["room"], &tok);
 

@@ -99,6 +99,19 @@ impl TestServer {
         panic!("the server did not start");
     }
 
+    /// The helpers of this type for a server started elsewhere (a `herald serve`
+    /// child process); `stop` does nothing to it.
+    pub fn attach(url: &str, admin_key: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            admin_key: admin_key.to_owned(),
+            http: reqwest::Client::new(),
+            stop: None,
+            task: None,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// Shuts the server down gracefully and waits for it; returns the data dir.
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(s) = self.stop.take() {
