@@ -7,6 +7,11 @@
 #   publish, 1 000 channels, 32 concurrent publishers, 40 000 messages  (group commit)
 #   publish, 1 channel, 1 publisher (one at a time), 10 000 messages  (no batching possible)
 #
+#   docs/bench/journal.sh pairs c1|c32   # instead: 8 pairs of shorter runs (5 000 and 20 000
+#                                        # messages), memory and embedded next to each other,
+#                                        # the order alternating, with each pair's ratios: the
+#                                        # load of a shared machine changes less within a pair
+#
 # Run from the repository root after `cargo build --release` (herald and herald-bench).
 # Writes docs/bench/DATE-journal-BROKER-SCENARIO-RUN.json and appends to DATE-journal.log.
 set -euo pipefail
@@ -18,7 +23,7 @@ LOG=$OUT/$D-journal.log
 PORT=${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 SPID=
 DATA=
-cleanup() { [ -n "$SPID" ] && kill "$SPID" 2>/dev/null; wait 2>/dev/null || true; [ -n "$DATA" ] && rm -rf "$DATA"; }
+cleanup() { [ -n "$SPID" ] && kill "$SPID" 2>/dev/null; wait 2>/dev/null || true; [ -n "$DATA" ] && rm -rf "$DATA"; true; }
 trap cleanup EXIT
 start() { # BROKER
   DATA=$(mktemp -d /tmp/hb-journal.XXXXXX)
@@ -32,6 +37,30 @@ stop() {
   kill "$SPID"; wait "$SPID" 2>/dev/null || true; SPID=
   rm -rf "$DATA"; DATA=
 }
+if [ "${1:-}" = pairs ]; then
+  scenario=${2:-c1}
+  case $scenario in
+    c1) ARGS=(--messages 5000 --channels 1 --concurrency 1) ;;
+    c32) ARGS=(--messages 20000 --channels 1000 --concurrency 32) ;;
+    *) echo "usage: $0 [pairs c1|c32]" >&2; exit 2 ;;
+  esac
+  one() { # BROKER -> "publishes/s cpu-µs"
+    start "$1"
+    "$BENCH" publish --url http://127.0.0.1:$PORT --key "$KEY" --server-pid "$SPID" "${ARGS[@]}" --quiet \
+      | python3 -c "import json,sys; r=json.load(sys.stdin); print(r['publishes_per_second'], r['server_cpu_seconds']/r['messages']*1e6)"
+    stop
+  }
+  echo "# $(date -Is) pairs $scenario; load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$LOG"
+  for i in 1 2 3 4 5 6 7 8; do
+    if [ $((i % 2)) = 1 ]; then m=$(one memory); e=$(one embedded); else e=$(one embedded); m=$(one memory); fi
+    python3 -c "
+import sys
+m, mc, e, ec = map(float, sys.argv[2:6])
+print(f'pair {sys.argv[1]} {sys.argv[6]}: memory {m:.0f}/s {mc:.1f} µs | embedded {e:.0f}/s {ec:.1f} µs | throughput ratio {e/m:.2f}, CPU ratio {ec/mc:.2f}')
+" "$i" $m $e "$scenario" | tee -a "$LOG"
+  done
+  exit 0
+fi
 echo "# $(date -Is) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$LOG"
 for run in 1 2; do
   for broker in memory embedded; do
