@@ -250,6 +250,8 @@ impl From<Stored> for Questions {
 /// and the pending questions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Index {
+    /// Where each question is in `questions`.
+    at: HashMap<String, usize>,
     asked: HashMap<String, Vec<String>>,
     voted: HashMap<String, Vec<String>>,
     pending: BTreeSet<String>,
@@ -327,17 +329,20 @@ pub enum QuestionsChange {
 
 impl Questions {
     fn find(&self, id: &str) -> Option<&Question> {
-        self.questions.iter().find(|q| q.id == id)
+        let i = *self.index.at.get(id)?;
+        self.questions.get(i).filter(|q| q.id == id)
     }
 
     fn find_mut(&mut self, id: &str) -> Option<&mut Question> {
-        self.questions.iter_mut().find(|q| q.id == id)
+        let i = *self.index.at.get(id)?;
+        self.questions.get_mut(i).filter(|q| q.id == id)
     }
 
     /// Builds the index from the questions.
     fn reindex(&mut self) {
         let mut index = Index::default();
-        for q in &self.questions {
+        for (i, q) in self.questions.iter().enumerate() {
+            index.at.insert(q.id.clone(), i);
             index
                 .asked
                 .entry(q.author_id.clone())
@@ -385,6 +390,7 @@ impl Feature for Questions {
                     .entry(q.author_id.clone())
                     .or_default()
                     .push(q.id.clone());
+                self.index.at.insert(q.id.clone(), self.questions.len());
                 self.questions.push(q);
             }
             QuestionsChange::Edited { id, text, at } => {
@@ -397,8 +403,12 @@ impl Feature for Questions {
                 }
             }
             QuestionsChange::Withdrawn { id } => {
-                if let Some(i) = self.questions.iter().position(|q| q.id == id) {
+                if let Some(i) = self.index.at.remove(&id) {
                     let q = self.questions.remove(i);
+                    // Rare (a withdrawal): the questions after it move up one.
+                    for (j, later) in self.questions.iter().enumerate().skip(i) {
+                        self.index.at.insert(later.id.clone(), j);
+                    }
                     if q.state == QuestionState::Pending {
                         self.held_back_rev += 1;
                     }
@@ -809,12 +819,8 @@ async fn open<'a>(
 /// The question `qid` as `viewer` may see it (a pending question is visible
 /// to staff and its author only).
 fn find<'q>(qs: &'q Questions, qid: &str, viewer: &Viewer) -> Result<&'q Question, ApiError> {
-    qs.questions
-        .iter()
-        .find(|q| {
-            q.id == qid
-                && (q.state != QuestionState::Pending || viewer.staff || q.author_id == viewer.user_id)
-        })
+    qs.find(qid)
+        .filter(|q| q.state != QuestionState::Pending || viewer.staff || q.author_id == viewer.user_id)
         .ok_or_else(not_found)
 }
 

@@ -153,7 +153,7 @@ pub(crate) trait Part: Any + Send + Sync {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     /// Applies a change read from the log.
     fn apply_raw(&mut self, change: &RawValue) -> Result<(), serde_json::Error>;
-    fn to_json(&self) -> Result<Value, serde_json::Error>;
+    fn to_json(&self) -> Result<Box<RawValue>, serde_json::Error>;
     fn snapshot(&self, view: &View<'_>, out: &mut Map<String, Value>);
     fn pending(&self) -> bool;
     fn deadlines(&self, out: &mut Vec<(String, i64)>);
@@ -171,8 +171,8 @@ impl<F: Feature> Part for F {
         self.apply(change);
         Ok(())
     }
-    fn to_json(&self) -> Result<Value, serde_json::Error> {
-        serde_json::to_value(self)
+    fn to_json(&self) -> Result<Box<RawValue>, serde_json::Error> {
+        serde_json::value::to_raw_value(self)
     }
     fn snapshot(&self, view: &View<'_>, out: &mut Map<String, Value>) {
         Feature::snapshot(self, view, out);
