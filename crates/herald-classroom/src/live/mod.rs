@@ -423,7 +423,7 @@ impl Live {
             ..Loaded::default()
         };
         if legacy {
-            self.write_snapshot(&mut loaded).await;
+            self.write_snapshot(&mut loaded);
         }
         self.catch_up(&mut loaded, None).await?;
         Ok(loaded)
@@ -486,9 +486,9 @@ impl Live {
         .encode())
     }
 
-    /// Writes the state as the newest snapshot; a failure is logged (the log
-    /// has everything; loading just reads more of it).
-    async fn write_snapshot(&self, loaded: &mut Loaded) {
+    /// Writes the state as the newest snapshot, in the background; a failure
+    /// is logged (the log has everything; loading just reads more of it).
+    fn write_snapshot(&self, loaded: &mut Loaded) {
         let doc = match loaded.doc.to_json() {
             Ok(doc) => doc,
             Err(e) => {
@@ -504,16 +504,24 @@ impl Live {
             doc,
             at: now_ms(),
         };
-        match self.store.save_live_snapshot(&snapshot).await {
-            Ok(()) => {
-                tracing::debug!(session = %loaded.row.id, seq = loaded.seq, bytes, "live session snapshot written");
-                loaded.snapshot_bytes = bytes;
-                loaded.since_snapshot = 0;
+        // Written off the session's lock: a snapshot is an immutable row keyed
+        // by its entry number, and the log is the truth meanwhile (a load
+        // finds the previous snapshot and replays a little more). Several MB
+        // written to the store no longer hold up every change of the session.
+        // Tracked I/O: a shutdown waits for it.
+        loaded.snapshot_bytes = bytes;
+        loaded.since_snapshot = 0;
+        let store = self.store.clone();
+        self.node.spawn_io("live session snapshot", async move {
+            match store.save_live_snapshot(&snapshot).await {
+                Ok(()) => {
+                    tracing::debug!(session = %snapshot.session_id, seq = snapshot.seq, bytes, "live session snapshot written");
+                }
+                Err(e) => {
+                    tracing::warn!(session = %snapshot.session_id, error = %e, "live session snapshot not written; the next one follows as much log later");
+                }
             }
-            Err(e) => {
-                tracing::warn!(session = %loaded.row.id, error = %e, "live session snapshot not written; trying again later");
-            }
-        }
+        });
     }
 
     /// After a load or a commit: arms the deadlines, schedules the flushes of
@@ -916,7 +924,7 @@ impl Locked<'_> {
         self.live.after_change(self);
         let min = self.live.snapshot_min.load(std::sync::atomic::Ordering::Relaxed);
         if self.loaded.since_snapshot >= min.max(self.loaded.snapshot_bytes) {
-            self.live.write_snapshot(&mut self.loaded).await;
+            self.live.write_snapshot(&mut self.loaded);
         }
         Ok(())
     }
