@@ -370,10 +370,17 @@ async fn redis_down_gives_503_and_not_ready_then_clients_resume_with_a_reset() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(published, "publishing works again once Redis is back");
-    // The subscriber is told its history is gone, then gets the new message.
+    // The subscriber is told its history is gone, then gets the new message:
+    // once the node's Pub/Sub connection is back (its backoff reaches 2 s
+    // while Redis is down) and it has read the channels' positions. Under a
+    // full parallel suite on 2 cores that took longer than the usual wait.
     let mut saw_reset = false;
     loop {
-        let ev = sse.next().await.expect("the stream goes on");
+        let ev = sse
+            .next_within(Duration::from_secs(30))
+            .await
+            .expect("an event within 30 s of Redis coming back")
+            .expect("the stream goes on");
         if ev.event == "reset" {
             assert_eq!(ev.json()["reason"], "epoch_changed");
             saw_reset = true;
