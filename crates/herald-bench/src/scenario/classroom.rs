@@ -371,6 +371,28 @@ impl Api {
     }
 
     /// Signs in from an answer that set the cookies, on node `base`.
+    /// Signs up a new account named `name` (a fresh address under
+    /// `bench.{who}.…`) and answers it signed in.
+    async fn sign_up(&self, who: &str, name: &str) -> anyhow::Result<Person> {
+        let suffix = hex::encode(rand::random::<[u8; 6]>());
+        let (status, v, headers) = self
+            .call(
+                None,
+                Method::POST,
+                "/auth/signup",
+                Some(json!({
+                    "email": format!("bench.{who}.{suffix}@example.org"),
+                    "name": name,
+                    "password": format!("bench-password-{suffix}"),
+                })),
+            )
+            .await?;
+        if status != 201 {
+            bail!("the sign-up of {name} failed: {status} {v}");
+        }
+        Api::person(&v, &headers, &self.base)
+    }
+
     fn person(v: &Value, headers: &HeaderMap, base: &str) -> anyhow::Result<Person> {
         let cookie = headers
             .get_all(SET_COOKIE)
@@ -458,23 +480,7 @@ pub async fn run(mut a: ClassroomArgs) -> anyhow::Result<ClassroomReport> {
     };
 
     // Setup: the trainer, a course open to guests, a live session, a deck on screen.
-    let suffix = hex::encode(rand::random::<[u8; 6]>());
-    let (status, v, headers) = api
-        .call(
-            None,
-            Method::POST,
-            "/auth/signup",
-            Some(json!({
-                "email": format!("bench.trainer.{suffix}@example.org"),
-                "name": "Bench Trainer",
-                "password": format!("bench-password-{suffix}"),
-            })),
-        )
-        .await?;
-    if status != 201 {
-        bail!("the trainer's sign-up failed: {status} {v}");
-    }
-    let trainer = Api::person(&v, &headers, &api.base)?;
+    let trainer = api.sign_up("trainer", "Bench Trainer").await?;
     let course = api
         .ok(
             Some(&trainer),
@@ -1179,24 +1185,7 @@ async fn measure(
 /// A second staff member (co-trainer) of the course: page turns are limited
 /// per staff member and minute.
 async fn co_trainer(ctx: &Ctx<'_>) -> anyhow::Result<Person> {
-    let suffix = hex::encode(rand::random::<[u8; 6]>());
-    let (status, v, headers) = ctx
-        .api
-        .call(
-            None,
-            Method::POST,
-            "/auth/signup",
-            Some(json!({
-                "email": format!("bench.co.{suffix}@example.org"),
-                "name": "Bench Co-trainer",
-                "password": format!("bench-password-{suffix}"),
-            })),
-        )
-        .await?;
-    if status != 201 {
-        bail!("the co-trainer's sign-up failed: {status} {v}");
-    }
-    let co = Api::person(&v, &headers, &ctx.api.base)?;
+    let co = ctx.api.sign_up("co", "Bench Co-trainer").await?;
     ctx.api
         .ok(
             Some(&co),
