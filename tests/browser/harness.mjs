@@ -233,6 +233,8 @@ export async function openClient(context, base, { app, token, transports, shareT
     window.got = [];
     window.resets = [];
     window.states = [];
+    window.subscribed = [];
+    window.errors = [];
     const opts = { app, token, shareTabs, ...extra };
     if (transports) opts.transports = transports;
     if (getTokenUrl) {
@@ -244,6 +246,8 @@ export async function openClient(context, base, { app, token, transports, shareT
     window.sub = window.h.subscribe(channel, {
       onMessage: (m) => window.got.push(m),
       onReset: (r) => window.resets.push(r),
+      onSubscribed: (info) => window.subscribed.push(info),
+      onError: (e) => window.errors.push({ code: e.code, message: e.message }),
     });
   }, { app, token, transports, shareTabs, channel, getTokenUrl, extra });
   return page;
@@ -253,6 +257,14 @@ export async function openClient(context, base, { app, token, transports, shareT
 export async function connected(page, ms = 15000) {
   await page.waitForFunction(() => window.h && window.h.state === 'connected', null, { timeout: ms });
   return page.evaluate(() => window.h.transport);
+}
+
+/** Waits until the server confirmed the page's subscription (onSubscribed)
+ *  at least `times` times; answers the confirmations. Messages published after
+ *  the first reach the page. */
+export async function subscribed(page, times = 1, ms = 15000) {
+  await page.waitForFunction((n) => window.subscribed && window.subscribed.length >= n, times, { timeout: ms });
+  return page.evaluate(() => window.subscribed);
 }
 
 /** The offsets the page received. */

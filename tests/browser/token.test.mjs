@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
-import { connected, createApp, launch, offsets, openClient, publish, sign, startHerald, until } from './harness.mjs';
+import { connected, createApp, launch, offsets, openClient, publish, sign, startHerald, subscribed, until } from './harness.mjs';
 
 let server;
 let browser;
@@ -47,6 +47,7 @@ for (const transport of ['websocket', 'sse', 'longpoll']) {
       extra: { backoffBase: 100, backoffCap: 500 },
     });
     await connected(page);
+    await subscribed(page);
     const total = 40;
     for (let i = 1; i <= total; i++) {
       await publish(server, app, channel, i);

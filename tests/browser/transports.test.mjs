@@ -1,7 +1,7 @@
 // Messages published by the server API appear in the page, on each forced transport.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { connected, createApp, launch, offsets, openClient, publish, startHerald, until } from './harness.mjs';
+import { connected, createApp, launch, offsets, openClient, publish, startHerald, subscribed, until } from './harness.mjs';
 
 let server;
 let browser;
@@ -26,6 +26,7 @@ for (const transport of ['websocket', 'sse', 'longpoll']) {
     const context = await browser.newContext();
     const page = await openClient(context, server.url, { app: app.name, token, transports: [transport], channel });
     assert.equal(await connected(page), transport);
+    await subscribed(page);
     for (let i = 1; i <= 20; i++) await publish(server, app, channel, { n: i }, i % 2 ? undefined : 'tick');
     await until(async () => (await offsets(page)).length >= 20, 10000, '20 messages');
     const got = await page.evaluate(() => window.got);
@@ -43,6 +44,7 @@ test('a page publishes with its token and sees its own message', async () => {
   const context = await browser.newContext();
   const page = await openClient(context, server.url, { app: app.name, token, channel: 'chat:lobby' });
   await connected(page);
+  await subscribed(page);
   const res = await page.evaluate(() => window.h.publish('chat:lobby', { text: 'hi' }));
   assert.equal(res.channel, 'chat:lobby');
   await until(async () => (await offsets(page)).length === 1, 5000, 'own message');

@@ -221,6 +221,7 @@ class WebSocketTransport {
   subscribe(channel) {
     const cursor = this.client._cursorFor(channel);
     this.request({ op: 'subscribe', channel, ...(cursor ? { cursor } : {}) })
+      .then((ok) => this.client._subscribed(channel, ok && ok.cursor))
       .catch((err) => this.client._subscribeFailed(channel, err));
   }
 
@@ -278,8 +279,13 @@ class SseTransport {
       if (!e.data) return; // the EventSource `open` (headers) event has no data
       clearTimeout(openTimer);
       let hb = 0;
-      try { hb = JSON.parse(e.data).heartbeat || 0; } catch { /* an older server */ }
+      let at = null;
+      try { ({ heartbeat: hb = 0, cursor: at = null } = JSON.parse(e.data)); } catch { /* an older server */ }
       this._watch(hb);
+      // The position this stream starts from: a reconnect before the first
+      // message resumes from it (nothing published meanwhile is lost).
+      const parts = splitCursor(at || '');
+      for (const ch of channels) c._subscribed(ch, parts.get(ch));
       if (!this.opened) {
         this.opened = true;
         c._transportOpen(this);
@@ -377,6 +383,8 @@ class LongPollTransport {
   constructor(client) {
     this.name = 'longpoll';
     this.client = client;
+    /** Channels whose first answer came on this transport (onSubscribed told). */
+    this.confirmed = new Set();
     this.opened = false;
     this.closed = false;
     this.ctl = null;
@@ -446,6 +454,12 @@ class LongPollTransport {
       for (const m of body.messages || []) c._deliver(m);
       for (const p of body.presence || []) c._presence(p);
       c._adoptCursor(body.cursor, channels);
+      const parts = splitCursor(body.cursor || '');
+      for (const ch of channels) {
+        if (this.confirmed.has(ch)) continue;
+        this.confirmed.add(ch);
+        c._subscribed(ch, parts.get(ch));
+      }
     }
   }
 
@@ -640,6 +654,22 @@ export class Herald {
     for (const h of s.handlers) {
       if (h.onMessage) {
         try { h.onMessage(env); } catch (e) { setTimeout(() => { throw e; }); }
+      }
+    }
+  }
+
+  /** The server confirmed the subscription to `channel`, from `cursor` (the
+   *  position the messages that follow come after): a reconnect before the
+   *  first message resumes from there, and the handlers' onSubscribed are told. */
+  _subscribed(channel, cursor, fromTab = false) {
+    if (this._tabs && this._tabs.leader && !fromTab) this._tabs.broadcast({ kind: 'subscribed', channel, cursor });
+    if (cursor) this._adoptCursor(cursor, [channel]);
+    const s = this._subs.get(channel);
+    if (!s) return;
+    const info = { channel, cursor: s.part || cursor || null };
+    for (const h of s.handlers) {
+      if (h.onSubscribed) {
+        try { h.onSubscribed(info); } catch (e) { setTimeout(() => { throw e; }); }
       }
     }
   }
@@ -950,6 +980,9 @@ class TabGroup {
         break;
       case 'reset':
         if (!this.leader) c._reset(m.r, true);
+        break;
+      case 'subscribed':
+        if (!this.leader) c._subscribed(m.channel, m.cursor, true);
         break;
       case 'presence-ev':
         if (!this.leader) c._presence(m.p, true);
