@@ -334,12 +334,14 @@ pub struct LiveColumns {
     pub ended_at: Option<i64>,
 }
 
-/// The cluster-wide lock of one live session, held for one change
-/// ([`ClassroomStore::lock_live_session`]).
+/// The cluster-wide lock of one live session
+/// ([`ClassroomStore::lock_live_session`]), held for one change or, while
+/// more of the same node's changes wait, for several in a row.
 ///
-/// [`LiveLease::finish`] makes what [`LiveLease::append`] wrote durable and
-/// visible and releases the lock; dropping a lease unfinished releases it too
-/// and writes nothing (a read-only look, or a change given up).
+/// Each [`LiveLease::append`] is durable and visible to others when it
+/// returns (all its rows or none); the lock stays held until
+/// [`LiveLease::release`], or until the lease is dropped (which releases it
+/// too, less cheaply: the engine may close a connection to do so).
 #[async_trait]
 pub trait LiveLease: Send + Sync {
     /// The session's log entries after `after`, oldest first, at most `limit`,
@@ -350,20 +352,20 @@ pub trait LiveLease: Send + Sync {
     async fn log_after(&mut self, after: i64, limit: i64) -> Result<Vec<LogRow>, ClassroomError>;
 
     /// Appends `rows` to the session's log like
-    /// [`ClassroomStore::append_live_log`], under the lock; visible to others
-    /// once [`LiveLease::finish`] returns.
+    /// [`ClassroomStore::append_live_log`] (all or none, durable and visible
+    /// on return), under the lock, which stays held.
     ///
     /// # Errors
     /// [`ClassroomError::LogConflict`]; [`ClassroomError::Unavailable`] (then
-    /// the lease can only be dropped).
+    /// nothing was appended and the lease can only be dropped).
     async fn append(&mut self, rows: &[LogRow], columns: Option<&LiveColumns>) -> Result<(), ClassroomError>;
 
-    /// Makes the appends durable and visible, and releases the lock.
+    /// Releases the lock.
     ///
     /// # Errors
-    /// [`ClassroomError::Unavailable`]: nothing appended through the lease was
-    /// written; the lock is released anyway.
-    async fn finish(self: Box<Self>) -> Result<(), ClassroomError>;
+    /// [`ClassroomError::Unavailable`]: the lock is released anyway (the
+    /// engine drops the connection that held it).
+    async fn release(self: Box<Self>) -> Result<(), ClassroomError>;
 }
 
 /// A question asked during a live session, as stored. `state` and
@@ -674,8 +676,7 @@ pub trait ClassroomStore: Send + Sync + 'static {
         at_most: Option<i64>,
     ) -> Result<Option<SnapshotRow>, ClassroomError>;
 
-    /// Takes the cluster-wide lock of live session `id` for one change, and
-    /// reads its row under it ([`LiveLease`]). `None` when the engine needs no
+    /// Takes the cluster-wide lock of live session `id` ([`LiveLease`]). `None` when the engine needs no
     /// such lock: only one node uses it (SQLite), and the sequencer's own
     /// mutex is enough. While a lease is held, every other `lock_live_session`
     /// of the same id, on any node, waits; other ids do not.

@@ -59,6 +59,7 @@ pub mod ticker;
 pub mod timers;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -110,6 +111,14 @@ const MAX_PENDING: usize = 64;
 /// How often, and how many times, pending entries are retried when no change
 /// comes to append them.
 const PENDING_RETRY: (Duration, u32) = (Duration::from_secs(1), 300);
+/// In cluster mode a node keeps a session's lease from one change to the next
+/// while more of its changes of that session wait, at most this many changes
+/// and this long in a row; then it lets the other nodes have their turn
+/// (decisions §39).
+const LEASE_RUN: (u32, Duration) = (64, Duration::from_millis(25));
+/// A kept lease that no change took within this long is released (the change
+/// that was waiting for it was given up).
+const LEASE_IDLE: Duration = Duration::from_millis(50);
 
 /// The options of the [`NAMESPACE`] namespace, unless the configuration names
 /// it: presence without join/leave events (the classroom publishes who is here
@@ -192,6 +201,8 @@ struct Loaded {
     snapshot_bytes: usize,
     /// Cluster mode: when this copy last caught up with the log.
     synced: Option<Instant>,
+    /// Cluster mode: the lease kept between two changes ([`LEASE_RUN`]).
+    kept: Option<Held>,
 }
 
 impl Default for Loaded {
@@ -216,11 +227,62 @@ impl Default for Loaded {
             since_snapshot: 0,
             snapshot_bytes: 0,
             synced: None,
+            kept: None,
         }
     }
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Loaded>>>;
+/// A session's place in the sequencer: its state under an async mutex, and
+/// how many changes wait for it.
+#[derive(Clone, Default)]
+struct Slot {
+    state: Arc<tokio::sync::Mutex<Option<Loaded>>>,
+    writers: Arc<AtomicUsize>,
+}
+
+/// Counts a change waiting for its session's mutex, while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A session's lease as a node holds it.
+struct Held {
+    lease: Box<dyn LiveLease>,
+    /// Told apart from later leases of the same session.
+    id: u64,
+    since: Instant,
+    changes: u32,
+    /// The node's copy has every entry of the log: it caught up or appended
+    /// under this lease (nobody else appends while it is held).
+    synced: bool,
+    /// A watchdog releases it if it is kept and no change takes it.
+    watched: bool,
+}
+
+impl Held {
+    fn new(lease: Box<dyn LiveLease>) -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        Self {
+            lease,
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            since: Instant::now(),
+            changes: 0,
+            synced: false,
+            watched: false,
+        }
+    }
+}
 
 /// The sequencer: one async mutex per live session, holding its state once
 /// loaded. Made by [`Live::new`], shared behind an `Arc`.
@@ -317,68 +379,144 @@ impl Live {
         let mut slots = self.slots.lock();
         if slots.len() >= MAX_IDLE_SLOTS && !slots.contains_key(session_id) {
             // Only the map holds an idle slot: dropping it drops its state.
-            slots.retain(|_, s| Arc::strong_count(s) > 1);
+            slots.retain(|_, s| Arc::strong_count(&s.state) > 1);
         }
         slots.entry(session_id.to_owned()).or_default().clone()
     }
 
     async fn enter(&self, session_id: &str, write: bool) -> Result<Locked<'_>, ApiError> {
         let channel = channel_of(session_id)?;
-        let mut guard = self.slot(session_id).lock_owned().await;
+        let slot = self.slot(session_id);
+        let mut guard = {
+            let _waiting = write.then(|| Waiting::new(&slot.writers));
+            slot.state.clone().lock_owned().await
+        };
         let shared = self.store.shared();
         // The node's own queue first, then the cluster's: a node holds at most
-        // one lease per session.
-        let mut lease = if shared && write {
-            self.store
-                .lock_live_session(session_id)
-                .await
-                .map_err(store_error)?
+        // one lease per session, kept from the change before while changes
+        // waited for it, else taken now.
+        let mut lease = if write {
+            guard.as_mut().and_then(|l| l.kept.take())
         } else {
             None
         };
-        let mut loaded = match guard.take() {
+        if shared && write && lease.is_none() {
+            lease = self
+                .store
+                .lock_live_session(session_id)
+                .await
+                .map_err(store_error)?
+                .map(Held::new);
+        }
+        let loaded = match guard.take() {
             Some(loaded) => loaded,
             None => {
                 // Read after the lease was granted: the newest columns.
-                let row = self
-                    .store
-                    .live_session(session_id)
-                    .await
-                    .map_err(store_error)?
-                    .ok_or_else(not_found)?;
-                self.load(row).await?
+                let row = match self.store.live_session(session_id).await {
+                    Ok(Some(row)) => row,
+                    Ok(None) => return Err(self.give_back(lease, not_found())),
+                    Err(e) => return Err(self.give_back(lease, store_error(e))),
+                };
+                match self.load(row).await {
+                    Ok(loaded) => loaded,
+                    Err(e) => return Err(self.give_back(lease, e)),
+                }
             }
         };
         let mut locked = Locked {
             live: self,
             channel,
             guard,
-            loaded: Loaded::default(),
-            lease: None,
+            writers: slot.writers,
+            loaded,
+            lease,
             tx: Tx::default(),
             poisoned: false,
         };
-        if write && !loaded.pending.is_empty() {
-            locked.loaded = loaded;
-            locked.lease = lease.take();
+        if write && !locked.loaded.pending.is_empty() {
             locked.append_pending().await?;
-            loaded = std::mem::take(&mut locked.loaded);
-            lease = locked.lease.take();
             if locked.poisoned {
                 // Appended after another node's entries: load the log's order.
                 locked.poisoned = false;
-                let row = loaded.row.clone();
-                loaded = self.load(row).await?;
+                let row = locked.loaded.row.clone();
+                let kept = std::mem::take(&mut locked.loaded);
+                match self.load(row).await {
+                    Ok(loaded) => locked.loaded = loaded,
+                    Err(e) => {
+                        drop(kept);
+                        locked.poisoned = true;
+                        return Err(e);
+                    }
+                }
             }
         }
+        let loaded = &mut locked.loaded;
         let stale = loaded.synced.is_none_or(|t| t.elapsed() >= READ_STALENESS);
-        if shared && loaded.pending.is_empty() && (write || stale) {
-            self.catch_up(&mut loaded, lease.as_mut()).await?;
+        // While this node holds the lease nobody else appends: nothing to read.
+        let caught_up = match &locked.lease {
+            Some(held) => held.synced,
+            None => loaded.kept.is_some(),
+        };
+        if shared && loaded.pending.is_empty() && (write || stale) && !caught_up {
+            let through = locked.lease.as_mut().map(|h| &mut h.lease);
+            if let Err(e) = self.catch_up(loaded, through).await {
+                // Partly applied, perhaps: load it again next time.
+                locked.poisoned = true;
+                return Err(e);
+            }
+            if let Some(held) = locked.lease.as_mut() {
+                held.synced = true;
+            }
         }
-        locked.loaded = loaded;
-        locked.lease = lease;
         self.after_change(&locked);
         Ok(locked)
+    }
+
+    /// Releases `lease` (in the background) and answers `error`.
+    fn give_back(&self, lease: Option<Held>, error: ApiError) -> ApiError {
+        if let Some(held) = lease {
+            self.release(held);
+        }
+        error
+    }
+
+    /// Releases a lease in the background (tracked I/O: a shutdown waits).
+    fn release(&self, held: Held) {
+        self.node.spawn_io("live session lease release", async move {
+            if let Err(e) = held.lease.release().await {
+                tracing::warn!(error = %e, "a live session's lease was not released cleanly (its connection was closed instead)");
+            }
+        });
+    }
+
+    /// Releases the lease `id` of the session in `state` if it is still kept
+    /// and no change took it for [`LEASE_IDLE`].
+    fn watch(&self, state: Arc<tokio::sync::Mutex<Option<Loaded>>>, id: u64) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut seen = None;
+            loop {
+                tokio::time::sleep(LEASE_IDLE).await;
+                let mut guard = state.lock().await;
+                let Some(loaded) = guard.as_mut() else {
+                    return;
+                };
+                let changes = match &loaded.kept {
+                    Some(held) if held.id == id => held.changes,
+                    // Released, or dropped with the state.
+                    _ => return,
+                };
+                if seen == Some(changes) {
+                    if let Some(held) = loaded.kept.take() {
+                        me.release(held);
+                    }
+                    return;
+                }
+                seen = Some(changes);
+            }
+        });
     }
 
     /// Loads session `row` from its newest snapshot (or the row's own
@@ -693,9 +831,11 @@ pub struct Locked<'a> {
     live: &'a Live,
     channel: ChannelName,
     guard: OwnedMutexGuard<Option<Loaded>>,
+    /// Changes waiting for this session's mutex.
+    writers: Arc<AtomicUsize>,
     loaded: Loaded,
-    /// Cluster mode: the lease, until a commit finishes it.
-    lease: Option<Box<dyn LiveLease>>,
+    /// Cluster mode: the lease, if taken.
+    lease: Option<Held>,
     tx: Tx,
     /// The state in memory is not the log's: drop it.
     poisoned: bool,
@@ -708,7 +848,24 @@ impl Drop for Locked<'_> {
             tracing::debug!(session = %self.loaded.row.id, "changes not committed: the state is loaded again");
             self.poisoned = true;
         }
-        if self.poisoned && self.loaded.pending.is_empty() {
+        let dropped = self.poisoned && self.loaded.pending.is_empty();
+        if let Some(mut held) = self.lease.take() {
+            // Kept for the next change while changes wait and the run is
+            // short; else released.
+            let (most, longest) = LEASE_RUN;
+            let busy = self.writers.load(Ordering::Relaxed) > 0;
+            if !dropped && busy && held.changes < most && held.since.elapsed() < longest {
+                if !held.watched {
+                    held.watched = true;
+                    self.live
+                        .watch(tokio::sync::OwnedMutexGuard::mutex(&self.guard).clone(), held.id);
+                }
+                self.loaded.kept = Some(held);
+            } else {
+                self.live.release(held);
+            }
+        }
+        if dropped {
             *self.guard = None;
             return;
         }
@@ -1002,36 +1159,41 @@ impl Locked<'_> {
                 .await
                 .map_err(store_error)?;
         } else {
-            let mut lease = match self.lease.take() {
-                Some(lease) => lease,
-                None => self
-                    .live
-                    .store
-                    .lock_live_session(&sid)
-                    .await
-                    .map_err(store_error)?
-                    .ok_or_else(|| internal("the store gave no lease for a session it leases"))?,
+            let mut held = match self.lease.take() {
+                Some(held) => held,
+                None => Held::new(
+                    self.live
+                        .store
+                        .lock_live_session(&sid)
+                        .await
+                        .map_err(store_error)?
+                        .ok_or_else(|| internal("the store gave no lease for a session it leases"))?,
+                ),
             };
-            let base = self.loaded.seq - self.loaded.pending.len() as i64;
-            let others = lease.log_after(base, 1).await.map_err(store_error)?;
-            if !others.is_empty() {
-                let top = lease
-                    .log_after(base, i64::MAX)
-                    .await
-                    .map_err(store_error)?
-                    .last()
-                    .map_or(base, |r| r.seq);
-                tracing::warn!(session = %sid, "another node appended meanwhile: this node's entries follow theirs");
-                for (i, row) in self.loaded.pending.iter_mut().enumerate() {
-                    row.seq = top + 1 + i as i64;
+            if !held.synced {
+                let base = self.loaded.seq - self.loaded.pending.len() as i64;
+                let others = match held.lease.log_after(base, 1).await {
+                    Ok(others) => others,
+                    Err(e) => return Err(self.live.give_back(Some(held), store_error(e))),
+                };
+                if !others.is_empty() {
+                    let top = match held.lease.log_after(base, i64::MAX).await {
+                        Ok(rows) => rows.last().map_or(base, |r| r.seq),
+                        Err(e) => return Err(self.live.give_back(Some(held), store_error(e))),
+                    };
+                    tracing::warn!(session = %sid, "another node appended meanwhile: this node's entries follow theirs");
+                    for (i, row) in self.loaded.pending.iter_mut().enumerate() {
+                        row.seq = top + 1 + i as i64;
+                    }
+                    self.poisoned = true;
                 }
-                self.poisoned = true;
             }
-            lease
-                .append(&self.loaded.pending, columns)
-                .await
-                .map_err(store_error)?;
-            lease.finish().await.map_err(store_error)?;
+            if let Err(e) = held.lease.append(&self.loaded.pending, columns).await {
+                return Err(self.live.give_back(Some(held), store_error(e)));
+            }
+            held.synced = true;
+            held.changes += 1;
+            self.lease = Some(held);
             self.loaded.synced = Some(Instant::now());
         }
         if let Some(c) = columns {

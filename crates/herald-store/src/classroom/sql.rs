@@ -186,6 +186,28 @@ macro_rules! classroom_store {
                 .map_err(fail)
         }
 
+        /// Appends one entry (refused with `LogConflict` if its number is taken).
+        async fn insert_log_row<'e, E>(conn: E, session_id: &str, r: &LogRow) -> Result<(), ClassroomError>
+        where
+            E: sqlx::Executor<'e, Database = $db>,
+        {
+            let inserted = sqlx::query(
+                "INSERT INTO class_live_log (session_id, seq, at, body) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(session_id)
+            .bind(r.seq)
+            .bind(r.at)
+            .bind(&r.body)
+            .execute(conn)
+            .await;
+            match inserted {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(ClassroomError::LogConflict),
+                Err(e) if is_foreign_key_violation(&e) => Err(ClassroomError::SessionNotFound),
+                Err(e) => Err(fail(e)),
+            }
+        }
+
         /// Appends `rows` (and writes `columns`) inside `tx`.
         async fn append_log(
             tx: &mut sqlx::Transaction<'_, $db>,
@@ -194,21 +216,7 @@ macro_rules! classroom_store {
             columns: Option<&LiveColumns>,
         ) -> Result<(), ClassroomError> {
             for r in rows {
-                let inserted = sqlx::query(
-                    "INSERT INTO class_live_log (session_id, seq, at, body) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(session_id)
-                .bind(r.seq)
-                .bind(r.at)
-                .bind(&r.body)
-                .execute(&mut **tx)
-                .await;
-                match inserted {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => return Err(ClassroomError::LogConflict),
-                    Err(e) if is_foreign_key_violation(&e) => return Err(ClassroomError::SessionNotFound),
-                    Err(e) => return Err(fail(e)),
-                }
+                insert_log_row(&mut **tx, session_id, r).await?;
             }
             if let Some(c) = columns {
                 let updated = sqlx::query(

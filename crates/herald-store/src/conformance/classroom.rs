@@ -450,8 +450,10 @@ fn entry(seq: i64, body: &str) -> LogRow {
 /// `lock_live_session`: an engine answers `None` for every session (no
 /// cluster lock: SQLite) and says it is not `shared`, or leases that
 /// serialise one session's changes: a second lease of the same id waits until
-/// the first finishes (or is dropped) and reads what it appended; a lease of
-/// another id does not wait; a dropped lease writes nothing.
+/// the first is released (or dropped) and reads what it appended; a lease of
+/// another id does not wait; each append is visible to others at once while
+/// the lock stays held; a dropped lease releases the lock and keeps what it
+/// appended.
 pub async fn live_session_leases(store: &dyn ClassroomStore) {
     let owner = new_user(store, &format!("k.{}@example.org", suffix()), "K").await;
     let course = store.create_course("Leases", &owner.id).await.unwrap();
@@ -493,54 +495,79 @@ pub async fn live_session_leases(store: &dyn ClassroomStore) {
         .await
         .expect("append under the lease");
     assert_eq!(first.log_after(0, 10).await.unwrap(), [entry(1, "{\"a\":1}")]);
-    assert!(
-        tokio::time::timeout(wait, &mut second).await.is_err(),
-        "still waiting while the first lease is held"
+    assert_eq!(
+        store.live_log(&s.id, 0, 10).await.unwrap(),
+        [entry(1, "{\"a\":1}")],
+        "an append is visible to others when it returns"
     );
-    first.finish().await.expect("finish");
-    let mut second = tokio::time::timeout(wait * 10, second)
-        .await
-        .expect("the second lease is granted once the first finished")
-        .unwrap()
-        .expect("a lease");
     assert_eq!(
         store.live_session(&s.id).await.unwrap().unwrap().state,
         LiveState::Live,
         "the columns were committed with the entry"
     );
+    // Held across several changes: others keep waiting.
+    first
+        .append(&[entry(2, "{}")], None)
+        .await
+        .expect("a second append");
+    assert!(
+        tokio::time::timeout(wait, &mut second).await.is_err(),
+        "still waiting while the first lease is held"
+    );
+    first.release().await.expect("release");
+    let mut second = tokio::time::timeout(wait * 10, second)
+        .await
+        .expect("the second lease is granted once the first is released")
+        .unwrap()
+        .expect("a lease");
     assert_eq!(
         second.log_after(0, 10).await.unwrap(),
-        [entry(1, "{\"a\":1}")],
+        [entry(1, "{\"a\":1}"), entry(2, "{}")],
         "read under the lock: every entry appended before"
     );
     let r = second.append(&[entry(1, "{}")], None).await;
     assert!(matches!(r, Err(ClassroomError::LogConflict)), "{r:?}");
+    let r = second.append(&[entry(3, "{}"), entry(2, "{}")], None).await;
+    assert!(matches!(r, Err(ClassroomError::LogConflict)), "{r:?}");
+    assert_eq!(
+        store.live_log(&s.id, 2, 10).await.unwrap(),
+        [],
+        "a refused append writes none of its rows"
+    );
     drop(second);
 
-    // Dropped unfinished: nothing written, the lock released.
+    // Dropped unreleased: what it appended stays, the lock is released.
     let mut third = tokio::time::timeout(wait * 10, store.lock_live_session(&s.id))
         .await
         .expect("a dropped lease releases the lock")
         .unwrap()
         .expect("a lease");
-    third.append(&[entry(2, "{}")], None).await.unwrap();
+    third.append(&[entry(3, "{}")], None).await.unwrap();
     drop(third);
     let mut fourth = tokio::time::timeout(wait * 10, store.lock_live_session(&s.id))
         .await
         .expect("a dropped lease releases the lock")
         .unwrap()
         .expect("a lease");
-    assert_eq!(
-        fourth.log_after(1, 10).await.unwrap(),
-        [],
-        "a dropped lease wrote nothing"
-    );
+    assert_eq!(fourth.log_after(2, 10).await.unwrap(), [entry(3, "{}")]);
     fourth
-        .append(&[entry(2, "{}"), entry(3, "{}")], None)
+        .append(&[entry(4, "{}"), entry(5, "{}")], None)
         .await
         .unwrap();
-    fourth.finish().await.unwrap();
-    assert_eq!(store.live_log(&s.id, 1, 10).await.unwrap().len(), 2);
+    fourth.release().await.unwrap();
+    assert_eq!(store.live_log(&s.id, 1, 10).await.unwrap().len(), 4);
+    // Released cleanly, many times over: the pool's connections stay usable
+    // (no lock or setting left behind on one).
+    for seq in 6..20 {
+        let mut lease = tokio::time::timeout(wait * 10, store.lock_live_session(&s.id))
+            .await
+            .expect("granted")
+            .unwrap()
+            .expect("a lease");
+        lease.append(&[entry(seq, "{}")], None).await.unwrap();
+        lease.release().await.unwrap();
+    }
+    assert_eq!(store.live_log(&s.id, 0, 100).await.unwrap().len(), 19);
 }
 
 /// The session log: entries appended all or none, read after a number in

@@ -2,9 +2,9 @@
 //! this engine's hooks. Statements run at `READ COMMITTED`; a role change locks
 //! the course's row first, so concurrent role changes in one course run one
 //! after the other and the last trainer cannot be demoted by two calls racing.
-//! A live session's lease (`lock_live_session`) is a transaction holding
-//! `pg_advisory_xact_lock` on the session's key, committed without waiting
-//! for the WAL flush.
+//! A live session's lease (`lock_live_session`) is a connection holding
+//! `pg_advisory_lock` on the session's key; its appends commit without
+//! waiting for the WAL flush.
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
@@ -37,7 +37,10 @@ async fn serialize_role_changes(
     Ok(())
 }
 
-/// The lease of live session `id`: a transaction holding its advisory lock.
+/// The lease of live session `id`: a pooled connection holding the session's
+/// advisory lock (`pg_advisory_lock`, session level), so that a node may keep
+/// it across several changes while more are waiting (decisions §39); each
+/// append commits on its own, without waiting for the WAL flush.
 async fn lease(store: &PgStore, id: &str) -> Result<Option<Box<dyn LiveLease>>, ClassroomError> {
     // At most half the pool is held by leases, so that the calls made
     // under a lease (vote rows, poll answers) always find a connection.
@@ -46,28 +49,37 @@ async fn lease(store: &PgStore, id: &str) -> Result<Option<Box<dyn LiveLease>>, 
         .acquire_owned()
         .await
         .map_err(|e| ClassroomError::Unavailable(e.to_string()))?;
-    let mut tx = store.begin_write().await?;
-    // One round trip: the lock (taken only if the session exists), and a
-    // commit that does not wait for the WAL flush (see decisions §33: a crash
-    // can lose the last fraction of a second of acknowledged changes, never
-    // tear one). Dropping `tx` on the returns below rolls back.
+    let conn = store.pool.acquire().await.map_err(fail)?;
+    // Built before the lock is asked for: if this future is dropped while
+    // PostgreSQL is still granting it, the lease's drop closes the connection
+    // (which ends its session and the lock with it) instead of handing a
+    // locked connection back to the pool.
+    let mut lease = PgLiveLease {
+        conn: Some(conn),
+        id: id.to_owned(),
+        key: live_lock_key(id),
+        clean: false,
+        _permit: permit,
+    };
+    // One round trip: the lock (taken only if the session exists), and
+    // commits that do not wait for the WAL flush while it is held (see
+    // decisions §33: a crash can lose the last fraction of a second of
+    // acknowledged changes, never tear one).
     let locked = sqlx::query(
-        "SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true) \
+        "SELECT pg_advisory_lock($1), set_config('synchronous_commit', 'off', false) \
          FROM class_live_sessions WHERE id = $2",
     )
-    .bind(live_lock_key(id))
+    .bind(lease.key)
     .bind(id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(lease.conn()?)
     .await
     .map_err(fail)?;
     if locked.is_none() {
+        // No lock was taken; only the setting was not changed either.
+        lease.clean = true;
         return Err(ClassroomError::SessionNotFound);
     }
-    Ok(Some(Box::new(PgLiveLease {
-        tx,
-        id: id.to_owned(),
-        _permit: permit,
-    })))
+    Ok(Some(Box::new(lease)))
 }
 
 /// The advisory lock key of a live session: FNV-1a (64 bits) of
@@ -92,27 +104,70 @@ fn lease_permits() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
     })
 }
 
-/// A live session's lock on PostgreSQL: a transaction that took
-/// `pg_advisory_xact_lock` on the session's key. Committing or rolling it back
-/// (a drop) releases the lock.
+/// A live session's lock on PostgreSQL: a connection of the pool that took
+/// `pg_advisory_lock` on the session's key. [`LiveLease::release`] unlocks
+/// it and gives the connection back; a lease dropped otherwise closes its
+/// connection, which ends the session and its lock on the server.
 struct PgLiveLease {
-    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    conn: Option<sqlx::pool::PoolConnection<Postgres>>,
     id: String,
+    key: i64,
+    /// The connection holds no lock and its settings are the pool's: it may
+    /// go back to the pool.
+    clean: bool,
     _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl PgLiveLease {
+    fn conn(&mut self) -> Result<&mut sqlx::PgConnection, ClassroomError> {
+        self.conn
+            .as_deref_mut()
+            .ok_or_else(|| ClassroomError::Unavailable("the lease's connection is gone".into()))
+    }
+}
+
+impl Drop for PgLiveLease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            if !self.clean {
+                conn.close_on_drop();
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl LiveLease for PgLiveLease {
     async fn log_after(&mut self, after: i64, limit: i64) -> Result<Vec<LogRow>, ClassroomError> {
-        read_log(&mut *self.tx, &self.id, after, limit).await
+        let id = self.id.clone();
+        read_log(self.conn()?, &id, after, limit).await
     }
 
     async fn append(&mut self, rows: &[LogRow], columns: Option<&LiveColumns>) -> Result<(), ClassroomError> {
-        append_log(&mut self.tx, &self.id, rows, columns).await
+        let id = self.id.clone();
+        let conn = self.conn()?;
+        if let ([row], None) = (rows, columns) {
+            // The common case, one entry: one statement, its own commit.
+            return insert_log_row(&mut *conn, &id, row).await;
+        }
+        let mut tx = sqlx::Connection::begin(conn).await.map_err(fail)?;
+        append_log(&mut tx, &id, rows, columns).await?;
+        tx.commit().await.map_err(fail)
     }
 
-    async fn finish(self: Box<Self>) -> Result<(), ClassroomError> {
-        self.tx.commit().await.map_err(fail)
+    async fn release(mut self: Box<Self>) -> Result<(), ClassroomError> {
+        let key = self.key;
+        let conn = self.conn()?;
+        sqlx::query(
+            "SELECT pg_advisory_unlock($1), set_config('synchronous_commit', \
+             (SELECT reset_val FROM pg_settings WHERE name = 'synchronous_commit'), false)",
+        )
+        .bind(key)
+        .execute(conn)
+        .await
+        .map_err(fail)?;
+        self.clean = true;
+        Ok(())
     }
 }
 
