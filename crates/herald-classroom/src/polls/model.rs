@@ -107,8 +107,9 @@ pub enum PollState {
     Closed,
 }
 
-/// An answer, as the document and the rows keep it (normalised).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An answer, as the document and the rows keep it (normalised): a number,
+/// an array of numbers or a string in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Answer {
     /// An option's index (single, yes/no) or a rating.
@@ -117,6 +118,46 @@ pub enum Answer {
     Indexes(Vec<u32>),
     /// A text (open text; a word cloud's lower-cased words).
     Text(String),
+}
+
+/// Read by the JSON type at hand, not through serde's untagged enums (which
+/// buffer every value and try each variant in turn): a snapshot holds
+/// hundreds of thousands of answers, and loading it was a third of a cold
+/// load of a long session (docs/benchmarks.md).
+impl<'de> Deserialize<'de> for Answer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Answer;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an option index, a list of option indexes or a text")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Answer, E> {
+                u32::try_from(v)
+                    .map(Answer::Index)
+                    .map_err(|_| E::custom("an option index out of range"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Answer, E> {
+                u32::try_from(v)
+                    .map(Answer::Index)
+                    .map_err(|_| E::custom("an option index out of range"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Answer, E> {
+                Ok(Answer::Text(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Answer, E> {
+                Ok(Answer::Text(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Answer, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(i) = seq.next_element::<u32>()? {
+                    out.push(i);
+                }
+                Ok(Answer::Indexes(out))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// One user's answer to a poll, as the document keeps it (short keys: a poll
@@ -713,6 +754,29 @@ mod tests {
         let mut q = new("single", Some(vec!["a", "b"]));
         q.question = "x".repeat(301);
         assert!(Poll::build(q, "p".into(), 0).is_err());
+    }
+
+    #[test]
+    fn answers_read_back_as_written() {
+        for a in [
+            Answer::Index(0),
+            Answer::Index(4_000_000_000),
+            Answer::Indexes(vec![]),
+            Answer::Indexes(vec![0, 2, 5]),
+            Answer::Text(String::new()),
+            Answer::Text("ça \"va\" 1".into()),
+        ] {
+            let text = serde_json::to_string(&a).unwrap();
+            assert_eq!(serde_json::from_str::<Answer>(&text).unwrap(), a, "{text}");
+        }
+        for bad in ["-1", "4294967296", "1.5", "[1,\"x\"]", "{}", "null", "true"] {
+            assert!(
+                serde_json::from_str::<Answer>(bad).is_err(),
+                "{bad} is not an answer"
+            );
+        }
+        let e: Entry = serde_json::from_str(r#"{"a":[1,3],"t":5,"e":2}"#).unwrap();
+        assert_eq!(e.answer, Answer::Indexes(vec![1, 3]));
     }
 
     #[test]

@@ -196,7 +196,7 @@ async fn publishers_faster_than_the_fan_out_are_told_to_wait_and_nothing_acknowl
         checked.push(tokio::spawn(async move {
             let mut got = Vec::new();
             loop {
-                let v = ws.push().await;
+                let v = ws.push_within(Duration::from_secs(30)).await;
                 assert_ne!(v["type"], "reset", "WebSocket {n}: no reset");
                 if v["type"] != "message" {
                     continue;

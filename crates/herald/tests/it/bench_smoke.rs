@@ -126,11 +126,13 @@ async fn churn_replaces_connections_while_publishing() {
     a.churn_rate = Some(25.0);
     let r = bench::run(a).await.unwrap();
     assert_eq!(r["opened"], 50, "{r}");
-    // About 2 s of publishing at 25 replacements per second.
+    // 25 replacements per second while publishing (about 2 s, longer on a
+    // busy machine: the rate is what is asked, not the count).
     let connects = r["churn_connects"].as_u64().unwrap();
-    assert!((20..=80).contains(&connects), "{r}");
+    assert!(connects >= 20, "{r}");
     assert_eq!(r["churn_failed"], 0, "{r}");
-    assert!(r["churn_connects_per_second"].as_f64().unwrap() > 5.0, "{r}");
+    let rate = r["churn_connects_per_second"].as_f64().unwrap();
+    assert!((5.0..=40.0).contains(&rate), "{r}");
     // Every connection gets what was published while it was subscribed.
     for k in ["lost", "duplicates", "reordered", "foreign", "closed_early"] {
         assert_eq!(r[k], 0, "{k}: {r}");

@@ -483,6 +483,18 @@ impl Ws {
         self.recv().await.expect("a push")
     }
 
+    /// Like [`Ws::push`], waiting up to `d` (a test that loads the server on
+    /// purpose, on a machine that may be busy).
+    pub async fn push_within(&mut self, d: Duration) -> Value {
+        if !self.pushes.is_empty() {
+            return self.pushes.remove(0);
+        }
+        self.recv_within(d)
+            .await
+            .expect("a frame within the wait")
+            .expect("a push")
+    }
+
     /// Reads until `n` message pushes arrived.
     pub async fn messages(&mut self, n: usize) -> Vec<Value> {
         let mut out = Vec::new();
