@@ -665,6 +665,13 @@ pub trait ClassroomStore: Send + Sync + 'static {
     /// [`ClassroomError::Unavailable`] (also when the session does not exist).
     async fn save_live_snapshot(&self, snapshot: &SnapshotRow) -> Result<(), ClassroomError>;
 
+    /// Deletes the session's snapshots but the newest `keep` (at least one);
+    /// answers how many were deleted.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn prune_live_snapshots(&self, session_id: &str, keep: i64) -> Result<u64, ClassroomError>;
+
     /// The newest snapshot of live session `session_id` at or before entry
     /// `at_most` (`None`: the newest of all).
     ///

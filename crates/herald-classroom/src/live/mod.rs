@@ -105,6 +105,16 @@ const LOG_PAGE: i64 = 1000;
 /// then reads at most about twice the state's size, and snapshots take at
 /// most as much room as the log.
 pub const SNAPSHOT_MIN_BYTES: usize = 256 * 1024;
+/// A snapshot is also written once this many entries were appended since the
+/// last one and they hold at least an eighth of its size: loading then
+/// replays at most about this many entries (each is read, parsed and applied:
+/// a long log after a large snapshot was half of a cold load), and a snapshot
+/// costs at most eight times the log it saves replaying.
+pub const SNAPSHOT_ENTRIES: usize = 5_000;
+/// Snapshots kept per session: the newest, and the one before it (a node may
+/// be loading it while the newest is written). The log is the record; older
+/// snapshots are deleted.
+pub const SNAPSHOTS_KEPT: i64 = 2;
 /// Pending entries (published, not appended: the store is failing) a session
 /// may hold; past it, changes are refused until the store is back.
 const MAX_PENDING: usize = 64;
@@ -197,6 +207,8 @@ struct Loaded {
     pending: Vec<LogRow>,
     /// Bytes of log appended since the newest snapshot.
     since_snapshot: usize,
+    /// Log entries appended since the newest snapshot.
+    since_entries: usize,
     /// The newest snapshot's size.
     snapshot_bytes: usize,
     /// Cluster mode: when this copy last caught up with the log.
@@ -225,6 +237,7 @@ impl Default for Loaded {
             cursor: String::new(),
             pending: Vec::new(),
             since_snapshot: 0,
+            since_entries: 0,
             snapshot_bytes: 0,
             synced: None,
             kept: None,
@@ -612,6 +625,7 @@ impl Live {
         }
         loaded.seq = row.seq;
         loaded.since_snapshot += row.body.len();
+        loaded.since_entries += 1;
         Ok(())
     }
 
@@ -649,11 +663,18 @@ impl Live {
         // Tracked I/O: a shutdown waits for it.
         loaded.snapshot_bytes = bytes;
         loaded.since_snapshot = 0;
+        loaded.since_entries = 0;
         let store = self.store.clone();
         self.node.spawn_io("live session snapshot", async move {
             match store.save_live_snapshot(&snapshot).await {
                 Ok(()) => {
                     tracing::debug!(session = %snapshot.session_id, seq = snapshot.seq, bytes, "live session snapshot written");
+                    if let Err(e) = store
+                        .prune_live_snapshots(&snapshot.session_id, SNAPSHOTS_KEPT)
+                        .await
+                    {
+                        tracing::warn!(session = %snapshot.session_id, error = %e, "older live session snapshots not deleted; the next snapshot tries again");
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(session = %snapshot.session_id, error = %e, "live session snapshot not written; the next one follows as much log later");
@@ -1080,7 +1101,10 @@ impl Locked<'_> {
         }
         self.live.after_change(self);
         let min = self.live.snapshot_min.load(std::sync::atomic::Ordering::Relaxed);
-        if self.loaded.since_snapshot >= min.max(self.loaded.snapshot_bytes) {
+        let (bytes, entries) = (self.loaded.since_snapshot, self.loaded.since_entries);
+        let geometric = bytes >= min.max(self.loaded.snapshot_bytes);
+        let long = entries >= SNAPSHOT_ENTRIES && bytes >= min.max(self.loaded.snapshot_bytes / 8);
+        if geometric || long {
             self.live.write_snapshot(&mut self.loaded);
         }
         Ok(())
@@ -1201,6 +1225,7 @@ impl Locked<'_> {
             self.loaded.row.started_at = c.started_at;
             self.loaded.row.ended_at = c.ended_at;
         }
+        self.loaded.since_entries += self.loaded.pending.len();
         self.loaded.pending.clear();
         self.loaded.since_snapshot += bytes;
         Ok(())

@@ -718,6 +718,20 @@ macro_rules! classroom_store {
                 .map_err(fail)
             }
 
+            async fn prune_live_snapshots(&self, session_id: &str, keep: i64) -> Result<u64, ClassroomError> {
+                let done = sqlx::query(
+                    "DELETE FROM class_live_snapshots WHERE session_id = $1 AND seq < \
+                     (SELECT MIN(seq) FROM (SELECT seq FROM class_live_snapshots WHERE session_id = $1 \
+                      ORDER BY seq DESC LIMIT $2) AS newest)",
+                )
+                .bind(session_id)
+                .bind(keep.max(1))
+                .execute(&self.pool)
+                .await
+                .map_err(fail)?;
+                Ok(done.rows_affected())
+            }
+
             /// The engine's own (`lease`): the dialects differ most here.
             async fn lock_live_session(&self, id: &str) -> Result<Option<Box<dyn LiveLease>>, ClassroomError> {
                 lease(self, id).await

@@ -650,6 +650,47 @@ pub async fn live_session_log(store: &dyn ClassroomStore) {
         Some(snap(0, "{}"))
     );
     assert_eq!(store.live_snapshot(&other.id, None).await.unwrap(), None);
+
+    // Pruned to the newest two; another session's are left alone.
+    let other_snap = SnapshotRow {
+        session_id: other.id.clone(),
+        ..snap(1, "{}")
+    };
+    store.save_live_snapshot(&other_snap).await.unwrap();
+    assert_eq!(
+        store.prune_live_snapshots(&s.id, 2).await.unwrap(),
+        0,
+        "two: nothing to prune"
+    );
+    store.save_live_snapshot(&snap(5, "{\"five\":5}")).await.unwrap();
+    store.save_live_snapshot(&snap(9, "{\"nine\":9}")).await.unwrap();
+    assert_eq!(store.prune_live_snapshots(&s.id, 2).await.unwrap(), 2);
+    assert_eq!(
+        store.live_snapshot(&s.id, None).await.unwrap(),
+        Some(snap(9, "{\"nine\":9}"))
+    );
+    assert_eq!(
+        store.live_snapshot(&s.id, Some(8)).await.unwrap(),
+        Some(snap(5, "{\"five\":5}"))
+    );
+    assert_eq!(
+        store.live_snapshot(&s.id, Some(4)).await.unwrap(),
+        None,
+        "older ones deleted"
+    );
+    assert_eq!(
+        store.prune_live_snapshots(&s.id, 0).await.unwrap(),
+        1,
+        "at least one is kept"
+    );
+    assert_eq!(
+        store.live_snapshot(&s.id, None).await.unwrap(),
+        Some(snap(9, "{\"nine\":9}"))
+    );
+    assert_eq!(
+        store.live_snapshot(&other.id, None).await.unwrap(),
+        Some(other_snap)
+    );
 }
 
 /// A course's live sessions are listed newest first, and only that course's.

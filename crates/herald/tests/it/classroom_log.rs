@@ -329,6 +329,24 @@ async fn a_sessions_log_replayed_is_its_state() {
         snapshot.is_some_and(|s| s.seq > 0),
         "snapshots were written along the way"
     );
+    // The newest two are kept, older ones deleted (in the background): the
+    // log is the record.
+    let store = state.store.clone();
+    let sid3 = sid.clone();
+    eventually("older snapshots deleted", Duration::from_secs(10), || {
+        let store = store.clone();
+        let sid = sid3.clone();
+        async move {
+            let mut kept = 0;
+            let mut at_most = None;
+            while let Some(s) = store.live_snapshot(&sid, at_most).await.unwrap() {
+                kept += 1;
+                at_most = Some(s.seq - 1);
+            }
+            (kept <= 2).then_some(())
+        }
+    })
+    .await;
 
     // After a restart, the same state (the snapshot a screen loads too; the
     // embedded broker kept the channel, so the cursor stays where it was).
