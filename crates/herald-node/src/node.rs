@@ -658,6 +658,14 @@ impl Node {
                     "idempotency_key must be 1 to 256 characters",
                 ));
             }
+            // An id ends up in logs, keys of other stores and other tools'
+            // lines: no line breaks, NUL or other control characters.
+            if k.chars().any(char::is_control) {
+                return Err(NodeError::new(
+                    ErrorCode::InvalidParameter,
+                    "idempotency_key may not hold control characters (line breaks, NUL, ...)",
+                ));
+            }
         }
         Ok(())
     }

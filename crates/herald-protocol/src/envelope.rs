@@ -84,25 +84,72 @@ pub struct Envelope {
     pub ts: i64,
 }
 
+/// The deepest nesting of arrays and objects publisher data may have: half
+/// the limit of common JSON decoders (serde_json's default of 128), leaving
+/// room for the envelope and whatever wraps it, so that no message one
+/// subscriber's decoder refuses is delivered to everyone.
+pub const MAX_DATA_DEPTH: usize = 64;
+
 /// Why publisher data was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("data must be a JSON value")]
-pub struct DataError;
+pub enum DataError {
+    /// Not one JSON value.
+    #[error("data must be a JSON value")]
+    NotJson,
+    /// Arrays and objects nested deeper than [`MAX_DATA_DEPTH`].
+    #[error("data may nest arrays and objects at most {MAX_DATA_DEPTH} deep")]
+    TooDeep,
+}
 
 /// Turns a JSON text into the compact form kept in envelopes (no line breaks, so an
 /// SSE `data:` line holds it).
 ///
 /// # Errors
-/// [`DataError`] when `raw` is not one JSON value.
+/// [`DataError`] when `raw` is not one JSON value, or nests deeper than
+/// [`MAX_DATA_DEPTH`].
 pub fn compact_data(raw: &str) -> Result<Arc<str>, DataError> {
     let trimmed = raw.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\n' || c == '\r');
+    if depth_over_limit(trimmed) {
+        return Err(DataError::TooDeep);
+    }
     if trimmed.contains(['\n', '\r']) {
-        let v: serde_json::Value = serde_json::from_str(trimmed).map_err(|_| DataError)?;
+        let v: serde_json::Value = serde_json::from_str(trimmed).map_err(|_| DataError::NotJson)?;
         return Ok(Arc::from(v.to_string()));
     }
     // Valid JSON check without building a tree.
-    let _: &serde_json::value::RawValue = serde_json::from_str(trimmed).map_err(|_| DataError)?;
+    let _: &serde_json::value::RawValue = serde_json::from_str(trimmed).map_err(|_| DataError::NotJson)?;
     Ok(Arc::from(trimmed))
+}
+
+/// Whether the JSON text `json` nests arrays and objects deeper than
+/// [`MAX_DATA_DEPTH`] (brackets inside strings do not count).
+fn depth_over_limit(json: &str) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DATA_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 impl Envelope {
@@ -195,6 +242,30 @@ mod tests {
         assert!(compact_data("{").is_err());
         assert!(compact_data("1 2").is_err());
         assert!(compact_data("").is_err());
+    }
+
+    #[test]
+    fn data_nests_at_most_max_data_depth() {
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(compact_data(&nested(MAX_DATA_DEPTH)).is_ok());
+        assert_eq!(compact_data(&nested(MAX_DATA_DEPTH + 1)), Err(DataError::TooDeep));
+        assert_eq!(compact_data(&nested(100_000)), Err(DataError::TooDeep));
+        // With line breaks (the tree path) the same.
+        let broken = format!(
+            "{}\n1{}",
+            "[".repeat(MAX_DATA_DEPTH + 1),
+            "]".repeat(MAX_DATA_DEPTH + 1)
+        );
+        assert_eq!(compact_data(&broken), Err(DataError::TooDeep));
+        let broken = format!(
+            "{}\n1{}",
+            "{\"a\":".repeat(MAX_DATA_DEPTH),
+            "}".repeat(MAX_DATA_DEPTH)
+        );
+        assert!(compact_data(&broken).is_ok());
+        // Brackets in strings are text.
+        let text = format!("\"{}\\\"{}\"", "[".repeat(500), "{".repeat(500));
+        assert!(compact_data(&text).is_ok(), "{text}");
     }
 
     #[test]

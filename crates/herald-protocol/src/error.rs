@@ -144,6 +144,8 @@ codes! {
     UnsupportedMediaType = ("unsupported_media_type", 415, 4415),
     /// The request body is over the size limit.
     BodyTooLarge = ("body_too_large", 413, 4413),
+    /// The request head (its URL and header lines) is over the size limit.
+    HeadTooLarge = ("head_too_large", 431, 4413),
     /// The app has as many connections as its quota allows.
     TooManyConnections = ("too_many_connections", 429, 4029),
     /// A connection asks for more channels than allowed.

@@ -110,6 +110,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
     api.merge(extra)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(request::checked_head))
         .layer(axum::middleware::from_fn(error::framework_errors))
         .layer(axum::middleware::from_fn(security::headers))
         .layer(axum::middleware::from_fn_with_state(clock, request::timed_body))

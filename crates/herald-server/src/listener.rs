@@ -59,7 +59,11 @@ pub(crate) async fn run(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.options.request_head_timeout);
+        .header_read_timeout(state.options.request_head_timeout)
+        // Each connection may hold this much while its head arrives: well
+        // below hyper's ~400 KiB (a bound it keeps loosely; the router's
+        // `checked_head` is exact).
+        .max_buf_size(crate::request::MAX_REQUEST_HEAD);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
@@ -250,6 +254,16 @@ fn native_request(head: &[u8]) -> Option<NativeRequest> {
     {
         return None;
     }
+    // No Host, or two: the router's answer (request::one_host).
+    if req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .count()
+        != 1
+    {
+        return None;
+    }
     let mut headers = HeaderMap::new();
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();
@@ -427,7 +441,9 @@ mod tests {
         assert_eq!(r.query.as_deref(), Some("channel=a&token=t"));
         assert_eq!(r.headers.get("last-event-id").unwrap(), "abc");
         for no in [
-            &b"GET /v1/apps/demo/events HTTP/1.0\r\n\r\n"[..],
+            &b"GET /v1/apps/demo/events HTTP/1.1\r\n\r\n"[..],
+            b"GET /v1/apps/demo/events HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+            b"GET /v1/apps/demo/events HTTP/1.0\r\n\r\n",
             b"POST /v1/apps/demo/events HTTP/1.1\r\n\r\n",
             b"GET /v1/apps/demo/poll HTTP/1.1\r\n\r\n",
             b"GET /v1/apps/De%6Do/events HTTP/1.1\r\n\r\n",

@@ -15,6 +15,44 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// The longest request head: its target and header lines (`431` past it,
+/// `414` for a target past 64 KiB). The listener's reader stops near it too.
+pub const MAX_REQUEST_HEAD: usize = 80 * 1024;
+
+/// Middleware: the head's bounds and its `Host`. A head over
+/// [`MAX_REQUEST_HEAD`] is `431` (hyper's buffer bound is not exact). An
+/// HTTP/1.1 request names exactly one `Host`, an HTTP/1.0 request at most one
+/// (RFC 9112 3.2); otherwise `400 bad_request`: with two, this server (its
+/// same-origin checks) and a proxy in front could read different ones.
+/// HTTP/2 names its authority apart.
+pub async fn checked_head(req: Request, next: Next) -> Response {
+    let size = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if size > MAX_REQUEST_HEAD {
+        return axum::response::IntoResponse::into_response(ApiError::new(
+            ErrorCode::HeadTooLarge,
+            format!("the request head is over {MAX_REQUEST_HEAD} bytes; send less in headers and the URL"),
+        ));
+    }
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    let version = req.version();
+    let refused = if hosts > 1 {
+        Some(format!("send one Host header, not {hosts}"))
+    } else if hosts == 0 && version == axum::http::Version::HTTP_11 {
+        Some("an HTTP/1.1 request needs a Host header".to_owned())
+    } else {
+        None
+    };
+    match refused {
+        Some(why) => axum::response::IntoResponse::into_response(ApiError::new(ErrorCode::BadRequest, why)),
+        None => next.run(req).await,
+    }
+}
+
 /// A parsed query string that keeps repeated keys.
 pub struct Query(Vec<(String, String)>);
 
@@ -137,6 +175,13 @@ pub async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<
 /// ([`timed_body`]), `bad_request` when it is malformed (a bad chunk size) or
 /// the client left mid-body.
 pub async fn body_bytes(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    // An announced length over the limit is refused before any byte is read.
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(ApiError::new(
+            ErrorCode::BodyTooLarge,
+            format!("the request body is over the limit of {limit} bytes"),
+        ));
+    }
     let mut stream = body.into_data_stream();
     let mut out = BytesMut::new();
     while let Some(chunk) = stream.next().await {
@@ -218,36 +263,84 @@ impl BodyClock {
     }
 
     /// `body` under these rules: it ends with [`BodyTooSlow`] when it breaks one.
+    /// Its size hint stays the announced length (so a handler can refuse a
+    /// body too large for it before reading any, and a client that waits on
+    /// `Expect: 100-continue` gets its `413` at once).
     pub fn apply(self, body: Body) -> Body {
         let started = tokio::time::Instant::now();
-        let state = (body.into_data_stream(), 0u64, false);
-        let stream = futures_util::stream::unfold(state, move |(mut inner, mut received, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let look_again = match self.verdict(started.elapsed(), received) {
-                    Ok(at) => started + at,
-                    Err(slow) => {
-                        let e: axum::BoxError = Box::new(slow);
-                        return Some((Err(e), (inner, received, true)));
-                    }
-                };
-                match tokio::time::timeout_at(look_again, inner.next()).await {
-                    Ok(Some(Ok(chunk))) => {
-                        received += chunk.len() as u64;
-                        return Some((Ok(chunk), (inner, received, false)));
-                    }
-                    Ok(Some(Err(e))) => {
-                        let e: axum::BoxError = Box::new(e);
-                        return Some((Err(e), (inner, received, true)));
-                    }
-                    Ok(None) => return None,
-                    Err(_) => {} // time to look again
+        Body::new(TimedBody {
+            inner: body,
+            clock: self,
+            started,
+            received: 0,
+            sleep: Box::pin(tokio::time::sleep_until(started)),
+            done: false,
+        })
+    }
+}
+
+/// A body held to a [`BodyClock`].
+struct TimedBody {
+    inner: Body,
+    clock: BodyClock,
+    started: tokio::time::Instant,
+    received: u64,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.clock.verdict(this.started.elapsed(), this.received) {
+                Ok(at) => this.sleep.as_mut().reset(this.started + at),
+                Err(slow) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(Box::new(slow))));
                 }
             }
-        });
-        Body::from_stream(stream)
+            match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        this.received += data.len() as u64;
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => {}
+            }
+            // Nothing yet: wake up at the next look, or when bytes come.
+            match std::future::Future::poll(this.sleep.as_mut(), cx) {
+                Poll::Ready(()) => continue,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

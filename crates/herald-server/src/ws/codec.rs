@@ -295,6 +295,9 @@ fn parse_frame(buf: &[u8], max: usize) -> Result<Option<Frame>, u16> {
             }
             let mut b = [0u8; 8];
             b.copy_from_slice(&buf[2..10]);
+            if b[0] & 0x80 != 0 {
+                return Err(1002); // RFC 6455 5.2: the most significant bit must be 0
+            }
             (u64::from_be_bytes(b), 10)
         }
         n => (n as u64, 2),
@@ -418,6 +421,9 @@ mod tests {
         assert_eq!(read_all(reserved_bits, 1024).await.0, vec![Err(1002)]);
         let unknown_opcode = client_frame(0x83, b"x");
         assert_eq!(read_all(unknown_opcode, 1024).await.0, vec![Err(1002)]);
+        // A 64-bit length with its top bit set is malformed, not merely big.
+        let top_bit = [&[0x81u8, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1][..], &[0; 5]].concat();
+        assert_eq!(read_all(top_bit, 1024).await.0, vec![Err(1002)]);
         let (got, written) = read_all(client_frame(0x81, &[0xff]), 1024).await;
         assert_eq!(got, vec![Err(1007)]);
         assert_eq!(

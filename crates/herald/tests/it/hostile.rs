@@ -115,8 +115,21 @@ impl RawWs {
         self.stream.write_all(&out).await.unwrap();
     }
 
+    /// Sends bytes as they are (frames built by hand); a write the server
+    /// refused (it closed first) is not an error.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+    }
+
     /// The next server frame within `WAIT`; None when the socket closed first.
     pub async fn frame(&mut self) -> Option<RawFrame> {
+        self.frame_within(WAIT).await.expect("a frame within the wait")
+    }
+
+    /// The next server frame within `d`: Err on timeout, Ok(None) when the
+    /// socket closed first.
+    pub async fn frame_within(&mut self, d: std::time::Duration) -> Result<Option<RawFrame>, ()> {
+        let deadline = tokio::time::Instant::now() + d;
         loop {
             if self.buf.len() >= 2 {
                 let op = self.buf[0] & 0x0F;
@@ -131,16 +144,14 @@ impl RawWs {
                 if len != usize::MAX && self.buf.len() >= at + len {
                     let payload = self.buf[at..at + len].to_vec();
                     self.buf.drain(..at + len);
-                    return Some(RawFrame { opcode: op, payload });
+                    return Ok(Some(RawFrame { opcode: op, payload }));
                 }
             }
             let mut chunk = [0u8; 4096];
-            match tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
-                .await
-                .expect("a frame within the wait")
-            {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => return Err(()),
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
     }
@@ -374,7 +385,7 @@ async fn the_classroom_refuses_a_foreign_origin_even_with_its_csrf_token() {
 
 /// Sends `bytes` one at a time every `gap` until the server answers or closes,
 /// for at most 20 seconds; returns what it answered and how long after the start.
-async fn drip(
+pub(crate) async fn drip(
     stream: &mut TcpStream,
     bytes: &[u8],
     gap: std::time::Duration,

@@ -20,6 +20,7 @@ mod hostile;
 mod idempotency;
 mod isolation;
 mod longpoll;
+mod malformed;
 mod ops;
 mod postgres_store;
 mod presence;
