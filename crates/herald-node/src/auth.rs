@@ -4,7 +4,10 @@
 //!   hashed and compared in constant time (herald-store).
 //! - Browsers carry a JWT signed with the app's token secret. The algorithm is
 //!   pinned to HS256 (no `none`, no algorithm confusion); `exp` is required, `nbf`
-//!   honoured, an `iat` in the future refused, all with a small leeway.
+//!   honoured, an `iat` in the future refused, all with a small leeway; a `sub`
+//!   with control characters and a token over [`MAX_TOKEN_BYTES`] are refused.
+//!   No key is ever fetched: headers that point at keys elsewhere (`jku`,
+//!   `x5u`, `jwk`, `kid`) are not read, only the app's own secrets verify.
 //! - Permissions: `channels` and `publish` claims are patterns (herald-protocol's
 //!   `pattern`); a user-limited channel (`im#alice,bob`) admits exactly its users,
 //!   to subscribe and to publish from a client, whatever the patterns say;
@@ -161,11 +164,23 @@ pub fn looks_like_token(s: &str) -> bool {
     s.split('.').count() == 3
 }
 
+/// The longest client token taken: it travels in URLs and is held by its
+/// connection; grants are patterns, so a long list is a mistake.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// Verifies a client token against the app's token secrets.
 ///
 /// # Errors
 /// `token_expired` when it has expired, `invalid_token` for anything else wrong.
 pub fn verify_token(app: &AppRecord, token: &str, leeway: Duration) -> Result<Identity, NodeError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(NodeError::new(
+            ErrorCode::InvalidToken,
+            format!(
+                "the token is over {MAX_TOKEN_BYTES} bytes; grant channels with patterns (chat:*) rather than long lists"
+            ),
+        ));
+    }
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = leeway.as_secs();
     validation.validate_nbf = true;
@@ -181,6 +196,18 @@ pub fn verify_token(app: &AppRecord, token: &str, leeway: Duration) -> Result<Id
                             format!("the token is for app {a:?}, not {:?}", app.name),
                         ));
                     }
+                }
+                // A user id is shown to others (presence) and written in logs.
+                if data
+                    .claims
+                    .sub
+                    .as_deref()
+                    .is_some_and(|s| s.chars().any(char::is_control))
+                {
+                    return Err(NodeError::new(
+                        ErrorCode::InvalidToken,
+                        "the token's sub may not hold control characters (line breaks, NUL, ...)",
+                    ));
                 }
                 // A token issued in the future was made by a wrong clock or
                 // forged to outlive a key rotation's audit: refuse it beyond the

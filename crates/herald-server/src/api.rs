@@ -1,21 +1,22 @@
 //! The server API: publish, history, presence, channels, stats.
 //!
-//! Authenticated by the app's secret key (`Authorization: Bearer <key>`); publish
-//! also accepts a client token whose `publish` claim allows the channels.
+//! Authenticated by the app's secret key (`Authorization: Bearer <key>`, never
+//! in the URL); publish also accepts a client token (as a bearer or in
+//! `?token=`) whose `publish` claim allows the channels.
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use herald_node::{Credential, PublishInput};
+use herald_node::{looks_like_token, Credential, PublishInput};
 use herald_protocol::envelope::compact_data;
 use herald_protocol::{ChannelName, ErrorCode, EventName};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
-use crate::request::{bearer, json_body, token, Query};
+use crate::request::{bearer, json_body, Query};
 use crate::AppState;
 
 /// The publish body.
@@ -85,8 +86,21 @@ pub async fn publish(
     body: Body,
 ) -> Result<Response, ApiError> {
     let query = Query::parse(q.as_deref());
-    let credential = token(&headers, &query);
-    let (app, cred) = s.node.authorize(&app, credential, true).await?;
+    let (app, cred) = match query.get("token").filter(|t| !t.is_empty()) {
+        // A credential in the URL is a client token, never a key: URLs end up
+        // in logs (proxies, browsers' history), keys must not.
+        Some(t) => {
+            if !looks_like_token(t) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "?token= takes a client token; send the app key as 'Authorization: Bearer <key>', never in a URL",
+                ));
+            }
+            let (app, id) = s.node.authenticate_client(&app, Some(t)).await?;
+            (app, Credential::Client(Box::new(id)))
+        }
+        None => s.node.authorize(&app, bearer(&headers), true).await?,
+    };
     let limit = s.node.config().limits.max_message_size + 64 * 1024;
     let body: PublishBody = json_body(body, limit).await?;
     let (input, multi) = publish_input(body)?;

@@ -1,40 +1,13 @@
-//! Client tokens (HS256, pinned), permission patterns, user-limited channels,
-//! anonymous access, client publish, and key rotation.
+//! Client tokens that work, permission patterns, user-limited channels,
+//! anonymous access, client publish, and key rotation (tokens that must not
+//! work are the table of tokens.rs).
 
 use std::time::Duration;
 
 use herald_node::NamespaceOptions;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use crate::support::*;
-
-fn now() -> i64 {
-    herald_broker::now_millis() / 1000
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-/// Signs arbitrary claims with `alg` and `secret`.
-fn sign(alg: Algorithm, secret: &str, claims: &Value) -> String {
-    jsonwebtoken::encode(
-        &Header::new(alg),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
 
 /// The status and body of an SSE request on `channel` with `tok` (None: none).
 async fn sse_status(server: &TestServer, app: &App, channel: &str, tok: Option<&str>) -> (u16, Value) {
@@ -50,43 +23,6 @@ async fn sse_status(server: &TestServer, app: &App, channel: &str, tok: Option<&
             None,
         )
         .await
-}
-
-/// Asserts that `tok` is refused with 401 `code` on SSE, long-poll, WebSocket
-/// and client publish.
-async fn refused_everywhere(server: &TestServer, app: &App, tok: &str, code: &str) {
-    let a = &app.name;
-    assert_refused(
-        &server
-            .get_within(&format!("/v1/apps/{a}/events?channel=news&token={tok}"), None)
-            .await,
-        401,
-        code,
-    );
-    assert_refused(
-        &server
-            .get_within(
-                &format!("/v1/apps/{a}/poll?channel=news&timeout=0&token={tok}"),
-                None,
-            )
-            .await,
-        401,
-        code,
-    );
-    let (status, body) = server.ws(app, Some(tok)).await.err().expect("WS refused");
-    assert_refused(&(status, body), 401, code);
-    assert_refused(
-        &server
-            .post(
-                &format!("/v1/apps/{a}/publish"),
-                Some(tok),
-                &json!({"channel": "news", "data": 1}),
-            )
-            .await,
-        401,
-        code,
-    );
-    assert_eq!(server.history_offsets(app, "news").await, Vec::<u64>::new());
 }
 
 #[tokio::test]
@@ -124,111 +60,6 @@ async fn a_valid_hs256_token_works_on_every_transport_and_in_the_header() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-}
-
-#[tokio::test]
-async fn an_expired_token_is_401_token_expired() {
-    let server = TestServer::start().await;
-    let app = server.create_app("acme").await;
-    let mut c = claims(Some("alice"), &["*"], &["*"]);
-    c.exp = now() - 3600;
-    refused_everywhere(&server, &app, &token(&app, &c), "token_expired").await;
-}
-
-#[tokio::test]
-async fn a_token_not_valid_yet_is_401() {
-    let server = TestServer::start().await;
-    let app = server.create_app("acme").await;
-    let mut c = claims(Some("alice"), &["*"], &["*"]);
-    c.nbf = Some(now() + 3600);
-    refused_everywhere(&server, &app, &token(&app, &c), "invalid_token").await;
-}
-
-#[tokio::test]
-async fn a_token_without_exp_is_401() {
-    let server = TestServer::start().await;
-    let app = server.create_app("acme").await;
-    let tok = sign(
-        Algorithm::HS256,
-        &app.token_secret,
-        &json!({"sub": "alice", "channels": ["*"], "publish": ["*"], "iat": now()}),
-    );
-    refused_everywhere(&server, &app, &tok, "invalid_token").await;
-}
-
-#[tokio::test]
-async fn an_unsigned_alg_none_token_is_401() {
-    let server = TestServer::start().await;
-    let app = server.create_app("acme").await;
-    let payload = json!({"sub": "alice", "exp": now() + 3600, "channels": ["*"], "publish": ["*"]});
-    let header = b64url(br#"{"alg":"none","typ":"JWT"}"#);
-    let body = b64url(payload.to_string().as_bytes());
-    refused_everywhere(&server, &app, &format!("{header}.{body}."), "invalid_token").await;
-    // The same with a signature of the right secret but the header saying none.
-    let valid = sign(Algorithm::HS256, &app.token_secret, &payload);
-    let sig = valid.rsplit('.').next().unwrap();
-    refused_everywhere(&server, &app, &format!("{header}.{body}.{sig}"), "invalid_token").await;
-}
-
-#[tokio::test]
-async fn a_token_signed_with_another_apps_secret_is_401_invalid_token() {
-    let server = TestServer::start().await;
-    let app = server.create_app("acme").await;
-    let other = server.create_app("other").await;
-    let tok = token(&other, &claims(Some("alice"), &["*"], &["*"]));
-    refused_everywhere(&server, &app, &tok, "invalid_token").await;
-    // Even when it names the app it is used on.
-    let mut c = claims(Some("alice"), &["*"], &["*"]);
-    c.app = Some("acme".into());
-    refused_everywhere(&server, &app, &token(&other, &c), "invalid_token").await;
-}
-
-#[tokio::test]
-async fn the_algorithm_is_pinned_to_hs256() {
-    let server = TestServer::start().await;
-    let app = server.create_app("acme").await;
-    let payload = json!({"sub": "alice", "exp": now() + 3600, "channels": ["*"], "publish": ["*"]});
-    // Correctly signed with the app's secret, but HS512 / HS384.
-    for alg in [Algorithm::HS512, Algorithm::HS384] {
-        let tok = sign(alg, &app.token_secret, &payload);
-        refused_everywhere(&server, &app, &tok, "invalid_token").await;
-    }
-    // An RS256 header over an HMAC signature (algorithm confusion).
-    let valid = sign(Algorithm::HS256, &app.token_secret, &payload);
-    let rest = valid.split_once('.').unwrap().1;
-    let header = b64url(br#"{"alg":"RS256","typ":"JWT"}"#);
-    refused_everywhere(&server, &app, &format!("{header}.{rest}"), "invalid_token").await;
-}
-
-#[tokio::test]
-async fn a_token_for_another_app_is_401() {
-    let server = TestServer::start().await;
-    let app = server.create_app("acme").await;
-    let mut c = claims(Some("alice"), &["*"], &["*"]);
-    c.app = Some("other".into());
-    refused_everywhere(&server, &app, &token(&app, &c), "invalid_token").await;
-}
-
-#[tokio::test]
-async fn a_tampered_or_garbled_token_is_401() {
-    let server = TestServer::start().await;
-    let app = server.create_app("acme").await;
-    let valid = token(&app, &claims(Some("alice"), &["chat:*"], &[]));
-    // Widen the grants without re-signing.
-    let mut parts: Vec<String> = valid.split('.').map(str::to_owned).collect();
-    parts[1] = b64url(
-        json!({"sub": "alice", "exp": now() + 3600, "channels": ["*"], "publish": ["*"]})
-            .to_string()
-            .as_bytes(),
-    );
-    refused_everywhere(&server, &app, &parts.join("."), "invalid_token").await;
-    refused_everywhere(&server, &app, "a.b.c", "invalid_token").await;
-    // Something that is not a JWT at all, where only a token is expected.
-    assert_refused(
-        &sse_status(&server, &app, "news", Some("garbage")).await,
-        401,
-        "invalid_token",
-    );
 }
 
 #[tokio::test]

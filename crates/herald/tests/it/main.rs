@@ -32,5 +32,6 @@ mod shutdown;
 mod smoke;
 mod sse;
 mod support;
+mod tokens;
 mod web;
 mod ws;
