@@ -15,7 +15,7 @@ const MARKDOWN: &str = "# Welcome\n\nToday: **forces**.\n\n<script>alert('x')</s
 ---\n\nA slide without a heading.\n\n# Questions?\n\n```\n# not a new slide\n```\n";
 
 /// A 1x1 PNG.
-fn tiny_png() -> Vec<u8> {
+pub(crate) fn tiny_png() -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(
             "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=",
@@ -64,7 +64,7 @@ fn tiny_pdf(pages: usize) -> Vec<u8> {
 
 impl Browser {
     /// `POST courses/{id}/decks/upload?title=` with `bytes` as `content_type`.
-    async fn upload_deck(
+    pub(crate) async fn upload_deck(
         &self,
         course_id: &str,
         title: &str,

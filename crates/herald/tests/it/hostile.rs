@@ -303,6 +303,8 @@ async fn websocket_upgrades_from_origins_not_allowed_are_refused_with_403() {
     let url = server.ws_url(&app, &user_token(&app, "alice"));
     let host = server.url.strip_prefix("http://").unwrap().to_owned();
     let same_site = format!("http://{host}");
+    let port = host.rsplit(':').next().unwrap();
+    let localhost = format!("http://localhost:{port}");
     for via_router in [false, true] {
         for foreign in [
             "https://evil.example",
@@ -311,6 +313,11 @@ async fn websocket_upgrades_from_origins_not_allowed_are_refused_with_403() {
             "https://evilgood.example",
             "http://good.example",
             "https://good.example:8443",
+            "https://good.example/",
+            "https://good.example.",
+            "https://good.example/path",
+            "",
+            localhost.as_str(),
         ] {
             let (answer, ws) = RawWs::open_via(&url, &[("Origin", foreign)], via_router).await;
             assert!(
@@ -324,7 +331,12 @@ async fn websocket_upgrades_from_origins_not_allowed_are_refused_with_403() {
         }
         // The allowed origin, the server's own pages, and clients that send no
         // Origin (not browsers) are let in.
-        for ok in [Some("https://good.example"), Some(same_site.as_str()), None] {
+        for ok in [
+            Some("https://good.example"),
+            Some("HTTPS://GOOD.EXAMPLE"),
+            Some(same_site.as_str()),
+            None,
+        ] {
             let extra: Vec<(&str, &str)> = ok.iter().map(|o| ("Origin", *o)).collect();
             let (answer, ws) = RawWs::open_via(&url, &extra, via_router).await;
             assert!(ws.is_some(), "{ok:?} (via the router: {via_router}): {answer}");

@@ -7,77 +7,194 @@ use serde_json::json;
 
 use crate::support::*;
 
+/// Five apps, each with a message in `secret`, a subscriber on it (its
+/// presence), a key and a token; every app's credentials tried on every
+/// other app's (and the internal `classroom` app's) endpoints and
+/// transports: every try refused, and afterwards each app still holds
+/// exactly its own.
 #[tokio::test]
-async fn another_apps_key_reads_and_writes_nothing() {
+async fn five_apps_never_reach_each_other_on_any_endpoint_or_transport() {
     let server = TestServer::start().await;
-    let a = server.create_app("app-a").await;
-    let b = server.create_app("app-b").await;
-    server.publish(&a, "news", json!("secret of a")).await;
-    let a_tok = user_token(&a, "alice");
-    let _listener = server.subscribe_sse(&a, "news", &a_tok).await;
-
-    assert_refused(
-        &server
-            .post(
-                "/v1/apps/app-a/publish",
-                Some(&b.key),
-                &json!({"channel": "news", "data": "from b"}),
+    let mut apps = Vec::new();
+    let mut listeners = Vec::new();
+    for i in 1..=5 {
+        let app = server.create_app(&format!("tenant-{i}")).await;
+        server
+            .publish(&app, "secret", json!(format!("secret of {}", app.name)))
+            .await;
+        let tok = token(&app, &claims(Some(&format!("user-{i}")), &["*"], &["*"]));
+        listeners.push(server.subscribe_sse(&app, "secret", &tok).await);
+        apps.push((app, tok));
+    }
+    // A cursor of each app (after its message), to try on the others.
+    let mut cursors = Vec::new();
+    for (app, tok) in &apps {
+        let (status, v) = server
+            .get_within(
+                &format!("/v1/apps/{}/poll?channel=secret&timeout=0&token={tok}", app.name),
+                None,
             )
-            .await,
-        401,
-        "invalid_key",
-    );
-    for path in [
-        "/v1/apps/app-a/channels/news/history",
-        "/v1/apps/app-a/channels/news/presence",
-        "/v1/apps/app-a/channels",
-        "/v1/apps/app-a/stats",
-    ] {
-        assert_refused(&server.get_within(path, Some(&b.key)).await, 401, "invalid_key");
+            .await;
+        assert_eq!(status, 200, "{v}");
+        cursors.push(v["cursor"].as_str().unwrap().to_owned());
     }
-    assert_eq!(server.history_offsets(&a, "news").await, [1]);
-}
 
-#[tokio::test]
-async fn another_apps_tokens_subscribe_and_publish_to_nothing() {
-    let server = TestServer::start().await;
-    let a = server.create_app("app-a").await;
-    let b = server.create_app("app-b").await;
-    let mut c = claims(Some("mallory"), &["*"], &["*"]);
-    let b_tok = token(&b, &c);
-    c.app = Some("app-a".into());
-    let b_tok_naming_a = token(&b, &c);
-
-    for tok in [&b_tok, &b_tok_naming_a] {
-        for path in [
-            format!("/v1/apps/app-a/events?channel=news&token={tok}"),
-            format!("/v1/apps/app-a/poll?channel=news&timeout=0&token={tok}"),
-        ] {
-            assert_refused(&server.get_within(&path, None).await, 401, "invalid_token");
+    let mut tally = Tally::default();
+    let publish = json!({"channel": "secret", "data": "planted"});
+    for (i, (a, a_tok)) in apps.iter().enumerate() {
+        let mut naming = claims(Some("mallory"), &["*"], &["*"]);
+        let mut targets: Vec<&str> = apps.iter().map(|(b, _)| b.name.as_str()).collect();
+        targets.push("classroom");
+        for b in targets.into_iter().filter(|b| *b != a.name) {
+            let who = format!("{} on {b}", a.name);
+            // The server API with a's key.
+            let key = Some(a.key.as_str());
+            tally.refused(
+                format!("{who}: publish with the key"),
+                &server.post(&format!("/v1/apps/{b}/publish"), key, &publish).await,
+                401,
+                "invalid_key",
+            );
+            for path in [
+                "channels/secret/history",
+                "channels/secret/presence",
+                "channels",
+                "stats",
+            ] {
+                tally.refused(
+                    format!("{who}: {path} with the key"),
+                    &server.get_within(&format!("/v1/apps/{b}/{path}"), key).await,
+                    401,
+                    "invalid_key",
+                );
+            }
+            // The transports with a's token, and with a's token naming b.
+            naming.app = Some(b.to_owned());
+            let a_naming_b = token(a, &naming);
+            for (which, tok) in [
+                ("token", a_tok.as_str()),
+                ("token naming it", a_naming_b.as_str()),
+            ] {
+                tally.refused(
+                    format!("{who}: SSE with the {which}"),
+                    &server
+                        .get_within(&format!("/v1/apps/{b}/events?channel=secret&token={tok}"), None)
+                        .await,
+                    401,
+                    "invalid_token",
+                );
+                tally.refused(
+                    format!("{who}: long-poll with the {which}"),
+                    &server
+                        .get_within(
+                            &format!("/v1/apps/{b}/poll?channel=secret&timeout=0&token={tok}"),
+                            None,
+                        )
+                        .await,
+                    401,
+                    "invalid_token",
+                );
+                tally.refused(
+                    format!("{who}: long-poll by POST with the {which}"),
+                    &server
+                        .post(
+                            &format!("/v1/apps/{b}/poll?token={tok}"),
+                            None,
+                            &json!({"channels": ["secret"], "timeout": 0}),
+                        )
+                        .await,
+                    401,
+                    "invalid_token",
+                );
+                let ws = Ws::connect(&format!("{}/v1/apps/{b}/ws?token={tok}", server.url)).await;
+                tally.refused(
+                    format!("{who}: WebSocket with the {which}"),
+                    &ws.err().unwrap_or((101, json!("let in"))),
+                    401,
+                    "invalid_token",
+                );
+                tally.refused(
+                    format!("{who}: client publish with the {which}"),
+                    &server
+                        .post(&format!("/v1/apps/{b}/publish"), Some(tok), &publish)
+                        .await,
+                    401,
+                    "invalid_token",
+                );
+                tally.refused(
+                    format!("{who}: history with the {which}"),
+                    &server
+                        .get_within(&format!("/v1/apps/{b}/channels/secret/history"), Some(tok))
+                        .await,
+                    403,
+                    "forbidden",
+                );
+            }
         }
-        let (status, body) = server.ws(&a, Some(tok)).await.err().expect("refused");
-        assert_refused(&(status, body), 401, "invalid_token");
-        assert_refused(
-            &server
-                .post(
-                    "/v1/apps/app-a/publish",
-                    Some(tok),
-                    &json!({"channel": "news", "data": "from b"}),
-                )
-                .await,
+        // a's key is no admin key either.
+        tally.refused(
+            format!("{}: the admin API with the key", a.name),
+            &server.get_within("/v1/admin/apps", Some(&a.key)).await,
             401,
-            "invalid_token",
+            "invalid_key",
         );
-        // A client token never reads the server API of its own app either.
-        assert_refused(
-            &server
-                .get_within("/v1/apps/app-a/channels/news/history", Some(tok))
-                .await,
-            403,
-            "forbidden",
-        );
+        // A cursor of a, on every other app with that app's own token: a
+        // reset, never a's message.
+        for (j, (b, b_tok)) in apps.iter().enumerate().filter(|(j, _)| *j != i) {
+            let (status, v) = server
+                .get_within(
+                    &format!(
+                        "/v1/apps/{}/poll?channel=secret&cursor={}&timeout=0&token={b_tok}",
+                        b.name,
+                        enc(&cursors[i])
+                    ),
+                    None,
+                )
+                .await;
+            let leaked = v["messages"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["data"] == format!("secret of {}", a.name)));
+            let ok = status == 200 && !leaked && v["resets"].as_array().map(Vec::len) == Some(1);
+            tally.check(
+                format!("{}'s cursor on {} (app {j})", a.name, b.name),
+                if ok { Ok(()) } else { Err(format!("{status} {v}")) },
+            );
+        }
     }
-    assert_eq!(server.history_offsets(&a, "news").await, Vec::<u64>::new());
+    tally.assert_clean();
+    assert!(tally.tries >= 250, "{} tries", tally.tries);
+
+    // Each app holds exactly its own: history, presence, channels, stats.
+    for (app, _) in &apps {
+        let h = server.history(app, "secret", "").await;
+        let data: Vec<&serde_json::Value> = h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["data"])
+            .collect();
+        assert_eq!(data, [&json!(format!("secret of {}", app.name))], "{}", app.name);
+        let p = server.presence(app, "secret").await;
+        let members: Vec<&str> = p["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["user"].as_str().unwrap_or(""))
+            .collect();
+        let i = app.name.trim_start_matches("tenant-");
+        assert_eq!(members, [format!("user-{i}")], "{}: {p}", app.name);
+        assert_eq!(
+            server.channel_counts(app).await,
+            [("secret".to_owned(), 1)],
+            "{}",
+            app.name
+        );
+        assert_eq!(server.stats(app).await["connections"], 1, "{}", app.name);
+    }
+    // And the listeners heard nothing planted.
+    for l in &mut listeners {
+        l.assert_quiet(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

@@ -888,3 +888,46 @@ impl Ws {
         self.closed().await
     }
 }
+
+// ---- Tables of cases (the negative matrices) ----
+
+/// The tally of a table of cases: how many were tried, and which answered
+/// wrongly, so that a table reports every wrong row at once.
+#[derive(Default)]
+pub struct Tally {
+    pub tries: usize,
+    pub wrong: Vec<String>,
+}
+
+impl Tally {
+    /// Counts one try that must have been refused with `status` and `code`.
+    pub fn refused(&mut self, what: impl std::fmt::Display, got: &(u16, Value), status: u16, code: &str) {
+        self.tries += 1;
+        if got.0 != status || got.1["error"]["code"] != code {
+            self.wrong.push(format!(
+                "{what}: expected {status} {code}, got {} {}",
+                got.0, got.1
+            ));
+        }
+    }
+
+    /// Counts one try: `Err(why)` when it answered wrongly.
+    pub fn check(&mut self, what: impl std::fmt::Display, outcome: Result<(), String>) {
+        self.tries += 1;
+        if let Err(why) = outcome {
+            self.wrong.push(format!("{what}: {why}"));
+        }
+    }
+
+    /// Panics with every wrong row, if any.
+    #[track_caller]
+    pub fn assert_clean(&self) {
+        assert!(
+            self.wrong.is_empty(),
+            "{} of {} tries answered wrongly:\n{}",
+            self.wrong.len(),
+            self.tries,
+            self.wrong.join("\n")
+        );
+    }
+}
