@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::args::{fill, sub_template, BenchArgs, Transport, WsFrames};
+use crate::report::redact_tokens;
 use crate::scenario::churn::churn_subscriber;
 use crate::scenario::resume::resume_subscriber;
 use crate::track::{Mode, Shared, SubSpec, SubStats, Track};
@@ -152,8 +153,11 @@ pub(crate) async fn ws_connect(
     match tokio::time::timeout(OPEN_TIMEOUT, handshake).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(tungstenite::Error::Http(res))) => Err(format!("subscribe answered {}", res.status())),
-        Ok(Err(e)) => Err(format!("WebSocket handshake with {url}: {e}")),
-        Err(_) => Err(format!("WebSocket handshake with {url} timed out")),
+        Ok(Err(e)) => Err(format!("WebSocket handshake with {}: {e}", redact_tokens(url))),
+        Err(_) => Err(format!(
+            "WebSocket handshake with {} timed out",
+            redact_tokens(url)
+        )),
     }
 }
 
@@ -369,10 +373,10 @@ pub(crate) async fn dialer(a: &BenchArgs) -> anyhow::Result<Dialer> {
         Transport::Ws => {
             let url = ws_url(&example)?;
             let parsed = reqwest::Url::parse(&url)
-                .with_context(|| format!("the subscriber URL {url:?} is not a URL"))?;
+                .with_context(|| format!("the subscriber URL {:?} is not a URL", redact_tokens(&url)))?;
             let host = parsed
                 .host_str()
-                .with_context(|| format!("the subscriber URL {url:?} has no host"))?;
+                .with_context(|| format!("the subscriber URL {:?} has no host", redact_tokens(&url)))?;
             let port = parsed.port_or_known_default().unwrap_or(80);
             let target = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
                 Ok(ip) => SocketAddr::new(ip, port),

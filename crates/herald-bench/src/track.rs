@@ -55,7 +55,9 @@ impl Tally {
     }
 
     pub(crate) fn note(&self, why: String) {
-        self.first_error.lock().get_or_insert(why);
+        self.first_error
+            .lock()
+            .get_or_insert_with(|| crate::report::redact_tokens(&why));
     }
 }
 

@@ -51,7 +51,9 @@ pub(crate) async fn run(a: Arc<BenchArgs>, pids: &[u32]) -> anyhow::Result<Value
                     .await;
                 if let Err(e) = sent {
                     errors.fetch_add(1, Ordering::Relaxed);
-                    first_error.lock().get_or_insert(format!("{e:#}"));
+                    first_error
+                        .lock()
+                        .get_or_insert_with(|| crate::report::redact_tokens(&format!("{e:#}")));
                 }
             }
         }));

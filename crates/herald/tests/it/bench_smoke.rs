@@ -337,3 +337,32 @@ async fn raw_websocket_peer_fanout_and_honest_resume_losses() {
     assert_eq!(r["delivered"].as_u64().unwrap() + lost, 10 * 30, "{r}");
     assert_eq!(r["duplicates"], 0, "{r}");
 }
+
+/// A report keeps why connections failed, and that may be an error naming
+/// the URL: its token is redacted (reports are files people share).
+#[tokio::test]
+async fn a_report_never_holds_the_token_of_a_failed_url() {
+    let server = TestServer::start().await;
+    let mut a = args(&server, Scenario::Idle).await;
+    a.connections = 3;
+    a.deadline = Duration::from_secs(10);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    a.sub_url = Some(format!(
+        "http://{closed}/v1/apps/{{app}}/events?channel={{channel}}&token={{token}}"
+    ));
+    let tok = a.token.clone();
+    let r = bench::run(a).await.unwrap();
+    assert_eq!(r["failed"], 3, "{r}");
+    let why = r["first_error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a first error: {r}"));
+    assert!(why.contains("token=[redacted]"), "{why}");
+    let text = r.to_string();
+    assert!(
+        !text.contains(tok.rsplit('.').next().unwrap()),
+        "the token is in the report: {text}"
+    );
+}

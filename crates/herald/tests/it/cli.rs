@@ -91,6 +91,16 @@ async fn serve(dir: &Path, name: &str) -> (tokio::process::Child, String) {
 
 /// [`serve`] with more arguments (`--config FILE`, `--broker memory`, ...).
 pub(crate) async fn serve_with(dir: &Path, name: &str, extra: &[&str]) -> (tokio::process::Child, String) {
+    serve_with_env(dir, name, extra, &[]).await
+}
+
+/// [`serve_with`] with environment variables (`HERALD_LOG`, ...).
+pub(crate) async fn serve_with_env(
+    dir: &Path,
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
     let d = dir.to_str().unwrap();
     let log = |ext: &str| std::fs::read_to_string(dir.join(format!("{name}.{ext}"))).unwrap_or_default();
     let http = reqwest::Client::new();
@@ -99,6 +109,7 @@ pub(crate) async fn serve_with(dir: &Path, name: &str, extra: &[&str]) -> (tokio
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let mut child = herald(dir)
+            .envs(env.iter().copied())
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", d])
             .args(extra)
             .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())

@@ -30,6 +30,7 @@ mod races;
 mod refusals;
 mod restart;
 mod resume;
+mod secrets;
 mod shutdown;
 mod smoke;
 mod sse;
