@@ -5,7 +5,9 @@
 //! [`MAX_CONCURRENT_HASHES`](crate::MAX_CONCURRENT_HASHES) at a time. A sign-in
 //! with an unknown email still checks a password against a hash, so it takes as
 //! long as one with a wrong password and the answers (`401 bad_credentials`,
-//! same message) cannot tell which emails have accounts.
+//! same message) cannot tell which emails have accounts. Failed sign-ins are
+//! throttled per address and per account ([`crate::throttle`]): `429
+//! rate_limited` with `Retry-After`.
 
 use std::sync::OnceLock;
 
@@ -17,13 +19,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use herald_node::NodeError;
 use herald_protocol::ErrorCode;
 use herald_server::error::ApiError;
 use herald_store::classroom::{NewUser, User};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::auth::{clear_cookies, start_session, SignedIn};
+use crate::auth::{clear_cookies, start_session, ClientAddress, SignedIn};
+use crate::clock::now_ms;
 use crate::text::{self, Shape};
 use crate::{json, store_error, ClassroomState};
 
@@ -118,9 +122,29 @@ pub async fn signup(State(state): State<ClassroomState>, body: Body) -> Result<R
 
 /// `POST /classroom/api/auth/signin {email,password}` -> `200`, the cookies,
 /// `{user,csrf}`; `401 bad_credentials` for an unknown email or a wrong password.
-pub async fn signin(State(state): State<ClassroomState>, body: Body) -> Result<Response, ApiError> {
+pub async fn signin(
+    State(state): State<ClassroomState>,
+    address: ClientAddress,
+    body: Body,
+) -> Result<Response, ApiError> {
     let req: SignIn = json(body).await?;
     let bad = || ApiError::new(ErrorCode::BadCredentials, "wrong email or password");
+    // A try is taken before any hashing, and given back on success.
+    let taken = state
+        .throttle
+        .take(now_ms(), address.0, &req.email)
+        .map_err(|wait| {
+            ApiError(
+                NodeError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "too many failed sign-ins from here or for this account; try again in {} s",
+                        wait.as_secs().max(1)
+                    ),
+                )
+                .retry_after(wait),
+            )
+        })?;
     if req.password.len() > MAX_PASSWORD_BYTES {
         // No account has such a password: do not spend time hashing it.
         return Err(bad());
@@ -133,7 +157,10 @@ pub async fn signin(State(state): State<ClassroomState>, body: Body) -> Result<R
     let stored = login.as_ref().map(|l| l.password_hash.clone());
     let ok = verify_password(&state, req.password, stored).await?;
     match login {
-        Some(login) if ok => signed_in(&state, &login.user, StatusCode::OK).await,
+        Some(login) if ok => {
+            state.throttle.give_back(now_ms(), taken);
+            signed_in(&state, &login.user, StatusCode::OK).await
+        }
         _ => Err(bad()),
     }
 }

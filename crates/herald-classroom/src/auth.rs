@@ -13,15 +13,19 @@
 //!   set that header, and the token is tied to the session: a token from another
 //!   session (or planted in a cookie) does not match.
 //!
+//! Web sessions last `session_ttl`; an expired one is refused and deleted when
+//! it is used, and [`sweep_sessions`] deletes the rest, every
+//! `session_sweep`.
+//!
 //! [`SignedIn`] is the extractor that does both checks; handlers that take it
 //! cannot forget either. Beside them, [`same_origin`] refuses every request
 //! from a page of another origin (`403 origin_not_allowed`), signing in
 //! included: only this server's pages and the listed `cors_origins` may act
 //! with the visitor's cookies.
 
-use crate::clock::now_ms;
+use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method};
@@ -36,6 +40,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::clock::now_ms;
 use crate::{store_error, ClassroomState};
 
 /// The session cookie's name.
@@ -102,6 +107,74 @@ impl FromRequestParts<ClassroomState> for SignedIn {
             user,
             session_id: session.id,
         })
+    }
+}
+
+/// The client's address, for the sign-in throttle: the last entry of the
+/// configured [`ClassroomOptions::client_ip_header`](crate::ClassroomOptions)
+/// when it holds one, else the connection's (None when neither is known).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl FromRequestParts<ClassroomState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ClassroomState) -> Result<Self, Self::Rejection> {
+        let forwarded = state.options.client_ip_header.as_ref().and_then(|name| {
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .next_back()
+                .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        });
+        let peer = || {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        };
+        Ok(Self(forwarded.or_else(peer)))
+    }
+}
+
+/// Most expired web sessions deleted by one statement of a sweep.
+pub const SWEEP_BATCH: usize = 1000;
+/// Most statements of one sweep (what is left waits for the next).
+pub const SWEEP_BATCHES: usize = 100;
+
+/// Deletes expired web sessions every
+/// [`ClassroomOptions::session_sweep`](crate::ClassroomOptions), whoever they
+/// belong to (a guest never signs in again, so nothing else would). Runs
+/// until dropped.
+pub async fn sweep_sessions(state: ClassroomState) {
+    let every = state.options.session_sweep;
+    loop {
+        tokio::time::sleep(every).await;
+        let mut swept = 0u64;
+        for _ in 0..SWEEP_BATCHES {
+            match state
+                .store
+                .delete_expired_web_sessions(now_ms(), SWEEP_BATCH)
+                .await
+            {
+                Ok(n) => {
+                    swept += n;
+                    if n < SWEEP_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "expired web sessions not swept; the next sweep tries again");
+                    break;
+                }
+            }
+        }
+        if swept > 0 {
+            tracing::info!(swept, "expired web sessions swept");
+        }
     }
 }
 
@@ -193,6 +266,11 @@ fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The id the store keeps a web session by: the SHA-256 of its cookie's token.
+pub fn session_id(token: &str) -> String {
+    hash_token(token)
 }
 
 /// SHA-256 of a token, hex. Tokens are 256 random bits: a fast hash is enough.

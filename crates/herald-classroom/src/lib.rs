@@ -2,8 +2,9 @@
 //! their features, with their HTTP API under `/classroom/api/`.
 //!
 //! One module per noun: [`accounts`] (sign-up, sign-in, sign-out, who am I,
-//! guests), [`auth`] (the session cookie and the CSRF check every
-//! state-changing request passes), [`courses`] (courses, join codes, the
+//! guests), [`auth`] (the session cookie, the CSRF check every
+//! state-changing request passes, the sweep of expired sessions),
+//! [`throttle`] (failed sign-ins per address and per account), [`courses`] (courses, join codes, the
 //! roster and roles), [`sessions`] (live sessions over HTTP: life, snapshot,
 //! token, log), [`demo`] (a demo lesson in one call). A live session is made of
 //! features, listed in [`features`]: [`hands`], [`roles`], [`here`] (who is
@@ -34,6 +35,7 @@ pub mod roles;
 pub mod sessions;
 pub mod slides;
 mod text;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +67,13 @@ pub struct ClassroomOptions {
     /// the visitor's cookies: the server's `cors_origins`, where `*` counts for
     /// nothing (herald_server::cors).
     pub allowed_origins: Vec<String>,
+    /// The header a reverse proxy in front sets to the client's address
+    /// (`x-forwarded-for`: its last entry), for the sign-in throttle; `None`:
+    /// the connection's address. Set it only when clients cannot reach Herald
+    /// but through that proxy, or they choose their own address.
+    pub client_ip_header: Option<axum::http::HeaderName>,
+    /// How often expired web sessions are deleted ([`auth::sweep_sessions`]).
+    pub session_sweep: Duration,
 }
 
 impl Default for ClassroomOptions {
@@ -73,6 +82,8 @@ impl Default for ClassroomOptions {
             secure_cookies: false,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             allowed_origins: Vec::new(),
+            client_ip_header: None,
+            session_sweep: Duration::from_secs(3600),
         }
     }
 }
@@ -88,6 +99,8 @@ pub struct ClassroomState {
     pub live: Arc<live::Live>,
     /// Bounds the password hashes computed at once ([`MAX_CONCURRENT_HASHES`]).
     hashing: Arc<Semaphore>,
+    /// Failed sign-ins per address and per account ([`throttle`]).
+    throttle: Arc<throttle::Throttle>,
 }
 
 impl ClassroomState {
@@ -106,6 +119,7 @@ impl ClassroomState {
             store,
             options: Arc::new(options),
             hashing: Arc::new(Semaphore::new(MAX_CONCURRENT_HASHES)),
+            throttle: Arc::new(throttle::Throttle::default()),
         })
     }
 }

@@ -159,6 +159,17 @@ fn route(
             };
         }
     }
+    // Each request knows the client's address (axum's `ConnectInfo`).
+    let peer = stream.peer_addr().ok();
+    let service = tower::ServiceExt::map_request(
+        router,
+        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            if let Some(p) = peer {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(p));
+            }
+            req
+        },
+    );
     // Shared, so that the socket is closed in stages once hyper is done with it
     // (unless an upgraded WebSocket still holds it).
     let socket = Arc::new(stream);
@@ -167,7 +178,7 @@ fn route(
         inner: Shared(socket.clone()),
     });
     let conn = builder
-        .serve_connection_with_upgrades(io, TowerToHyperService::new(router))
+        .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
         .into_owned();
     Box::pin(async move {
         let _ = watcher.watch(conn).await;

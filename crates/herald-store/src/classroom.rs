@@ -14,7 +14,8 @@
 //! - web sessions are stored by the SHA-256 of their token (the caller hashes);
 //!   the store hands back expired ones too: the caller compares `expires_at`
 //!   with its clock and deletes them. Creating a session deletes the user's
-//!   expired ones, so they do not pile up;
+//!   expired ones, and `delete_expired_web_sessions` anyone's (the classroom
+//!   sweeps them), so they do not pile up;
 //! - times (`created_at`) are the node's clock, Unix milliseconds;
 //! - a live session's `doc` (its state document, JSON) and `cursor` are opaque
 //!   text to the store: the classroom's sequencer writes them together with the
@@ -535,6 +536,13 @@ pub trait ClassroomStore: Send + Sync + 'static {
     /// # Errors
     /// [`ClassroomError::Unavailable`].
     async fn delete_web_session(&self, id: &str) -> Result<(), ClassroomError>;
+
+    /// Deletes at most `limit` web sessions (anyone's) that expired at or
+    /// before `now` (Unix milliseconds); returns how many.
+    ///
+    /// # Errors
+    /// [`ClassroomError::Unavailable`].
+    async fn delete_expired_web_sessions(&self, now: i64, limit: usize) -> Result<u64, ClassroomError>;
 
     /// Creates a course with a fresh id and unique join code, with `owner_id` as
     /// its first trainer.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use herald_classroom::ClassroomOptions;
 use herald_node::{Limits, NamespaceOptions, NodeConfig};
 use herald_server::ServerOptions;
@@ -122,6 +122,7 @@ struct FileTransport {
 #[serde(deny_unknown_fields)]
 struct FileClassroom {
     secure_cookies: Option<bool>,
+    client_ip_header: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -387,11 +388,20 @@ pub fn build(file: FileConfig, over: Overrides) -> anyhow::Result<Config> {
     if server.ws_ping.is_zero() || server.ws_idle_timeout <= server.ws_ping {
         bail!("transport.ws_idle_timeout must be longer than transport.ws_ping, and ws_ping above zero");
     }
+    let client_ip_header = match &file.classroom.client_ip_header {
+        None => None,
+        Some(h) => Some(
+            axum::http::HeaderName::from_bytes(h.trim().as_bytes()).map_err(|_| {
+                anyhow!("classroom.client_ip_header {h:?} is not a header name (e.g. x-forwarded-for)")
+            })?,
+        ),
+    };
     let classroom = ClassroomOptions {
         secure_cookies: over
             .classroom_secure_cookies
             .or(file.classroom.secure_cookies)
             .unwrap_or(false),
+        client_ip_header,
         ..ClassroomOptions::default()
     };
     Ok(Config {
@@ -506,6 +516,16 @@ mod tests {
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("postgres://h/a@b"), "postgres://h/a@b");
         assert_eq!(redact_url("sqlite"), "sqlite");
+    }
+
+    #[test]
+    fn classroom_client_ip_header_is_a_header_name() {
+        let parse = |t: &str| build(toml::from_str::<FileConfig>(t).unwrap(), Overrides::default());
+        assert_eq!(parse("").unwrap().classroom.client_ip_header, None);
+        let c = parse("[classroom]\nclient_ip_header = \"X-Forwarded-For\"").unwrap();
+        assert_eq!(c.classroom.client_ip_header.unwrap(), "x-forwarded-for");
+        let e = parse("[classroom]\nclient_ip_header = \"not a header\"").unwrap_err();
+        assert!(e.to_string().contains("client_ip_header"), "{e}");
     }
 
     #[test]

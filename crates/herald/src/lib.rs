@@ -211,6 +211,7 @@ pub async fn run_with(
     if let Some(tap) = hooks.classroom.take() {
         tap(&classroom);
     }
+    let sweeper = tokio::spawn(herald_classroom::auth::sweep_sessions(classroom.clone()));
     let extra = web::routes(node.clone(), config.demo_app).merge(herald_classroom::routes(classroom));
     let router = herald_server::router(state.clone(), extra);
     let started = Started {
@@ -221,6 +222,7 @@ pub async fn run_with(
     on_start(&started);
     tracing::info!(addr = %started.addr, "herald listening");
     let served = herald_server::serve(listener, router, state, shutdown).await;
+    sweeper.abort();
     // What closed connections and classroom changes left running (presence
     // leaves, broker unsubscribes, staged saves) ends before the process does.
     node.drain_io(herald_node::SHUTDOWN_IO_LIMIT).await;

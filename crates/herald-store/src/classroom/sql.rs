@@ -349,6 +349,19 @@ macro_rules! classroom_store {
                 Ok(())
             }
 
+            async fn delete_expired_web_sessions(&self, now: i64, limit: usize) -> Result<u64, ClassroomError> {
+                let done = sqlx::query(
+                    "DELETE FROM class_web_sessions WHERE id IN \
+                     (SELECT id FROM class_web_sessions WHERE expires_at <= $1 LIMIT $2)",
+                )
+                .bind(now)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .execute(&self.pool)
+                .await
+                .map_err(fail)?;
+                Ok(done.rows_affected())
+            }
+
             async fn create_course(&self, title: &str, owner_id: &str) -> Result<Course, ClassroomError> {
                 for _ in 0..MAX_ATTEMPTS {
                     let course = Course {

@@ -19,6 +19,7 @@ pub async fn run_all(store: &dyn ClassroomStore) {
     email_taken_any_case(store).await;
     web_sessions(store).await;
     expired_sessions_are_purged(store).await;
+    expired_sessions_are_swept(store).await;
     courses_and_join_codes(store).await;
     enrol_is_idempotent(store).await;
     enrol_unknown_course(store).await;
@@ -145,6 +146,45 @@ pub async fn expired_sessions_are_purged(store: &dyn ClassroomStore) {
     store.create_web_session(&fresh).await.unwrap();
     assert!(store.web_session(&old.id).await.unwrap().is_none(), "purged");
     assert!(store.web_session(&fresh.id).await.unwrap().is_some());
+}
+
+/// Expired sessions of anyone are swept in batches of at most the limit;
+/// sessions still valid stay.
+pub async fn expired_sessions_are_swept(store: &dyn ClassroomStore) {
+    let now = now_ms();
+    let mut expired = Vec::new();
+    for i in 0..3 {
+        let user = new_user(store, &format!("swept{i}.{}@example.org", suffix()), "S").await;
+        let s = WebSession {
+            id: format!("exp{:061x}", rand::random::<u128>()),
+            user_id: user.id.clone(),
+            csrf_hash: "a".into(),
+            created_at: now - 10_000,
+            expires_at: now - 1000 + i,
+        };
+        store.create_web_session(&s).await.unwrap();
+        expired.push(s);
+    }
+    let fresh = WebSession {
+        id: format!("fre{:061x}", rand::random::<u128>()),
+        expires_at: now + 60_000,
+        ..expired[0].clone()
+    };
+    store.create_web_session(&fresh).await.unwrap();
+    // One at most per call; other tests' expired sessions may be swept too.
+    assert_eq!(store.delete_expired_web_sessions(now, 1).await.unwrap(), 1);
+    for _ in 0..10_000 {
+        if store.delete_expired_web_sessions(now, 100).await.unwrap() == 0 {
+            break;
+        }
+    }
+    for s in &expired {
+        assert!(store.web_session(&s.id).await.unwrap().is_none(), "swept");
+    }
+    assert!(
+        store.web_session(&fresh.id).await.unwrap().is_some(),
+        "a valid session stays"
+    );
 }
 
 /// A course gets an id and a well-formed join code, its creator is its trainer,

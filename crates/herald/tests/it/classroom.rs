@@ -505,3 +505,178 @@ async fn accounts_and_sessions_are_shared_by_the_nodes_of_a_cluster() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Signs in with a wrong or right password from `address` (sent as
+/// `X-Forwarded-For`, which the server below trusts).
+async fn sign_in_from(
+    server: &TestServer,
+    address: &str,
+    email: &str,
+    password: &str,
+) -> (u16, Value, Option<u64>) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/classroom/api/auth/signin", server.url))
+        .header("x-forwarded-for", format!("198.51.100.1, {address}"))
+        .json(&json!({ "email": email, "password": password }))
+        .timeout(REQUEST_WAIT)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, res.json().await.unwrap(), retry)
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_account_and_per_address() {
+    use herald_classroom::throttle::{ACCOUNT_TRIES, ADDRESS_TRIES};
+    let server = TestServer::start_with(|c| {
+        c.classroom.client_ip_header = Some("x-forwarded-for".parse().unwrap());
+    })
+    .await;
+    let mut ada = Browser::new(&server);
+    ada.signup("ada@example.org", "Ada", "the right password").await;
+    let mut bob = Browser::new(&server);
+    bob.signup("bob@example.org", "Bob", "bob's own password").await;
+
+    // One account, guessed at from many addresses: its tries, then 429 with
+    // Retry-After, even for the right password; an unknown email alike.
+    for email in ["ada@example.org", "nobody@example.org"] {
+        for i in 0..ACCOUNT_TRIES {
+            let (status, v, _) = sign_in_from(&server, &format!("192.0.2.{i}"), email, "a wrong guess").await;
+            assert_eq!(
+                (status, code(&v)),
+                (401, "bad_credentials"),
+                "{email} try {i}: {v}"
+            );
+        }
+        for password in ["another guess", "the right password"] {
+            let (status, v, retry) = sign_in_from(&server, "192.0.2.200", email, password).await;
+            assert_eq!((status, code(&v)), (429, "rate_limited"), "{email}: {v}");
+            assert!(
+                retry.is_some_and(|s| (1..=60).contains(&s)),
+                "Retry-After {retry:?}"
+            );
+        }
+    }
+    // Other accounts are not held up.
+    let (status, v, _) = sign_in_from(&server, "192.0.2.201", "bob@example.org", "bob's own password").await;
+    assert_eq!(status, 200, "{v}");
+
+    // One address guessing across accounts: its tries (a few at a time),
+    // then 429 for any account; another address is not held up.
+    let guesses = (0..ADDRESS_TRIES).map(|i| {
+        let server = &server;
+        async move {
+            sign_in_from(
+                server,
+                "203.0.113.9",
+                &format!("user{i}@example.org"),
+                "a wrong guess",
+            )
+            .await
+        }
+    });
+    let mut answers = Vec::new();
+    let mut guesses = guesses.collect::<Vec<_>>().into_iter();
+    loop {
+        let batch: Vec<_> = guesses.by_ref().take(8).collect();
+        if batch.is_empty() {
+            break;
+        }
+        answers.extend(futures_util::future::join_all(batch).await);
+    }
+    assert!(
+        answers
+            .iter()
+            .all(|(s, v, _)| (*s, code(v)) == (401, "bad_credentials")),
+        "{answers:?}"
+    );
+    let (status, v, _) = sign_in_from(&server, "203.0.113.9", "bob@example.org", "bob's own password").await;
+    assert_eq!((status, code(&v)), (429, "rate_limited"), "{v}");
+    let (status, v, _) = sign_in_from(&server, "203.0.113.10", "bob@example.org", "bob's own password").await;
+    assert_eq!(status, 200, "{v}");
+    // Successes count for nothing: bob signs in again and again.
+    for _ in 0..ACCOUNT_TRIES + 2 {
+        let (status, v, _) =
+            sign_in_from(&server, "203.0.113.10", "bob@example.org", "bob's own password").await;
+        assert_eq!(status, 200, "{v}");
+    }
+
+    // Without client_ip_header, a client's X-Forwarded-For is not believed:
+    // its own address is held up whatever it claims.
+    let direct = TestServer::start().await;
+    let mut answers = Vec::new();
+    for chunk in (0..ADDRESS_TRIES).collect::<Vec<_>>().chunks(8) {
+        let batch = chunk.iter().map(|i| {
+            let direct = &direct;
+            async move {
+                sign_in_from(
+                    direct,
+                    &format!("192.0.2.{i}"),
+                    &format!("u{i}@example.org"),
+                    "guess",
+                )
+                .await
+            }
+        });
+        answers.extend(futures_util::future::join_all(batch).await);
+    }
+    assert!(answers.iter().all(|(s, _, _)| *s == 401), "{answers:?}");
+    let (status, v, _) = sign_in_from(&direct, "192.0.2.250", "someone@example.org", "guess").await;
+    assert_eq!((status, code(&v)), (429, "rate_limited"), "{v}");
+}
+
+#[tokio::test]
+async fn expired_web_sessions_are_swept() {
+    let server = TestServer::start_with(|c| {
+        c.classroom.session_ttl = std::time::Duration::from_secs(1);
+        c.classroom.session_sweep = std::time::Duration::from_millis(200);
+    })
+    .await;
+    // A guest never signs in again: nothing but the sweep removes its session.
+    let mut trainer = Browser::new(&server);
+    trainer.new_account("Tess").await;
+    let (_, v) = trainer.post("/courses", json!({ "title": "Physics" })).await;
+    let course = v["course"]["id"].as_str().unwrap().to_owned();
+    let join_code = v["course"]["join_code"].as_str().unwrap().to_owned();
+    let (status, _) = trainer
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/courses/{course}"),
+            json!({ "guests_allowed": true }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let res = reqwest::Client::new()
+        .post(format!("{}/classroom/api/auth/guest", server.url))
+        .json(&json!({ "code": join_code, "name": "Gus" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("herald_session="))
+        .unwrap();
+    let token = cookie["herald_session=".len()..cookie.find(';').unwrap()].to_owned();
+    let id = herald_classroom::auth::session_id(&token);
+    let store = herald_store::sqlite::SqliteStore::open(&server.data_dir().join("herald.db"))
+        .await
+        .unwrap();
+    use herald_store::ClassroomStore;
+    assert!(
+        store.web_session(&id).await.unwrap().is_some(),
+        "the guest's session is stored"
+    );
+    eventually("the expired session is swept", WAIT * 2, || async {
+        store.web_session(&id).await.unwrap().is_none().then_some(())
+    })
+    .await;
+}

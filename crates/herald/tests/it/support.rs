@@ -112,6 +112,11 @@ impl TestServer {
         }
     }
 
+    /// The server's data dir.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Shuts the server down gracefully and waits for it; returns the data dir.
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(s) = self.stop.take() {
