@@ -658,14 +658,7 @@ async fn expired_web_sessions_are_swept() {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let cookie = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("herald_session="))
-        .unwrap();
-    let token = cookie["herald_session=".len()..cookie.find(';').unwrap()].to_owned();
+    let token = session_cookie(&res);
     let id = herald_classroom::auth::session_id(&token);
     let store = herald_store::sqlite::SqliteStore::open(&server.data_dir().join("herald.db"))
         .await

@@ -232,13 +232,7 @@ async fn only_the_listed_users_publish_to_a_user_limited_channel_from_a_client()
         .request(serde_json::json!({"op": "publish", "channel": ch, "data": "again"}))
         .await;
     assert!(r.get("ok").is_some(), "{r}");
-    let h = server.history(&app, ch, "").await;
-    let data: Vec<&serde_json::Value> = h["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| &m["data"])
-        .collect();
+    let data = server.history_data(&app, ch).await;
     assert_eq!(
         data,
         ["from alice", "again"],

@@ -166,14 +166,8 @@ async fn five_apps_never_reach_each_other_on_any_endpoint_or_transport() {
 
     // Each app holds exactly its own: history, presence, channels, stats.
     for (app, _) in &apps {
-        let h = server.history(app, "secret", "").await;
-        let data: Vec<&serde_json::Value> = h["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| &m["data"])
-            .collect();
-        assert_eq!(data, [&json!(format!("secret of {}", app.name))], "{}", app.name);
+        let data = server.history_data(app, "secret").await;
+        assert_eq!(data, [json!(format!("secret of {}", app.name))], "{}", app.name);
         let p = server.presence(app, "secret").await;
         let members: Vec<&str> = p["members"]
             .as_array()

@@ -184,14 +184,7 @@ async fn no_secret_reaches_the_log_the_metrics_or_an_answer() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let cookie = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("herald_session="))
-        .unwrap();
-    let session = cookie["herald_session=".len()..cookie.find(';').unwrap()].to_owned();
+    let session = session_cookie(&res);
     secrets.push(("a session cookie".into(), session.clone()));
     let (status, v) = ada.signin("ada@example.org", password).await;
     assert_eq!(status, 200, "{v}");

@@ -624,6 +624,16 @@ impl TestServer {
         body
     }
 
+    /// The `data` of each message in `channel`'s history (newest 100).
+    pub async fn history_data(&self, app: &App, channel: &str) -> Vec<Value> {
+        self.history(app, channel, "").await["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["data"].clone())
+            .collect()
+    }
+
     /// The offsets in `channel`'s history (newest 1000).
     pub async fn history_offsets(&self, app: &App, channel: &str) -> Vec<u64> {
         self.history(app, channel, "limit=1000").await["messages"]
@@ -935,4 +945,16 @@ impl Tally {
             self.wrong.join("\n")
         );
     }
+}
+
+/// The value of the `herald_session` cookie a classroom answer sets.
+pub fn session_cookie(res: &reqwest::Response) -> String {
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("herald_session="))
+        .expect("a herald_session cookie");
+    cookie["herald_session=".len()..cookie.find(';').unwrap()].to_owned()
 }
