@@ -10,6 +10,8 @@ pub mod api;
 pub mod cors;
 mod direct;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod listener;
 pub mod longpoll;
 pub mod ops;

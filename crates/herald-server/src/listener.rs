@@ -221,23 +221,23 @@ async fn read_head(stream: &mut TcpStream, limit: Duration) -> Head {
 
 /// Which native path a request takes.
 #[derive(Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Sse,
     WebSocket,
 }
 
 /// A fresh SSE or WebSocket request, parsed.
-struct NativeRequest {
-    kind: Kind,
-    app: String,
-    query: Option<String>,
-    headers: HeaderMap,
+pub(crate) struct NativeRequest {
+    pub(crate) kind: Kind,
+    pub(crate) app: String,
+    pub(crate) query: Option<String>,
+    pub(crate) headers: HeaderMap,
 }
 
 /// The request in `head`, when it is one a native path serves: `GET
 /// /v1/apps/{app}/events` over HTTP/1.1 without a body or an upgrade, or a
 /// well-formed WebSocket upgrade `GET /v1/apps/{app}/ws` over HTTP/1.1.
-fn native_request(head: &[u8]) -> Option<NativeRequest> {
+pub(crate) fn native_request(head: &[u8]) -> Option<NativeRequest> {
     let mut raw = [httparse::EMPTY_HEADER; 48];
     let mut req = httparse::Request::new(&mut raw);
     match req.parse(head) {

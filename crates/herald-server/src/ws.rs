@@ -33,7 +33,7 @@ use crate::request::{token, Query};
 use crate::socket::Shared;
 use crate::AppState;
 
-mod codec;
+pub(crate) mod codec;
 use codec::{Incoming, WsConn, WsError};
 
 /// Authenticates a WebSocket request and opens its session. Shared by the axum

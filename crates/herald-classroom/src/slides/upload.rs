@@ -125,7 +125,7 @@ pub enum RenderError {
 /// [`RenderError`].
 pub async fn render_pdf(pdf: Vec<u8>) -> Result<Vec<Page>, RenderError> {
     let _permit = RENDERS.acquire().await.map_err(|_| RenderError::Unreadable)?;
-    match tokio::task::spawn_blocking(move || render_blocking(pdf)).await {
+    match tokio::task::spawn_blocking(move || render_blocking(pdf, PAGE_WIDTH, MAX_PAGE_HEIGHT)).await {
         Ok(result) => result,
         Err(e) => {
             tracing::warn!(error = %e, "rendering a PDF failed");
@@ -134,7 +134,15 @@ pub async fn render_pdf(pdf: Vec<u8>) -> Result<Vec<Page>, RenderError> {
     }
 }
 
-fn render_blocking(bytes: Vec<u8>) -> Result<Vec<Page>, RenderError> {
+/// [`render_pdf`] on this thread, with the same bounds, pages fitted into
+/// `width` x `max_height` pixels (the fuzz targets render small pages: the same
+/// parsing and drawing, fewer pixels to fill).
+#[cfg(feature = "fuzzing")]
+pub fn render_pdf_here(pdf: Vec<u8>, width: f32, max_height: f32) -> Result<Vec<Page>, RenderError> {
+    render_blocking(pdf, width, max_height)
+}
+
+fn render_blocking(bytes: Vec<u8>, width: f32, max_height: f32) -> Result<Vec<Page>, RenderError> {
     let started = Instant::now();
     let pdf = Pdf::new(bytes).map_err(|_| RenderError::Unreadable)?;
     let pages = pdf.pages();
@@ -157,9 +165,9 @@ fn render_blocking(bytes: Vec<u8>) -> Result<Vec<Page>, RenderError> {
         if !(w.is_finite() && h.is_finite() && w >= 1.0 && h >= 1.0) {
             return Err(RenderError::Unreadable);
         }
-        // Fit PAGE_WIDTH x MAX_PAGE_HEIGHT: a strange page size cannot ask
-        // for a huge pixmap.
-        let scale = (PAGE_WIDTH / w).min(MAX_PAGE_HEIGHT / h);
+        // Fit width x max_height (PAGE_WIDTH x MAX_PAGE_HEIGHT on the
+        // server): a strange page size cannot ask for a huge pixmap.
+        let scale = (width / w).min(max_height / h);
         let pixmap = render(
             page,
             &cache,
@@ -212,7 +220,11 @@ mod tests {
     #[test]
     fn garbage_is_unreadable() {
         assert!(matches!(
-            render_blocking(b"%PDF-1.4\nthis is not a pdf at all".to_vec()),
+            render_blocking(
+                b"%PDF-1.4\nthis is not a pdf at all".to_vec(),
+                PAGE_WIDTH,
+                MAX_PAGE_HEIGHT
+            ),
             Err(RenderError::Unreadable)
         ));
     }

@@ -72,6 +72,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsConn<S> {
         }
     }
 
+    /// The socket back (the fuzz targets read what was written to it).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn into_io(self) -> S {
+        self.io
+    }
+
     /// Frees the read buffer when it holds nothing.
     pub(crate) fn shrink(&mut self) {
         if self.buf.is_empty() && self.buf.capacity() > 0 {
