@@ -54,8 +54,12 @@ for t in "${targets[@]}"; do
   set +e
   # One job, one process: the machine's cores are shared. -timeout: one input
   # that takes longer is a finding (a hang); -rss_limit_mb: so is a blow-up.
+  dict=()
+  if [ -f "$t.dict" ]; then
+    dict=(-dict="$t.dict") # the words of a format, where mutations alone rarely spell them
+  fi
   cargo fuzz run "${flags[@]}" "$t" "$work/$t" "corpus/$t" -- \
-    -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1
+    -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" >"$log" 2>&1
   status=$?
   set -e
   runs=$(awk '/stat::number_of_executed_units/ {n = $2} END {print n}' "$log")

@@ -1,6 +1,7 @@
 //! Cursors, as clients send them back (`?cursor=`, `Last-Event-ID`, a WebSocket
-//! subscribe): whatever parses prints back to a cursor that parses to the same
-//! positions.
+//! subscribe, a long-poll body): whatever parses prints back to a cursor that
+//! parses to the same positions, in time proportional to the cursor (the unit
+//! test `a_cursor_at_its_limit_parses_in_linear_time` checks it at 128 KiB).
 #![no_main]
 
 use herald_protocol::cursor::MAX_CURSOR_LEN;
@@ -11,7 +12,15 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(c) = Cursor::parse(text) else {
+    let started = std::time::Instant::now();
+    let parsed = Cursor::parse(text);
+    // Linear time takes milliseconds at the limit; quadratic took 0.7 s.
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(500),
+        "parsing took {:?}",
+        started.elapsed()
+    );
+    let Ok(c) = parsed else {
         return;
     };
     assert!(text.len() <= MAX_CURSOR_LEN);

@@ -1,6 +1,7 @@
 //! Reading requests: query strings with repeated keys, bearer credentials,
 //! bounded JSON bodies. Every failure is an [`ApiError`] with the right code.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -104,10 +105,14 @@ impl Query {
     /// The `channel` parameters, validated, without duplicates.
     pub fn channels(&self) -> Result<Vec<ChannelName>, ApiError> {
         let mut out: Vec<ChannelName> = Vec::new();
+        // Duplicates found with a set, not a scan of `out`: a long-poll body of
+        // 256 KiB names 40 000 channels, and the scans took 3.5 s of CPU, before
+        // the token and the channel limit are checked.
+        let mut seen: HashSet<ChannelName> = HashSet::new();
         for c in self.all("channel") {
             let name = ChannelName::parse(c)
                 .map_err(|e| ApiError::new(ErrorCode::InvalidChannel, format!("channel {c:?}: {e}")))?;
-            if !out.contains(&name) {
+            if seen.insert(name.clone()) {
                 out.push(name);
             }
         }
@@ -362,6 +367,26 @@ pub async fn timed_body(State(clock): State<BodyClock>, req: Request, next: Next
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by running the sse_request fuzz target on a query at the size of
+    /// a long-poll body (256 KiB): the channels' duplicates were found in
+    /// quadratic time (3.5 s of CPU for 40 000 channels in a release build).
+    #[test]
+    fn many_channels_are_read_in_linear_time() {
+        let mut q: Vec<String> = (0..40_000).map(|i| format!("channel={i:x}")).collect();
+        q.push("channel=0&channel=9c3f".to_owned());
+        let query = Query::parse(Some(&q.join("&")));
+        let started = std::time::Instant::now();
+        let channels = query.channels().unwrap();
+        assert_eq!(channels.len(), 40_000, "duplicates are dropped");
+        assert_eq!(channels[0].as_str(), "0", "in the order given");
+        assert_eq!(channels[39_999].as_str(), "9c3f");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn a_body_is_held_to_its_time_and_rate() {

@@ -154,12 +154,25 @@ pub struct Overrides {
     pub classroom_secure_cookies: Option<bool>,
 }
 
+/// The longest duration any setting takes. Timeouts and TTLs are added to
+/// `Instant::now()` and turned into signed milliseconds; a duration of
+/// billions of years (which `humantime` reads) overflowed both: a panic in
+/// every connection's task (`request_head_timeout`), or idempotency keys that
+/// expired at once (`idempotency_window`). Found by fuzz/fuzz_targets/config.rs.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 fn duration(field: &str, raw: &Option<String>, default: Duration) -> anyhow::Result<Duration> {
     match raw {
         None => Ok(default),
-        Some(s) => humantime::parse_duration(s).with_context(|| {
-            format!("{field} = {s:?} is not a duration (examples: \"500ms\", \"25s\", \"10m\", \"1h\")")
-        }),
+        Some(s) => {
+            let d = humantime::parse_duration(s).with_context(|| {
+                format!("{field} = {s:?} is not a duration (examples: \"500ms\", \"25s\", \"10m\", \"1h\")")
+            })?;
+            if d > MAX_DURATION {
+                bail!("{field} = {s:?} is too long: at most 10 years (\"3650d\")");
+            }
+            Ok(d)
+        }
     }
 }
 
@@ -473,6 +486,27 @@ mod tests {
         assert!(bad("[limits]\nhub_lag = \"x\"").contains("limits.hub_lag"));
         assert!(bad("[limits]\nhub_backlog = 0").contains("limits.hub_backlog"));
         assert!(toml::from_str::<FileConfig>("lisen = \"x\"").is_err());
+    }
+
+    /// Found by the `config` fuzz target: durations past what a deadline or a
+    /// millisecond count can hold were accepted.
+    #[test]
+    fn durations_too_long_for_a_deadline_are_refused() {
+        let bad = |toml_text: &str| {
+            let file: FileConfig = toml::from_str(toml_text).unwrap();
+            build(file, Overrides::default()).unwrap_err().to_string()
+        };
+        let e = bad("[transport]\nrequest_head_timeout = \"300000000000y\"");
+        assert!(
+            e.contains("transport.request_head_timeout") && e.contains("at most 10 years"),
+            "{e}"
+        );
+        assert!(bad("idempotency_window = \"500000000y\"").contains("idempotency_window"));
+        assert!(bad("[namespaces.chat]\nhistory_ttl = \"11y\"").contains("namespaces.chat.history_ttl"));
+        let file: FileConfig = toml::from_str("[defaults]\nhistory_ttl = \"3650d\"").unwrap();
+        let c = build(file, Overrides::default()).unwrap();
+        assert_eq!(c.node.default_namespace.history_ttl, MAX_DURATION);
+        assert!(std::time::Instant::now().checked_add(MAX_DURATION).is_some());
     }
 
     #[test]
