@@ -67,7 +67,9 @@ for t in "${targets[@]}"; do
   cov=$(awk '{for (i = 1; i < NF; i++) if ($i == "cov:") n = $(i + 1)} END {print n}' "$log")
   if [ "$status" -ne 0 ]; then
     failed=1
-    summary+=("$(printf '%-16s FINDING (exit %s): see %s and artifacts/%s/' "$t" "$status" "fuzz/$log" "$t")")
+    shown=$log
+    [[ $log = /* ]] || shown="fuzz/$log"
+    summary+=("$(printf '%-16s FINDING (exit %s): see %s and fuzz/artifacts/%s/' "$t" "$status" "$shown" "$t")")
     grep -m5 -E "panicked|ERROR: libFuzzer|SUMMARY" "$log" || tail -20 "$log"
   else
     summary+=("$(printf '%-16s %10s runs %8s exec/s  cov %6s  no finding' "$t" "${runs:-?}" "${rate:-?}" "${cov:-?}")")

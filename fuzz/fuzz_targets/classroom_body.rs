@@ -101,6 +101,7 @@ async fn call(
     let mut req = Request::builder()
         .method(Method::from_bytes(method.as_bytes()).expect("a method"))
         .uri(path)
+        .header(header::HOST, "localhost")
         .header(header::CONTENT_TYPE, "application/json");
     if let Some(w) = who {
         req = req
